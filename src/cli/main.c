@@ -1,0 +1,70 @@
+/* main.c: the ppflow command: global options and dispatch to subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "util/log.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"run", pf_cmd_run, "run a flow once: fetch, extract, deliver, advance the checkpoint"},
+    {"test", pf_cmd_test, "fetch the first page or window and print records; writes nothing"},
+    {"validate", pf_cmd_validate, "check flow files and their templates without network access"},
+    {"templates", pf_cmd_templates, "list bundled templates, or show one's parameters"},
+    {"sinks", pf_cmd_sinks, "list the sinks available and their options"},
+    {"suggest", pf_cmd_suggest, "suggest record paths from a sample response"},
+    {"decode", pf_cmd_decode, "decode Proofpoint URL Defense links (v1, v2, v3) offline"},
+    {"jsonpath", pf_cmd_jsonpath, "evaluate an RFC 9535 JSONPath query against a JSON document"},
+    {"schedule", pf_cmd_schedule, "run flows on their schedules"},
+    {"status", pf_cmd_status, "show each flow's checkpoint and last run"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ppflow [--version] [--help] COMMAND [ARGS...]\n\n"
+               "ppflow pulls security records from Proofpoint's HTTP APIs and delivers them\n"
+               "to NDJSON files (and other sinks), resuming exactly where it stopped.\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n`ppflow COMMAND --help` describes a command.\n"
+               "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        if (argc > 2 && strcmp(cmd, "help") == 0) {
+            char *sub[] = {argv[2], "--help", NULL};
+            for (size_t i = 0; i < NCOMMANDS; i++)
+                if (strcmp(commands[i].name, argv[2]) == 0) return commands[i].fn(2, sub);
+        }
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0 || strcmp(cmd, "version") == 0) {
+        printf("ppflow %s\n", PPFLOW_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].name, cmd) == 0) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            pf_log_clear_secrets();
+            return rc;
+        }
+    }
+    fprintf(stderr, "ppflow: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,44 @@
+/* engine.h: running a flow.
+ *
+ * The engine plans the requests (time windows for windowed templates, one
+ * request otherwise), fetches each one, extracts the records, hands them to
+ * the sink, and advances the checkpoint only after the sink reports them
+ * durable. A run that stops for any reason (error, signal, SIGKILL) resumes
+ * from the last durable window: nothing is written twice, nothing skipped. */
+#ifndef PF_ENGINE_ENGINE_H
+#define PF_ENGINE_ENGINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "flow/flow.h"
+
+typedef struct pf_run_opts {
+    int test;           /* 1: first window/page only, print records, no sink, no checkpoint */
+    long limit;         /* test: records to print at most (< 0: all) */
+    FILE *out;          /* test: where records go (stdout) */
+    int sink_attempts;  /* attempts per batch when the sink answers RETRY; default 5 */
+    int64_t sink_backoff_ms; /* first delay between sink attempts; default 1000 */
+} pf_run_opts;
+
+void pf_run_opts_default(pf_run_opts *o);
+
+typedef struct pf_run_stats {
+    long long records;    /* records delivered (run) or printed (test) */
+    long long windows;    /* windows or pages completed */
+    long long planned;    /* windows planned (0 when not windowed) */
+    long long requests;   /* HTTP requests (or file reads) made */
+    long long bytes;      /* response bytes received */
+    int has_cursor;
+    int64_t cursor_ms;    /* checkpoint at the end of the run */
+    int64_t range_start_ms, range_end_ms; /* windowed: the planned range */
+    int clamped;          /* windowed: start moved to the retention limit */
+} pf_run_stats;
+
+/* Runs F once (or tests it, per O). Returns PF_OK when every planned window
+ * was delivered, PF_EINTERRUPTED when stopped by pf_http_set_cancel_flag's
+ * flag between windows, or the first error (ERR filled, secrets redacted).
+ * STATS is filled in every case. */
+pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, pf_error *err);
+
+#endif

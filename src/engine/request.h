@@ -1,0 +1,32 @@
+/* request.h: turning a flow and (optionally) a time window into an HTTP
+ * request: URL with percent-encoded query, headers, credentials.
+ *
+ * Placeholders `{name}` take the flow's parameter values; `{window_start}` and
+ * `{window_end}` the window's bounds (ISO 8601 UTC); `{principal}` and
+ * `{secret}` the credentials (auth headers only). A query parameter or header
+ * whose placeholder names an unset parameter is left out; a query value that
+ * is exactly one list placeholder is repeated once per value
+ * (threatStatus=active&threatStatus=cleared). A path placeholder must be set. */
+#ifndef PF_ENGINE_REQUEST_H
+#define PF_ENGINE_REQUEST_H
+
+#include "engine/window.h"
+#include "flow/flow.h"
+#include "util/buf.h"
+
+typedef struct pf_request {
+    const char *method;  /* borrowed from the template */
+    pf_buf url;
+    char **headers;      /* NULL-terminated "Name: value" array, owned */
+    size_t nheaders;
+    const char *user, *pass; /* borrowed from the flow; NULL: no Basic auth */
+} pf_request;
+
+/* Builds the request for F and window W (NULL for none) into REQ (which the
+ * caller zero-initialises). On failure REQ holds nothing that needs keeping
+ * but must still be freed with pf_request_free. */
+pf_status pf_request_build(const pf_flow *f, const pf_window *w, pf_request *req, pf_error *err);
+
+void pf_request_free(pf_request *req);
+
+#endif

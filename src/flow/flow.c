@@ -1,0 +1,535 @@
+/* flow.c: loading and validating flow files. */
+#include "flow/flow.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "flow/expand.h"
+#include "flow/yschema.h"
+#include "util/log.h"
+#include "util/paths.h"
+#include "util/timeutil.h"
+
+#define SECRET_FILE_MAX 65536
+
+void pf_flow_free(pf_flow *f)
+{
+    if (!f) return;
+    free(f->file);
+    free(f->name);
+    pf_template_free(f->tmpl);
+    free(f->base_url);
+    free(f->local_file);
+    free(f->principal);
+    if (f->secret) {
+        volatile char *p = f->secret;
+        while (*p) *p++ = 0;
+        free(f->secret);
+    }
+    for (size_t i = 0; i < f->nparams; i++) {
+        for (size_t j = 0; j < f->params[i].count; j++) free(f->params[i].values[j]);
+        free(f->params[i].values);
+    }
+    free(f->params);
+    free(f->http.ca_file);
+    free(f->http.client_cert);
+    free(f->http.client_key);
+    pf_sink_config_free(&f->sink);
+    free(f->state_path);
+    pf_ydoc_free(f->doc);
+    free(f);
+}
+
+const pf_param_value *pf_flow_param(const pf_flow *f, const char *name)
+{
+    for (size_t i = 0; i < f->nparams; i++)
+        if (strcmp(f->params[i].def->name, name) == 0) return &f->params[i];
+    return NULL;
+}
+
+const char *pf_flow_param_str(const pf_flow *f, const char *name)
+{
+    const pf_param_value *v = pf_flow_param(f, name);
+    return v && v->count ? v->values[0] : NULL;
+}
+
+const char *pf_param_check(const pf_param_def *p, const char *text)
+{
+    int64_t a, b;
+    char *end;
+    switch (p->type) {
+    case PF_PT_STRING: return NULL;
+    case PF_PT_INTEGER: {
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (!*text || *end || errno || isspace((unsigned char)*text)) return "an integer";
+        if ((p->has_min && v < p->min) || (p->has_max && v > p->max)) return "within bounds";
+        return NULL;
+    }
+    case PF_PT_BOOLEAN:
+        return strcmp(text, "true") == 0 || strcmp(text, "false") == 0 ? NULL : "true or false";
+    case PF_PT_DATETIME:
+        return pf_time_parse(text, &a, NULL) == PF_OK
+                   ? NULL
+                   : "an ISO 8601 date-time such as 2026-11-22T00:00:00Z";
+    case PF_PT_DURATION:
+        if (pf_duration_parse(text, &a, NULL) != PF_OK) return "a duration such as 30s, 5m, PT1H";
+        if ((p->has_min && a < p->min) || (p->has_max && a > p->max)) return "within bounds";
+        return NULL;
+    case PF_PT_INTERVAL:
+        if (pf_interval_parse(text, &a, &b, NULL) != PF_OK)
+            return "an ISO 8601 interval such as 2026-11-22T00:00:00Z/2026-11-22T06:00:00Z";
+        return b > a ? NULL : "an interval whose end is after its start";
+    case PF_PT_ENUM:
+    case PF_PT_LIST:
+        if (p->nvalues == 0) return NULL;
+        for (size_t i = 0; i < p->nvalues; i++)
+            if (strcmp(p->values[i], text) == 0) return NULL;
+        return "one of the allowed values";
+    }
+    return NULL;
+}
+
+/* Expands ${VAR} in node N's scalar into a new string, or NULL with a diagnostic. */
+static char *expand_node(const pf_ynode *n, const char *what, pf_diags *d)
+{
+    char *raw = pf_ys_string(n, what, d);
+    if (!raw) return NULL;
+    pf_buf out;
+    pf_buf_init(&out, 1u << 20);
+    size_t off = 0;
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_expand_env(raw, &out, &off, &e) != PF_OK) {
+        int col = n->col + (int)off + (n->plain ? 0 : 1);
+        pf_error_at(&e, e.code, n->file, n->line, col, "%s: %s", what, e.msg);
+        pf_diags_add(d, &e);
+        pf_buf_free(&out);
+        free(raw);
+        return NULL;
+    }
+    free(raw);
+    return pf_buf_steal(&out);
+}
+
+static void describe_allowed(const pf_param_def *p, char *buf, size_t n)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    if (p->nvalues) {
+        o += (size_t)snprintf(buf + o, n - o, " (one of:");
+        for (size_t i = 0; i < p->nvalues && o < n; i++)
+            o += (size_t)snprintf(buf + o, n - o, " %s", p->values[i]);
+        if (o < n) snprintf(buf + o, n - o, ")");
+    } else if (p->has_min || p->has_max) {
+        char lo[32] = "-inf", hi[32] = "+inf";
+        if (p->has_min) snprintf(lo, sizeof lo, "%lld", (long long)p->min);
+        if (p->has_max) snprintf(hi, sizeof hi, "%lld", (long long)p->max);
+        snprintf(buf, n, " (between %s and %s)", lo, hi);
+    }
+}
+
+static void load_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
+{
+    const pf_template *t = f->tmpl;
+    f->params = calloc(t->nparams ? t->nparams : 1, sizeof *f->params);
+    if (!f->params) {
+        pf_ys_error(d, params, PF_ENOMEM, "out of memory");
+        return;
+    }
+    if (params && !pf_ys_want_map(params, "source.params", d)) params = NULL;
+    /* Unknown parameter names. */
+    for (size_t i = 0; i < pf_ymap_size(params); i++) {
+        const pf_ynode *k = pf_ymap_key(params, i);
+        if (!pf_template_param(t, k->value)) {
+            char list[512] = "";
+            size_t o = 0;
+            for (size_t j = 0; j < t->nparams && o < sizeof list; j++)
+                o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", j ? ", " : "",
+                                      t->params[j].name);
+            pf_ys_error(d, k, PF_ECONFIG, "template %s has no parameter '%s' (parameters: %s)",
+                        t->name, k->value, t->nparams ? list : "none");
+        }
+    }
+    for (size_t i = 0; i < t->nparams; i++) {
+        const pf_param_def *p = &t->params[i];
+        const pf_ynode *v = pf_ymap_get(params, p->name);
+        if (v && pf_ynode_is_null(v)) v = NULL;
+        pf_param_value *pv = &f->params[f->nparams];
+        pv->def = p;
+        if (!v) {
+            if (p->required) {
+                pf_ys_error(d, params ? params : f->doc->root, PF_ECONFIG,
+                            "missing required parameter '%s' for template %s%s%s", p->name,
+                            t->name, p->description ? ": " : "",
+                            p->description ? p->description : "");
+                continue;
+            }
+            if (!p->ndefaults) continue;
+            pv->values = calloc(p->ndefaults, sizeof *pv->values);
+            if (!pv->values) continue;
+            for (size_t j = 0; j < p->ndefaults; j++)
+                if ((pv->values[j] = strdup(p->defaults[j]))) pv->count++;
+            pv->from_default = 1;
+            f->nparams++;
+            continue;
+        }
+        size_t count = v->kind == PF_Y_SEQ ? v->count : 1;
+        if (v->kind == PF_Y_SEQ && p->type != PF_PT_LIST) {
+            pf_ys_error(d, v, PF_ECONFIG, "parameter '%s' takes one %s value, not a list",
+                        p->name, pf_param_type_name(p->type));
+            continue;
+        }
+        if (v->kind == PF_Y_MAP) {
+            pf_ys_error(d, v, PF_ECONFIG, "parameter '%s' must be a %s, not a mapping", p->name,
+                        pf_param_type_name(p->type));
+            continue;
+        }
+        pv->values = calloc(count ? count : 1, sizeof *pv->values);
+        if (!pv->values) continue;
+        int bad = 0;
+        for (size_t j = 0; j < count; j++) {
+            const pf_ynode *item = v->kind == PF_Y_SEQ ? v->items[j] : v;
+            char *s = expand_node(item, p->name, d);
+            if (!s) {
+                bad = 1;
+                continue;
+            }
+            const char *problem = pf_param_check(p, s);
+            if (problem) {
+                char allowed[256];
+                describe_allowed(p, allowed, sizeof allowed);
+                pf_ys_error(d, item, PF_ECONFIG, "parameter '%s' must be %s%s, not '%s'", p->name,
+                            problem, allowed, s);
+                free(s);
+                bad = 1;
+                continue;
+            }
+            pv->values[pv->count++] = s;
+        }
+        f->nparams++;
+        if (bad) continue;
+    }
+}
+
+/* For time-window templates: the range starts from at most one of
+ * since_time, since_seconds and interval; interval already has an end. */
+static void check_window_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
+{
+    static const char *const starts[] = {"since_time", "since_seconds", "interval"};
+    if (f->tmpl->paging != PF_PAGING_TIME_WINDOW) return;
+    const char *first = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        const pf_param_value *v = pf_flow_param(f, starts[i]);
+        if (!v || v->from_default) continue;
+        if (first) {
+            const pf_ynode *n = pf_ymap_get(params, starts[i]);
+            pf_ys_error(d, n ? n : params, PF_ECONFIG,
+                        "give only one of since_time, since_seconds and interval (%s is "
+                        "already set)",
+                        first);
+        } else {
+            first = starts[i];
+        }
+    }
+    const pf_param_value *iv = pf_flow_param(f, "interval"), *uv = pf_flow_param(f, "until");
+    if (iv && !iv->from_default && uv && !uv->from_default) {
+        const pf_ynode *n = pf_ymap_get(params, "until");
+        pf_ys_error(d, n ? n : params, PF_ECONFIG,
+                    "until cannot be combined with interval (the interval has its own end)");
+    }
+}
+
+/* Reads a secret file, refusing one that other users can read. */
+static char *read_secret_file(const pf_ynode *n, const char *path, pf_diags *d)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        pf_ys_error(d, n, PF_ECONFIG, "cannot read secret_file %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        pf_ys_error(d, n, PF_ECONFIG,
+                    "secret_file %s is accessible by group or others (mode %03o); chmod 600 it",
+                    path, (unsigned)(st.st_mode & 0777));
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    pf_error e;
+    if (pf_read_file(path, SECRET_FILE_MAX, &text, &len, &e) != PF_OK) {
+        pf_ys_error(d, n, PF_ECONFIG, "secret_file: %s", e.msg);
+        return NULL;
+    }
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = '\0';
+    return text;
+}
+
+static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
+{
+    static const char *const keys[] = {"principal", "secret", "secret_file", NULL};
+    if (!auth) {
+        if (f->tmpl->auth != PF_AUTH_NONE && !f->tmpl->auth_optional && !f->local_file)
+            pf_ys_error(d, pf_ymap_get(f->doc->root, "source"), PF_ECONFIG,
+                        "template %s needs credentials: add source.auth with principal and "
+                        "secret (e.g. secret: ${PP_SECRET})",
+                        f->tmpl->name);
+        return;
+    }
+    if (!pf_ys_want_map(auth, "source.auth", d)) return;
+    pf_ys_check_keys(auth, keys, "source.auth", d);
+    const pf_ynode *x;
+    if ((x = pf_ymap_get(auth, "principal"))) f->principal = expand_node(x, "auth.principal", d);
+    const pf_ynode *sec = pf_ymap_get(auth, "secret"), *sf = pf_ymap_get(auth, "secret_file");
+    if (sec && sf) {
+        pf_ys_error(d, sf, PF_ECONFIG, "give either auth.secret or auth.secret_file, not both");
+    } else if (sec) {
+        if (sec->kind == PF_Y_SCALAR && !pf_expand_has_ref(sec->value))
+            pf_ys_error(d, sec, PF_ECONFIG,
+                        "auth.secret must come from the environment (${VAR}) or a secret_file, "
+                        "not be written in the flow file");
+        else
+            f->secret = expand_node(sec, "auth.secret", d);
+    } else if (sf) {
+        char *path = expand_node(sf, "auth.secret_file", d);
+        if (path) f->secret = read_secret_file(sf, path, d);
+        free(path);
+    }
+    if (f->secret) pf_log_add_secret(f->secret);
+    if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file && (!f->principal || !f->secret) &&
+        !f->tmpl->auth_optional)
+        pf_ys_error(d, auth, PF_ECONFIG, "template %s uses HTTP Basic auth: give principal and "
+                                         "secret",
+                    f->tmpl->name);
+}
+
+static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
+{
+    static const char *const keys[] = {"connect_timeout", "timeout",     "stall_timeout",
+                                       "max_attempts",    "backoff",     "backoff_max",
+                                       "retry_after_max", "max_body",    "verify_tls",
+                                       "ca_file",         "client_cert", "client_key",
+                                       NULL};
+    pf_flow_http *h = &f->http;
+    h->connect_timeout_ms = 10000;
+    h->timeout_ms = 300000;
+    h->low_speed_time_ms = 60000;
+    h->backoff_ms = 1000;
+    h->backoff_max_ms = 60000;
+    h->retry_after_max_ms = 900000;
+    h->max_attempts = 5;
+    h->max_body = 256u << 20;
+    h->verify_tls = 1;
+    if (!http || !pf_ys_want_map(http, "source.http", d)) return;
+    pf_ys_check_keys(http, keys, "source.http", d);
+    const pf_ynode *x;
+    if ((x = pf_ymap_get(http, "connect_timeout")))
+        pf_ys_duration(x, "connect_timeout", &h->connect_timeout_ms, d);
+    if ((x = pf_ymap_get(http, "timeout"))) pf_ys_duration(x, "timeout", &h->timeout_ms, d);
+    if ((x = pf_ymap_get(http, "stall_timeout")))
+        pf_ys_duration(x, "stall_timeout", &h->low_speed_time_ms, d);
+    if ((x = pf_ymap_get(http, "backoff"))) pf_ys_duration(x, "backoff", &h->backoff_ms, d);
+    if ((x = pf_ymap_get(http, "backoff_max")))
+        pf_ys_duration(x, "backoff_max", &h->backoff_max_ms, d);
+    if ((x = pf_ymap_get(http, "retry_after_max")))
+        pf_ys_duration(x, "retry_after_max", &h->retry_after_max_ms, d);
+    if ((x = pf_ymap_get(http, "max_attempts")))
+        pf_ys_int(x, "max_attempts", 1, 100, &h->max_attempts, d);
+    if ((x = pf_ymap_get(http, "max_body"))) pf_ys_size(x, "max_body", &h->max_body, d);
+    if ((x = pf_ymap_get(http, "verify_tls"))) pf_ys_bool(x, "verify_tls", &h->verify_tls, d);
+    if ((x = pf_ymap_get(http, "ca_file"))) h->ca_file = expand_node(x, "ca_file", d);
+    if ((x = pf_ymap_get(http, "client_cert"))) h->client_cert = expand_node(x, "client_cert", d);
+    if ((x = pf_ymap_get(http, "client_key"))) h->client_key = expand_node(x, "client_key", d);
+}
+
+static void load_sink(pf_flow *f, const pf_ynode *sink, pf_diags *d)
+{
+    if (!sink) {
+        pf_ys_error(d, f->doc->root, PF_ECONFIG, "flow has no sink (e.g. sink: {type: ndjson, "
+                                                 "path: out/records.ndjson})");
+        return;
+    }
+    if (!pf_ys_want_map(sink, "sink", d)) return;
+    const pf_ynode *type = pf_ymap_get(sink, "type");
+    if (!type) {
+        pf_ys_error(d, sink, PF_ECONFIG, "sink has no type (see `ppflow sinks`)");
+        return;
+    }
+    char *tname = pf_ys_string(type, "sink type", d);
+    if (!tname) return;
+    pf_error e;
+    pf_error_clear(&e);
+    const pf_sink_descriptor *desc = pf_sink_find(tname, &e);
+    free(tname);
+    if (!desc) {
+        pf_ys_error(d, type, e.code, "%s", e.msg);
+        return;
+    }
+    pf_sink_config_load(desc, sink, f->name, &f->sink, d);
+}
+
+static int valid_flow_name(const char *s)
+{
+    if (!*s || strlen(s) > 128) return 0;
+    for (; *s; s++)
+        if (!(isalnum((unsigned char)*s) || *s == '-' || *s == '_' || *s == '.')) return 0;
+    return 1;
+}
+
+/* Applies one --set override to the document tree. */
+static pf_status apply_override(pf_ydoc *doc, const pf_flow_override *o, int index, pf_diags *d)
+{
+    char path[512];
+    if (strchr(o->name, '.')) snprintf(path, sizeof path, "%s", o->name);
+    else snprintf(path, sizeof path, "source.params.%s", o->name);
+    pf_ynode *node = doc->root;
+    char *save = NULL;
+    char *part = strtok_r(path, ".", &save);
+    while (part) {
+        char *next = strtok_r(NULL, ".", &save);
+        if (!node || node->kind != PF_Y_MAP) {
+            pf_error e;
+            pf_error_at(&e, PF_ECONFIG, "--set", index, 1, "cannot set '%s': its parent is not a "
+                                                           "mapping",
+                        o->name);
+            pf_diags_add(d, &e);
+            return PF_ECONFIG;
+        }
+        if (!next) {
+            pf_ynode *v = pf_ynode_new_scalar(doc->file, 0, 0, o->value);
+            if (!v || pf_ymap_set(node, part, v) != PF_OK) {
+                pf_ynode_free(v);
+                return PF_ENOMEM;
+            }
+            /* Errors about this value point at the command line. */
+            v->file = "--set";
+            v->line = index;
+            v->col = (int)strlen(o->name) + 2;
+            break;
+        }
+        pf_ynode *child = pf_ymap_get(node, part);
+        if (!child) {
+            child = pf_ynode_new_map("--set", index, 1);
+            if (!child || pf_ymap_set(node, part, child) != PF_OK) {
+                pf_ynode_free(child);
+                return PF_ENOMEM;
+            }
+        }
+        node = child;
+        part = next;
+    }
+    return PF_OK;
+}
+
+pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t nsets,
+                       pf_flow **out, pf_diags *d)
+{
+    static const char *const top_keys[] = {"name", "description", "source", "sink", "state",
+                                           NULL};
+    static const char *const src_keys[] = {"template", "base_url", "file", "auth",
+                                           "params",   "http",     NULL};
+    static const char *const state_keys[] = {"path", NULL};
+    *out = NULL;
+    size_t before = d->count;
+    pf_flow *f = calloc(1, sizeof *f);
+    if (!f || !(f->file = strdup(path))) {
+        free(f);
+        pf_ys_error(d, NULL, PF_ENOMEM, "out of memory");
+        return PF_ENOMEM;
+    }
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_yaml_load_file(path, &f->doc, &e) != PF_OK) {
+        pf_diags_add(d, &e);
+        pf_flow_free(f);
+        return e.code;
+    }
+    if (!f->doc->root || f->doc->root->kind != PF_Y_MAP) {
+        pf_error_at(&e, PF_ECONFIG, path, f->doc->root ? f->doc->root->line : 1,
+                    f->doc->root ? f->doc->root->col : 1,
+                    "a flow must be a mapping with name, source and sink");
+        pf_diags_add(d, &e);
+        pf_flow_free(f);
+        return PF_ECONFIG;
+    }
+    for (size_t i = 0; i < nsets; i++) {
+        if (apply_override(f->doc, &sets[i], (int)i + 1, d) == PF_ENOMEM) {
+            pf_flow_free(f);
+            return PF_ENOMEM;
+        }
+    }
+    const pf_ynode *root = f->doc->root, *x;
+    pf_ys_check_keys(root, top_keys, "a flow", d);
+    if (!(x = pf_ymap_get(root, "name")))
+        pf_ys_error(d, root, PF_ECONFIG, "flow has no name");
+    else if ((f->name = pf_ys_string(x, "name", d)) && !valid_flow_name(f->name))
+        pf_ys_error(d, x, PF_ECONFIG, "flow name '%s' may use only letters, digits, '-', '_' "
+                                      "and '.'",
+                    f->name);
+
+    const pf_ynode *src = pf_ymap_get(root, "source");
+    if (!src) {
+        pf_ys_error(d, root, PF_ECONFIG, "flow has no source");
+    } else if (pf_ys_want_map(src, "source", d)) {
+        pf_ys_check_keys(src, src_keys, "source", d);
+        const pf_ynode *tn = pf_ymap_get(src, "template");
+        char *tname = tn ? pf_ys_string(tn, "source.template", d) : NULL;
+        if (!tn) pf_ys_error(d, src, PF_ECONFIG, "source has no template (see `ppflow templates`)");
+        if (tname) {
+            pf_diags td = {0};
+            if (pf_template_find(tname, &f->tmpl, &td) != PF_OK) {
+                /* A missing template is reported at the flow's position; a
+                 * broken one with the template file's own positions. */
+                for (size_t i = 0; i < td.count; i++) {
+                    if (td.items[i].code == PF_ENOTFOUND && !td.items[i].line)
+                        pf_ys_error(d, tn, PF_ECONFIG, "%s", td.items[i].msg);
+                    else
+                        pf_diags_add(d, &td.items[i]);
+                }
+            }
+            pf_diags_free(&td);
+            free(tname);
+        }
+        if ((x = pf_ymap_get(src, "file"))) f->local_file = expand_node(x, "source.file", d);
+        if ((x = pf_ymap_get(src, "base_url"))) {
+            f->base_url = expand_node(x, "source.base_url", d);
+            if (f->base_url && strncmp(f->base_url, "https://", 8) != 0 &&
+                strncmp(f->base_url, "http://", 7) != 0) {
+                pf_ys_error(d, x, PF_ECONFIG, "base_url must start with https:// or http://");
+            }
+        }
+        if (f->tmpl) {
+            if (!f->base_url) f->base_url = strdup(f->tmpl->base_url);
+            load_auth(f, pf_ymap_get(src, "auth"), d);
+            load_params(f, pf_ymap_get(src, "params"), d);
+            check_window_params(f, pf_ymap_get(src, "params"), d);
+        }
+        load_http(f, pf_ymap_get(src, "http"), d);
+    }
+    if (!f->http.max_attempts) load_http(f, NULL, d);
+    if (f->name) load_sink(f, pf_ymap_get(root, "sink"), d);
+
+    const pf_ynode *state = pf_ymap_get(root, "state");
+    if (!state) {
+        pf_ys_error(d, root, PF_ECONFIG, "flow has no state (e.g. state: {path: "
+                                         "state/flow.json}); it is where the checkpoint lives");
+    } else if (pf_ys_want_map(state, "state", d)) {
+        pf_ys_check_keys(state, state_keys, "state", d);
+        if (!(x = pf_ymap_get(state, "path")))
+            pf_ys_error(d, state, PF_ECONFIG, "state has no path");
+        else
+            f->state_path = expand_node(x, "state.path", d);
+    }
+
+    if (d->count > before || d->oom) {
+        pf_status st = d->count > before ? d->items[before].code : PF_ENOMEM;
+        pf_flow_free(f);
+        return st;
+    }
+    *out = f;
+    return PF_OK;
+}

@@ -1,0 +1,222 @@
+/* http.h: the one place that talks to libcurl.
+ *
+ * A pf_http_client performs HTTP requests with Basic auth, extra headers,
+ * timeouts, TLS verification (on by default), the usual proxy environment
+ * variables (http_proxy, HTTPS_PROXY, NO_PROXY: libcurl's defaults, not
+ * disabled), gzip/deflate decoding, a capped response body, optional
+ * same-policy redirects, and retries with exponential backoff and jitter.
+ *
+ * Retry classification (pf_http_retry_decide):
+ *   retried:      connection failures, resets, timeouts (connect, total, stall),
+ *                 truncated bodies, garbled replies (PF_ENET); a body whose
+ *                 gzip/deflate encoding is corrupt (PF_EDATA: often a broken
+ *                 proxy or a cut connection, and bounded by max_attempts);
+ *                 HTTP 429, 500, 502, 503, 504 (Retry-After honoured).
+ *   not retried:  every other status >= 300 (400, 401, 403, 404, other 4xx,
+ *                 501, ...), the body cap (PF_ETOOBIG), TLS verification or
+ *                 TLS configuration failures (PF_ECONFIG), invalid requests
+ *                 (PF_EINVAL), cancellation (PF_EINTERRUPTED), and any
+ *                 status returned by a caller's body callback.
+ *
+ * Secrets: credentials are never accepted in URLs (PF_EINVAL). The Basic
+ * password, the encoded "user:pass" token and the values of credential-like
+ * headers (see pf_http_fetch) are registered with pf_log_add_secret, so the
+ * log module redacts them; error messages built from server text are
+ * redacted the same way before they reach pf_error. Logs show URLs as
+ * scheme://host[:port]/path only (no query).
+ *
+ * Threads: a client is used by one thread at a time; use one client per
+ * thread. pf_http_set_cancel_flag is process-wide. */
+#ifndef PF_HTTP_HTTP_H
+#define PF_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/buf.h"
+#include "util/status.h"
+
+/* Jitter applied to the exponential backoff delay D (pf_http_opts.jitter). */
+enum {
+    PF_HTTP_JITTER_EQUAL = 0, /* D/2 + random[0, D/2] (default: delay still grows) */
+    PF_HTTP_JITTER_FULL = 1,  /* random[0, D] */
+    PF_HTTP_JITTER_NONE = 2,  /* exactly D */
+};
+
+typedef struct pf_http_opts {
+    long connect_timeout_ms; /* default 10000; 0 = libcurl's default (300 s) */
+    long timeout_ms;         /* whole transfer, per attempt; default 300000; 0 = none */
+    long low_speed_limit;    /* bytes/s below which a transfer is stalled; default 1 */
+    long low_speed_time_s;   /* ... for this long; default 60; 0 = no stall detection */
+    size_t max_body;         /* response body cap in bytes; default 256 MiB; > 0 */
+    int max_attempts;        /* default 5 (1 = no retry); >= 1 */
+    long backoff_base_ms;    /* delay before attempt 2; doubles each time; default 1000 */
+    long backoff_max_ms;     /* cap of the backoff delay; default 60000 */
+    long
+        retry_after_max_ms; /* a Retry-After above this fails instead of sleeping; default 15 min */
+    int jitter;             /* PF_HTTP_JITTER_*; default PF_HTTP_JITTER_EQUAL */
+    int verify_tls;         /* default 1; 0 disables peer and host checks (logs a warning) */
+    const char *ca_file;    /* PEM CA bundle instead of the system one; NULL = unset */
+    const char *client_cert;     /* PEM client certificate; NULL = unset */
+    const char *client_key;      /* PEM private key of client_cert; NULL = unset */
+    const char *client_key_pass; /* passphrase of client_key (a secret); NULL = unset */
+    int follow_redirects;        /* default 0: a 3xx is returned as PF_EHTTP */
+    int max_redirects;           /* when following; default 5 */
+    const char *user_agent;      /* default "ppflow/<version>" */
+} pf_http_opts;
+
+/* Fills O with the defaults above. O: not NULL. */
+void pf_http_opts_default(pf_http_opts *o);
+
+typedef struct pf_http_request {
+    const char *method; /* "GET" (also when NULL), "POST", "PUT", "PATCH", "DELETE", "HEAD" */
+    const char *url;    /* complete http(s) URL, query included; no user:pass@ */
+    const char *const *headers; /* NULL-terminated "Name: value" array; may be NULL */
+    const char *basic_user;     /* Basic auth when not NULL (no ':' allowed) */
+    const char *basic_pass;     /* with basic_user; NULL means "" */
+    const char *body;           /* request body; NULL when body_len == 0 */
+    size_t body_len;
+} pf_http_request;
+
+#define PF_HTTP_CONTENT_TYPE_MAX 128
+
+typedef struct pf_http_response {
+    long status; /* final HTTP status; 0 when no response arrived */
+    pf_buf body; /* final body (capped); empty when streamed to a body_fn */
+    char content_type[PF_HTTP_CONTENT_TYPE_MAX]; /* "" when absent; printable ASCII only */
+    long retry_after_ms; /* Retry-After of the final response in ms, -1 when absent */
+    int attempts;        /* attempts made (redirect hops within one attempt do not count) */
+} pf_http_response;
+
+/* Initialises R as empty (status 0, no body, retry_after_ms -1). Allocates nothing. */
+void pf_http_response_init(pf_http_response *r);
+
+/* Frees the body; R may be NULL. R can be reused after pf_http_response_init. */
+void pf_http_response_free(pf_http_response *r);
+
+/* Streaming body consumer. Called with the body bytes of a 2xx response
+ * instead of storing them in resp->body (bodies of other statuses are still
+ * stored, for the error message). Returning non-PF_OK aborts the transfer and
+ * pf_http_fetch returns that status (with the callback's own message if it
+ * filled none, a generic one) and does not retry. Because retries restart the
+ * body, the callback gets a `reset` call (P == NULL, N == 0) before every
+ * attempt after the first; a non-PF_OK return from it also stops. */
+typedef pf_status (*pf_http_body_fn)(void *ud, const char *p, size_t n);
+
+typedef struct pf_http_client pf_http_client;
+
+/* Creates a client with options O (NULL = defaults). Strings in O are copied.
+ * Initialises libcurl once per process (thread-safe). Logs a warning when
+ * verify_tls is 0. Registers client_key_pass as a secret.
+ * Returns PF_OK and *OUT (free with pf_http_client_free); PF_EINVAL for
+ * out-of-range options; PF_ECONFIG when ca_file, client_cert or client_key
+ * is not a readable file; PF_ENOMEM. On failure *OUT is unchanged. */
+pf_status pf_http_client_new(const pf_http_opts *o, pf_http_client **out, pf_error *err);
+
+/* Frees C (and closes its connections); C may be NULL. */
+void pf_http_client_free(pf_http_client *c);
+
+/* Performs REQ with retries per the policy above, reusing C's connections.
+ *
+ * REQ and everything it points to are borrowed for the call. Header names
+ * must be RFC 9110 tokens; CR, LF (and so NUL) in names or values, or a
+ * missing ':' are PF_EINVAL before anything is sent. Values of the headers
+ * Authorization, Proxy-Authorization, Cookie and of any header whose name
+ * contains "auth", "token", "key", "secret", "pass", "session", "cookie" or
+ * "signature" (case-insensitive) are registered as log secrets and, like
+ * Basic auth, are not sent after a redirect to another scheme/host/port.
+ *
+ * Redirects (opts.follow_redirects): 301, 302, 303, 307, 308 are followed up
+ * to max_redirects hops (more is PF_EHTTP); http and https only, never from
+ * https to http; 303 (and 301/302 after POST) continue as GET without body.
+ *
+ * RESP: initialised by the caller (pf_http_response_init) or NULL; its
+ * previous contents are replaced; filled (status, body, content type) in
+ * every case where a response arrived, including errors; the caller frees it.
+ * BODY_FN: NULL to collect the body in resp->body; UD is passed to it.
+ * ERR: may be NULL; err->retriable is set as documented below.
+ *
+ * Returns:
+ *   PF_OK            the final status is 2xx (204: empty body);
+ *   PF_EHTTP         a non-retriable status, or a retriable one after the
+ *                    last attempt or with a Retry-After above
+ *                    retry_after_max_ms; retriable = 0; message
+ *                    "HTTP 401 from <scheme://host/path>: <server text>"
+ *                    where server text is the first 300 bytes of the body,
+ *                    printable ASCII only, secrets redacted;
+ *   PF_ENET          transport failure after the last attempt; retriable = 1
+ *                    (a later run may succeed);
+ *   PF_EDATA         corrupt content encoding after the last attempt; retriable = 1;
+ *   PF_ETOOBIG       the 2xx body exceeds opts.max_body (also when streaming);
+ *   PF_ECONFIG       TLS verification or TLS setup failed (CA file, client cert);
+ *   PF_EINVAL        an invalid request (method, URL, header, auth);
+ *   PF_EINTERRUPTED  the cancel flag was raised (during a transfer or a backoff sleep);
+ *   PF_ENOMEM;
+ *   any status returned by BODY_FN. */
+pf_status pf_http_fetch(pf_http_client *c, const pf_http_request *req, pf_http_body_fn body_fn,
+                        void *ud, pf_http_response *resp, pf_error *err);
+
+/* The retry policy as a pure function (used by pf_http_fetch, reusable by
+ * the engine). ATTEMPT: 1-based number of the attempt that just failed.
+ * TRANSPORT: PF_OK when a response arrived (then HTTP_STATUS is its status),
+ * else the transport status (HTTP_STATUS ignored). RETRY_AFTER_MS: the
+ * response's Retry-After in ms, or -1.
+ * Returns 1 to retry, with *DELAY_MS set: RETRY_AFTER_MS exactly when it is
+ * >= 0, else min(backoff_max_ms, backoff_base_ms * 2^(ATTEMPT-1)) with
+ * o->jitter applied using the xorshift state *RNG_STATE (updated; NULL = no
+ * jitter). Returns 0 (and *DELAY_MS = 0) when the outcome is not retriable,
+ * ATTEMPT >= o->max_attempts, or RETRY_AFTER_MS > o->retry_after_max_ms.
+ * O: not NULL. DELAY_MS: may be NULL. */
+int pf_http_retry_decide(const pf_http_opts *o, int attempt, pf_status transport, long http_status,
+                         long retry_after_ms, uint64_t *rng_state, long *delay_ms);
+
+/* Parses a Retry-After header value (surrounding spaces allowed): delta
+ * seconds ("120") or an HTTP-date ("Sun, 06 Nov 1994 08:49:37 GMT", also
+ * the RFC 850 and asctime forms) relative to NOW_MS (ms since the epoch).
+ * Returns milliseconds >= 0 (0 for a date in the past; LONG_MAX when the
+ * value is too large to represent), or -1 when VALUE is NULL or invalid. */
+long pf_http_parse_retry_after(const char *value, int64_t now_ms);
+
+/* Appends NAME=VALUE to the query of the URL held in URL, percent-encoding
+ * both (RFC 3986 unreserved characters are kept; space becomes %20). The
+ * URL is parsed and re-serialised by libcurl's URL API (CURLU), so it may be
+ * normalised (e.g. "http://h" becomes "http://h/?a=1").
+ * NAME must be non-empty; CR, LF (and so NUL) in NAME or VALUE are PF_EINVAL.
+ * Returns PF_OK; PF_EINVAL (bad name/value, URL not parseable); PF_ETOOBIG
+ * (result above URL's cap); PF_ENOMEM. On failure URL is unchanged. */
+pf_status pf_http_url_add_query(pf_buf *url, const char *name, const char *value, pf_error *err);
+
+/* Joins BASE ("http://127.0.0.1:8080", or with a path prefix such as
+ * "https://h/api/", no query or fragment) and PATH ("/v2/siem/all", a
+ * missing leading '/' is added; may carry a query) and validates the result:
+ * scheme http or https, a host, no user:pass@, no CR/LF/space.
+ * OUT: initialised pf_buf; on success its contents are replaced by the
+ * normalised URL; on failure it is unchanged.
+ * Returns PF_OK, PF_EINVAL (invalid base, path or result), PF_ETOOBIG (OUT's
+ * cap) or PF_ENOMEM. */
+pf_status pf_http_url_join(const char *base, const char *path, pf_buf *out, pf_error *err);
+
+/* Checks that URL is an absolute http(s) URL with a host and no credentials.
+ * Returns PF_OK or PF_EINVAL (message names what is wrong, never the URL's
+ * userinfo), PF_ENOMEM. */
+pf_status pf_http_url_check(const char *url, pf_error *err);
+
+/* Writes the loggable form of URL, "scheme://host[:port]/path" (no
+ * userinfo, query or fragment), into OUT (size N > 0, always terminated);
+ * "<invalid URL>" when URL does not parse. */
+void pf_http_url_for_log(const char *url, char *out, size_t n);
+
+/* Registers FLAG as the process-wide cancel flag (NULL: none). When *FLAG
+ * becomes non-zero (e.g. set by a SIGTERM handler), a running transfer is
+ * aborted within about a second and a backoff sleep within 50 ms, and
+ * pf_http_fetch returns PF_EINTERRUPTED. Set it before starting fetches. */
+void pf_http_set_cancel_flag(volatile int *flag);
+
+/* Returns 1 when the registered cancel flag is set, else 0. */
+int pf_http_cancel_requested(void);
+
+/* Sleeps MS milliseconds in steps of at most 50 ms, checking the cancel
+ * flag. Returns PF_OK, or PF_EINTERRUPTED as soon as the flag is seen. */
+pf_status pf_http_sleep_ms(long ms);
+
+#endif

@@ -1,0 +1,64 @@
+/* registry.h: finding sinks by name and running one on the host side.
+ *
+ * Built-in sinks (NDJSON) are linked in; plugins are shared objects loaded
+ * with dlopen from the plugin search path. The registry checks the ABI version
+ * and descriptor size, validates a flow's options against the sink's option
+ * table, and wraps the descriptor's callbacks for the engine. */
+#ifndef PF_SINK_REGISTRY_H
+#define PF_SINK_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "flow/yaml.h"
+#include "sink/ppflow_sink.h"
+#include "util/diag.h"
+#include "util/status.h"
+
+/* The descriptor for sink NAME, or NULL with PF_ENOTFOUND in ERR. The
+ * descriptor stays valid for the life of the process. */
+const pf_sink_descriptor *pf_sink_find(const char *name, pf_error *err);
+
+/* Calls FN for every sink found (built-ins first). */
+void pf_sink_each(void (*fn)(void *ud, const pf_sink_descriptor *d), void *ud);
+
+/* A flow's sink configuration: the option values as text, validated. */
+typedef struct pf_sink_config {
+    const pf_sink_descriptor *desc;
+    char **keys, **values; /* owned; values already ${VAR}-expanded */
+    size_t count;
+    char *flow_name;
+} pf_sink_config;
+
+/* Validates the sink mapping NODE (its `type` key excluded) against the
+ * descriptor's option table, adding positioned problems to DIAGS, and fills
+ * CFG. Returns PF_OK when there was no problem. */
+pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *node,
+                              const char *flow_name, pf_sink_config *cfg, pf_diags *diags);
+
+/* The value of KEY (the default when unset), or NULL. */
+const char *pf_sink_config_get(const pf_sink_config *cfg, const char *key);
+
+/* Sets KEY to VALUE (used for command-line overrides). PF_ENOMEM on failure. */
+pf_status pf_sink_config_set(pf_sink_config *cfg, const char *key, const char *value);
+
+void pf_sink_config_free(pf_sink_config *cfg);
+
+/* An open sink. */
+typedef struct pf_sink pf_sink;
+
+/* Opens the configured sink. PF_ESINK with the sink's message on failure;
+ * err->retriable set when the sink answered PF_SINK_RETRY. */
+pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, size_t nstreams,
+                       const char *resume, pf_sink **out, pf_error *err);
+
+/* Writes N records; outcome as the descriptor's write. */
+pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, pf_error *err);
+
+/* Commits; *TOKEN is owned by the sink until the next call. */
+pf_sink_result pf_sink_commit(pf_sink *s, const char **token, pf_error *err);
+
+/* Closes and frees S. NULL accepted. */
+void pf_sink_close(pf_sink *s);
+
+#endif

@@ -1,0 +1,53 @@
+/* state.h: a flow's checkpoint file.
+ *
+ * The checkpoint holds the cursor (the end of the last time window whose
+ * records the sink reported durable), the sink's resume token from that same
+ * commit, and a summary of the last run. It is written atomically (temporary
+ * file, fsync, rename, fsync of the directory), so a crash leaves the old or
+ * the new checkpoint, never a torn one. It never holds credentials. */
+#ifndef PF_STATE_STATE_H
+#define PF_STATE_STATE_H
+
+#include <stdint.h>
+
+#include "util/status.h"
+
+#define PF_STATE_VERSION 1
+
+typedef struct pf_state {
+    int has_cursor;
+    int64_t cursor_ms;       /* valid when has_cursor */
+    char *template_name;     /* template the cursor belongs to; NULL when unknown */
+    char *sink_type;         /* sink the token belongs to; NULL when none */
+    char *sink_token;        /* JSON text from the sink's last commit; NULL when none */
+    /* Last run summary (informational). */
+    int64_t run_started_ms, run_ended_ms;
+    char *run_outcome;       /* "ok", "failed", "running"; NULL when never run */
+    long long run_records;
+    long long run_windows;
+    char *run_error;         /* NULL when none */
+} pf_state;
+
+/* Loads PATH into ST (which the caller zero-initialises). A missing file is
+ * not an error: ST stays empty. PF_ESTATE with a message when the file exists
+ * but is unreadable, not JSON, or of another version. */
+pf_status pf_state_load(const char *path, pf_state *st, pf_error *err);
+
+/* Writes ST for flow FLOW_NAME to PATH atomically. */
+pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name,
+                        pf_error *err);
+
+/* Replaces a string field (copies VALUE, NULL clears). PF_ENOMEM on failure
+ * with the field unchanged. */
+pf_status pf_state_set_str(char **field, const char *value);
+
+/* Frees every field; ST may be NULL. Leaves ST zeroed. */
+void pf_state_free(pf_state *st);
+
+/* Takes an exclusive advisory lock on PATH + ".lock" (created 0600) without
+ * waiting. Returns a descriptor to pass to pf_state_unlock, or -1 with ERR
+ * set (PF_ESTATE "flow is being run by another ppflow process (pid N)"). */
+int pf_state_lock(const char *path, pf_error *err);
+void pf_state_unlock(int fd);
+
+#endif

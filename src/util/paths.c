@@ -1,0 +1,191 @@
+/* paths.c: search paths, mkdir -p, atomic replace, bounded reads. */
+#include "util/paths.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef PPFLOW_BUILD_SINK_DIR
+#define PPFLOW_BUILD_SINK_DIR ""
+#endif
+
+void pf_paths_free(char **dirs, size_t n)
+{
+    if (!dirs) return;
+    for (size_t i = 0; i < n; i++) free(dirs[i]);
+    free(dirs);
+}
+
+int pf_paths_running_from_build(void)
+{
+    /* PPFLOW_BUILD_SINK_DIR is <build>/sinks; the build root is its parent. */
+    char exe[PATH_MAX], build[PATH_MAX];
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l <= 0) return 0;
+    exe[l] = '\0';
+    snprintf(build, sizeof build, "%s", PPFLOW_BUILD_SINK_DIR);
+    char *slash = strrchr(build, '/');
+    if (!slash || slash == build) return 0;
+    *slash = '\0';
+    char real[PATH_MAX];
+    if (!realpath(build, real)) return 0;
+    size_t bl = strlen(real);
+    return strncmp(exe, real, bl) == 0 && exe[bl] == '/';
+}
+
+static int push(char ***v, size_t *n, size_t *alloc, const char *s, size_t len)
+{
+    if (len == 0) return 0;
+    if (*n == *alloc) {
+        size_t na = *alloc ? *alloc * 2 : 8;
+        char **p = realloc(*v, na * sizeof *p);
+        if (!p) return -1;
+        *v = p;
+        *alloc = na;
+    }
+    char *c = strndup(s, len);
+    if (!c) return -1;
+    (*v)[(*n)++] = c;
+    return 0;
+}
+
+pf_status pf_paths_search_dirs(const char *envvar, const char *build_dir, const char *install_dir,
+                               char ***dirs, size_t *n)
+{
+    char **v = NULL;
+    size_t cnt = 0, alloc = 0;
+    const char *env = envvar ? getenv(envvar) : NULL;
+    int bad = 0;
+    if (env) {
+        for (const char *p = env;;) {
+            const char *c = strchr(p, ':');
+            size_t len = c ? (size_t)(c - p) : strlen(p);
+            if (push(&v, &cnt, &alloc, p, len) != 0) bad = 1;
+            if (!c) break;
+            p = c + 1;
+        }
+    }
+    if (!bad && build_dir && pf_paths_running_from_build())
+        bad = push(&v, &cnt, &alloc, build_dir, strlen(build_dir)) != 0;
+    if (!bad && install_dir) bad = push(&v, &cnt, &alloc, install_dir, strlen(install_dir)) != 0;
+    if (bad) {
+        pf_paths_free(v, cnt);
+        return PF_ENOMEM;
+    }
+    *dirs = v;
+    *n = cnt;
+    return PF_OK;
+}
+
+pf_status pf_mkdirs_for(const char *path, pf_error *err)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        return pf_error_set(err, PF_EINVAL, "path too long: %s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash || slash == buf) return PF_OK;
+    *slash = '\0';
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+                return pf_error_set(err, PF_EIO, "cannot create directory %s: %s", buf,
+                                    strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return PF_OK;
+}
+
+pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, pf_error *err)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return pf_error_set(err, PF_EINVAL, "path too long: %s", path);
+    pf_status st = pf_mkdirs_for(path, err);
+    if (st != PF_OK) return st;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return pf_error_set(err, PF_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            return pf_error_set(err, PF_EIO, "cannot write %s: %s", tmp, strerror(e));
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return pf_error_set(err, PF_EIO, "cannot sync %s: %s", tmp, strerror(e));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return pf_error_set(err, PF_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(e));
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
+    else snprintf(dir, sizeof dir, ".");
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return PF_OK;
+}
+
+pf_status pf_read_file(const char *path, size_t max, char **out, size_t *len, pf_error *err)
+{
+    *out = NULL;
+    if (len) *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return pf_error_set(err, errno == ENOENT ? PF_ENOTFOUND : PF_EIO, "cannot open %s: %s",
+                            path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    pf_status st = PF_OK;
+    while (buf) {
+        if (n + 1 >= cap) {
+            if (cap > max) {
+                st = pf_error_set(err, PF_ETOOBIG, "%s is larger than %zu bytes", path, max);
+                break;
+            }
+            char *p = realloc(buf, cap * 2);
+            if (!p) break;
+            buf = p;
+            cap *= 2;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) break;
+    }
+    if (!buf || (st == PF_OK && n + 1 >= cap && !feof(f)))
+        st = st != PF_OK ? st : pf_error_set(err, PF_ENOMEM, "out of memory reading %s", path);
+    if (st == PF_OK && ferror(f)) st = pf_error_set(err, PF_EIO, "cannot read %s", path);
+    if (st == PF_OK && n > max)
+        st = pf_error_set(err, PF_ETOOBIG, "%s is larger than %zu bytes", path, max);
+    fclose(f);
+    if (st != PF_OK) {
+        free(buf);
+        return st;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len) *len = n;
+    return PF_OK;
+}
