@@ -30,7 +30,7 @@ enum { ONE_OK = 0, ONE_FAILED = 1, ONE_FATAL = -1 };
 
 static void usage(FILE *f)
 {
-    fputs("Usage: ppflow decode [--json] URL...\n"
+    fputs("usage: ppflow decode [--json] URL...\n"
           "       ppflow decode [--json] [-]\n"
           "\n"
           "Decodes Proofpoint URL Defense rewritten URLs (v1, v2 and v3) offline,\n"

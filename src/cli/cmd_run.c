@@ -117,10 +117,9 @@ static int run_or_test(int argc, char **argv, int test)
     } else if (!test) {
         char cur[PF_TIME_FMT_SIZE] = "none";
         if (stats.has_cursor) pf_time_format(stats.cursor_ms, cur);
-        pf_log_info("done: %lld records in %lld %s; checkpoint %s", stats.records,
-                    stats.windows, f->tmpl->paging == PF_PAGING_TIME_WINDOW && !f->local_file
-                                       ? "windows"
-                                       : "requests",
+        int windowed = f->tmpl->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
+        pf_log_info("done: %lld records, %lld %s, %lld bytes received; checkpoint %s",
+                    stats.records, stats.windows, windowed ? "windows" : "requests", stats.bytes,
                     cur);
     }
     pf_flow_free(f);

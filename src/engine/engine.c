@@ -288,10 +288,15 @@ static pf_status run_units(run_ctx *c, pf_error *err)
     if (c->stats->planned == 0) {
         char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
         pf_time_format(r.start_ms, a);
-        pf_time_format(r.end_ms > r.start_ms ? r.end_ms : r.start_ms, b);
-        pf_log_info("nothing to fetch yet: %s to %s is shorter than the API's shortest window; "
-                    "the next run continues from %s",
-                    a, b, a);
+        pf_time_format(r.end_ms, b);
+        if (r.end_ms < now && r.end_ms - r.start_ms < f->tmpl->window.min_ms &&
+            (pf_flow_param_str(f, "until") || pf_flow_param_str(f, "interval")))
+            pf_log_info("nothing to fetch: the range ends at %s and the checkpoint is at %s", b,
+                        a);
+        else
+            pf_log_info("nothing to fetch yet: less than the API's shortest window has passed "
+                        "since %s; the next run continues from there",
+                        a);
     }
     for (int64_t from = r.start_ms; pf_window_next(&f->tmpl->window, &r, from, &w);
          from = w.end_ms) {

@@ -106,7 +106,9 @@ static char *expand_node(const pf_ynode *n, const char *what, pf_diags *d)
     pf_error_clear(&e);
     if (pf_expand_env(raw, &out, &off, &e) != PF_OK) {
         int col = n->col + (int)off + (n->plain ? 0 : 1);
-        pf_error_at(&e, e.code, n->file, n->line, col, "%s: %s", what, e.msg);
+        char msg[PF_ERROR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", e.msg);
+        pf_error_at(&e, e.code, n->file, n->line, col, "%s: %s", what, msg);
         pf_diags_add(d, &e);
         pf_buf_free(&out);
         free(raw);
@@ -300,7 +302,8 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
         free(path);
     }
     if (f->secret) pf_log_add_secret(f->secret);
-    if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file && (!f->principal || !f->secret) &&
+    if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file && (!pf_ymap_get(auth, "principal") ||
+                                                            (!sec && !sf)) &&
         !f->tmpl->auth_optional)
         pf_ys_error(d, auth, PF_ECONFIG, "template %s uses HTTP Basic auth: give principal and "
                                          "secret",

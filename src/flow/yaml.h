@@ -63,7 +63,7 @@ static inline pf_ynode *pf_ymap_val(const pf_ynode *n, size_t i)
 }
 static inline size_t pf_ymap_size(const pf_ynode *n)
 {
-    return n->kind == PF_Y_MAP ? n->count / 2 : 0;
+    return n && n->kind == PF_Y_MAP ? n->count / 2 : 0;
 }
 
 /* True for a plain `null`, `~` or empty plain scalar. */

@@ -1,0 +1,151 @@
+"""test_cli.py: the command-line contract: help and version, templates,
+validate (FILE:LINE:COL errors, exit 2), the quickstart flow, status."""
+import glob
+import json
+import os
+import re
+import shutil
+import unittest
+
+from harness import E2ETestCase, SOURCE_DIR, slurp
+
+COMMANDS = ["run", "test", "validate", "templates", "sinks", "suggest", "decode", "jsonpath",
+            "schedule", "status"]
+SIEM_TEMPLATES = ["tap-siem-all", "tap-siem-messages-delivered", "tap-siem-messages-blocked",
+                  "tap-siem-clicks-permitted", "tap-siem-clicks-blocked"]
+BAD_FLOWS = os.path.join(SOURCE_DIR, "tests", "data", "flows", "bad")
+
+
+class Cli(E2ETestCase):
+    def test_version_and_help(self):
+        r = self.ppflow("--version")
+        self.assertEqual(r.code, 0)
+        self.assertRegex(r.out, r"^ppflow \d+\.\d+\.\d+\n$")
+        r = self.ppflow("--help")
+        self.assertEqual(r.code, 0)
+        for c in COMMANDS:
+            self.assertRegex(r.out, r"\n  %s\s" % c)
+        for c in COMMANDS:
+            r = self.ppflow(c, "--help")
+            self.assertEqual(r.code, 0, "%s --help: %r" % (c, r))
+            self.assertIn("usage: ppflow %s" % c, r.out)
+        r = self.ppflow("frobnicate")
+        self.assertEqual(r.code, 2)
+        self.assertIn("unknown command", r.err)
+        self.assertEqual(self.ppflow().code, 2)
+
+    def test_templates_list_and_show(self):
+        r = self.ppflow("templates")
+        self.assertEqual(r.code, 0, r)
+        for t in SIEM_TEMPLATES:
+            self.assertRegex(r.out, r"(?m)^%s\s+\S" % re.escape(t))
+        r = self.ppflow("templates", "tap-siem-all")
+        self.assertEqual(r.code, 0, r)
+        for p in ["since_time", "since_seconds", "interval", "until", "format", "threat_type",
+                  "threat_status"]:
+            self.assertRegex(r.out, r"(?m)^  %s\s+\w+\s+(optional|required)" % p)
+        self.assertIn("[30..604800]", r.out)
+        for s in ["messages_delivered", "messages_blocked", "clicks_permitted", "clicks_blocked"]:
+            self.assertIn(s, r.out)
+        r = self.ppflow("templates", "no-such-template")
+        self.assertEqual(r.code, 2)
+        self.assertIn("no template named", r.err)
+
+    def test_user_template_directory(self):
+        tdir = os.path.join(self.dir, "mytemplates")
+        os.makedirs(tdir)
+        src = slurp(os.path.join(SOURCE_DIR, "templates", "tap-siem-all.yaml"))
+        with open(os.path.join(tdir, "my-siem.yaml"), "w") as f:
+            f.write(src.replace("name: tap-siem-all", "name: my-siem"))
+        r = self.ppflow("templates", env=self.env(PPFLOW_TEMPLATE_PATH=tdir))
+        self.assertIn("my-siem", r.out)
+        self.assertIn("tap-siem-all", r.out, "bundled templates are still listed")
+
+    def test_sinks(self):
+        r = self.ppflow("sinks")
+        self.assertEqual(r.code, 0)
+        self.assertRegex(r.out, r"(?m)^ndjson\s")
+        self.assertRegex(r.out, r"(?m)^  path\s+string\s+required")
+        self.assertEqual(self.ppflow("sinks", "nope").code, 2)
+
+    def test_bad_flows_report_file_line_col_and_exit_2(self):
+        files = sorted(glob.glob(os.path.join(BAD_FLOWS, "*.yaml")))
+        self.assertGreaterEqual(len(files), 20)
+        for path in files:
+            name = os.path.basename(path)
+            shutil.copy(path, os.path.join(self.dir, name))
+            expect = slurp(path).split("\n", 1)[0]
+            m = re.match(r"# expect: (.*)$", expect.rstrip("\n"))
+            self.assertIsNotNone(m, "%s has no '# expect:' line" % name)
+            r = self.ppflow("validate", name)
+            self.assertEqual(r.code, 2, "%s: %r" % (name, r))
+            self.assertIn("%s:%s" % (name, m.group(1)), r.err, name)
+            self.assertEqual(r.out, "")
+
+    def test_missing_variable_is_named_never_empty(self):
+        flow = self.siem_flow()
+        env = self.env()
+        env.pop("PP_SECRET")
+        r = self.ppflow("validate", flow, env=env)
+        self.assertEqual(r.code, 2)
+        self.assertRegex(r.err, r"siem\.yaml:\d+:\d+: auth\.secret: environment variable "
+                                r"PP_SECRET is not set")
+        r = self.ppflow("run", flow, env=env)
+        self.assertEqual(r.code, 2)
+        self.assertEqual(self.mock.requests(), [], "no request without credentials")
+
+    def test_validate_reports_every_problem(self):
+        path = self.write("many.yaml", "name: f\nsource:\n  template: tap-siem-all\n"
+                          "  file: x.json\n  params:\n    since_seconds: 1\n"
+                          "    format: xml\nsink:\n  type: ndjson\n  colour: red\n")
+        r = self.ppflow("validate", path)
+        self.assertEqual(r.code, 2)
+        for pat in [r"many\.yaml:6:20: .*since_seconds", r"many\.yaml:7:13: .*format",
+                    r"many\.yaml:10:3: unknown option 'colour'", r"many\.yaml:\d+:\d+: .*path",
+                    r"many\.yaml:1:1: flow has no state"]:
+            self.assertRegex(r.err, pat)
+
+    def test_set_overrides_and_bad_set(self):
+        flow = self.siem_flow()
+        r = self.ppflow("test", "--set", "since_seconds=abc", flow)
+        self.assertEqual(r.code, 2)
+        self.assertIn("--set:1:", r.err)
+        self.assertIn("since_seconds", r.err)
+        r = self.ppflow("run", "--set", "nonsense", flow)
+        self.assertEqual(r.code, 2)
+
+    def test_quickstart_flow_and_status(self):
+        shutil.copytree(os.path.join(SOURCE_DIR, "samples"), os.path.join(self.dir, "samples"))
+        r = self.ppflow("validate", "samples/quickstart.yaml")
+        self.assertEqual(r.code, 0, r)
+        r = self.ppflow("run", "samples/quickstart.yaml")
+        self.assertEqual(r.code, 0, r)
+        sample = json.loads(slurp(os.path.join(self.dir, "samples", "data",
+                                              "siem-all-sample.json")))
+        for stream, array in [("messages_delivered", "messagesDelivered"),
+                              ("clicks_blocked", "clicksBlocked")]:
+            with open(os.path.join(self.dir, "out", "quickstart", stream + ".ndjson"),
+                      encoding="utf-8") as f:
+                got = [json.loads(line) for line in f]
+            self.assertEqual(got, sample[array], "records must be delivered unchanged")
+        r = self.ppflow("status", "samples/quickstart.yaml")
+        self.assertEqual(r.code, 0, r)
+        self.assertRegex(r.out, r"last run:\s+ok, .*73 records")
+
+    def test_records_keep_member_order_and_text(self):
+        shutil.copytree(os.path.join(SOURCE_DIR, "samples"), os.path.join(self.dir, "samples"))
+        self.assertEqual(self.ppflow("run", "samples/quickstart.yaml").code, 0)
+        raw = json.loads(slurp(os.path.join(self.dir, "samples", "data", "siem-all-sample.json")),
+                         object_pairs_hook=list)
+        arrays = dict(raw)
+        with open(os.path.join(self.dir, "out", "quickstart", "messages_blocked.ndjson"),
+                  encoding="utf-8") as f:
+            lines = f.read().split("\n")[:-1]
+        for line, rec in zip(lines, arrays["messagesBlocked"]):
+            self.assertEqual([k for k, _ in json.loads(line, object_pairs_hook=list)],
+                             [k for k, _ in rec])
+            self.assertNotIn("\n", line)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
