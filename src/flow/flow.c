@@ -403,15 +403,21 @@ static pf_status apply_override(pf_ydoc *doc, const pf_flow_override *o, int ind
             return PF_ECONFIG;
         }
         if (!next) {
-            pf_ynode *v = pf_ynode_new_scalar(doc->file, 0, 0, o->value);
-            if (!v || pf_ymap_set(node, part, v) != PF_OK) {
+            /* Errors about this key or value point at the command line. */
+            pf_ynode *v = pf_ynode_new_scalar("--set", index, (int)strlen(o->name) + 2, o->value);
+            if (!v) return PF_ENOMEM;
+            pf_ynode *old = pf_ymap_get(node, part);
+            if (pf_ymap_set(node, part, v) != PF_OK) {
                 pf_ynode_free(v);
                 return PF_ENOMEM;
             }
-            /* Errors about this value point at the command line. */
-            v->file = "--set";
-            v->line = index;
-            v->col = (int)strlen(o->name) + 2;
+            if (!old) {
+                /* A new key: its node (created by pf_ymap_set) points at --set too. */
+                pf_ynode *k = node->items[node->count - 2];
+                k->file = "--set";
+                k->line = index;
+                k->col = 1;
+            }
             break;
         }
         pf_ynode *child = pf_ymap_get(node, part);

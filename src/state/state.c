@@ -62,6 +62,12 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
     json_tokener *tok = json_tokener_new_ex(64);
     json_object *root = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
     int complete = tok && json_tokener_get_error(tok) == json_tokener_success;
+    if (complete) {
+        /* One JSON value and nothing after it but whitespace. */
+        for (size_t end = json_tokener_get_parse_end(tok); end < len; end++)
+            if (text[end] != ' ' && text[end] != '\n' && text[end] != '\r' && text[end] != '\t')
+                complete = 0;
+    }
     json_tokener_free(tok);
     free(text);
     pf_status ret = PF_OK;

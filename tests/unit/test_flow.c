@@ -116,8 +116,8 @@ static const pf_error *expect_diag(const pf_diags *d, const char *needle, const 
         if (!strstr(e->msg, needle)) continue;
         if (strcmp(e->file, file) != 0 || e->line != line || e->col != col) {
             dump(d);
-            fail_msg("diagnostic '%s' at %s:%d:%d, want %s:%d:%d", e->msg, e->file, e->line,
-                     e->col, file, line, col);
+            fail_msg("diagnostic '%s' at %s:%d:%d, want %s:%d:%d", e->msg, e->file, e->line, e->col,
+                     file, line, col);
         }
         return e;
     }
@@ -126,26 +126,26 @@ static const pf_error *expect_diag(const pf_diags *d, const char *needle, const 
     return NULL;
 }
 
-static const char valid_flow[] = "name: siem-test\n"                          /* 1 */
-                                 "description: unit test flow\n"              /* 2 */
-                                 "source:\n"                                  /* 3 */
-                                 "  template: tap-siem-all\n"                 /* 4 */
-                                 "  base_url: http://127.0.0.1:9/prefix\n"    /* 5 */
-                                 "  auth:\n"                                  /* 6 */
-                                 "    principal: ${PFT_PRINCIPAL}\n"          /* 7 */
-                                 "    secret: ${PFT_SECRET}\n"                /* 8 */
-                                 "  params:\n"                                /* 9 */
-                                 "    since_seconds: 3600\n"                  /* 10 */
+static const char valid_flow[] = "name: siem-test\n"                            /* 1 */
+                                 "description: unit test flow\n"                /* 2 */
+                                 "source:\n"                                    /* 3 */
+                                 "  template: tap-siem-all\n"                   /* 4 */
+                                 "  base_url: http://127.0.0.1:9/prefix\n"      /* 5 */
+                                 "  auth:\n"                                    /* 6 */
+                                 "    principal: ${PFT_PRINCIPAL}\n"            /* 7 */
+                                 "    secret: ${PFT_SECRET}\n"                  /* 8 */
+                                 "  params:\n"                                  /* 9 */
+                                 "    since_seconds: 3600\n"                    /* 10 */
                                  "    threat_status: [active, falsePositive]\n" /* 11 */
-                                 "  http:\n"                                  /* 12 */
-                                 "    timeout: 30s\n"                         /* 13 */
-                                 "    max_attempts: 3\n"                      /* 14 */
-                                 "sink:\n"                                    /* 15 */
-                                 "  type: ndjson\n"                           /* 16 */
-                                 "  path: out/{stream}.ndjson\n"              /* 17 */
-                                 "  fsync: false\n"                           /* 18 */
-                                 "state:\n"                                   /* 19 */
-                                 "  path: state/siem.json\n";                 /* 20 */
+                                 "  http:\n"                                    /* 12 */
+                                 "    timeout: 30s\n"                           /* 13 */
+                                 "    max_attempts: 3\n"                        /* 14 */
+                                 "sink:\n"                                      /* 15 */
+                                 "  type: ndjson\n"                             /* 16 */
+                                 "  path: out/{stream}.ndjson\n"                /* 17 */
+                                 "  fsync: false\n"                             /* 18 */
+                                 "state:\n"                                     /* 19 */
+                                 "  path: state/siem.json\n";                   /* 20 */
 
 static void test_valid_flow_loads(void **state)
 {
@@ -217,7 +217,7 @@ static void test_missing_variable_named_at_its_position(void **state)
              "  template: tap-siem-all\n"
              "  auth:\n"
              "    principal: \"id-${PFT_NOT_SET2}\"\n" /* 5 */
-             "    secret: ${PFT_NOT_SET}\n"           /* 6 */
+             "    secret: ${PFT_NOT_SET}\n"            /* 6 */
              "sink:\n"
              "  type: ndjson\n"
              "  path: out.ndjson\n"
@@ -247,8 +247,8 @@ static void test_literal_secret_is_refused(void **state)
              "state:\n"
              "  path: s.json\n",
              NULL, 0, &d);
-    const pf_error *e = expect_diag(&d, "auth.secret must come from the environment", flow_path,
-                                    6, 13);
+    const pf_error *e =
+        expect_diag(&d, "auth.secret must come from the environment", flow_path, 6, 13);
     assert_null(strstr(e->msg, "hunter2")); /* never echoed */
     pf_diags_free(&d);
 
@@ -270,14 +270,14 @@ static void test_literal_secret_is_refused(void **state)
 static void params_flow(char *buf, size_t n, const char *params)
 {
     snprintf(buf, n,
-             "name: siem-test\n"                   /* 1 */
-             "source:\n"                           /* 2 */
-             "  template: tap-siem-all\n"          /* 3 */
-             "  auth:\n"                           /* 4 */
-             "    principal: p\n"                  /* 5 */
-             "    secret: ${PFT_SECRET}\n"         /* 6 */
-             "  params:\n"                         /* 7 */
-             "%s"                                  /* 8... */
+             "name: siem-test\n"           /* 1 */
+             "source:\n"                   /* 2 */
+             "  template: tap-siem-all\n"  /* 3 */
+             "  auth:\n"                   /* 4 */
+             "    principal: p\n"          /* 5 */
+             "    secret: ${PFT_SECRET}\n" /* 6 */
+             "  params:\n"                 /* 7 */
+             "%s"                          /* 8... */
              "sink:\n"
              "  type: ndjson\n"
              "  path: out.ndjson\n"
@@ -343,8 +343,8 @@ static void test_enum_and_list_values(void **state)
     pf_diags d = {0};
     params_flow(text, sizeof text, "    format: xml\n");
     load_bad(text, NULL, 0, &d);
-    const pf_error *e = expect_diag(&d, "'format' must be one of the allowed values", flow_path,
-                                    8, 13);
+    const pf_error *e =
+        expect_diag(&d, "'format' must be one of the allowed values", flow_path, 8, 13);
     assert_non_null(strstr(e->msg, "json"));
     assert_non_null(strstr(e->msg, "'xml'"));
     pf_diags_free(&d);
@@ -413,7 +413,7 @@ static void test_sink_problems(void **state)
              "sink:\n"
              "  type: ndjson\n"
              "  path: out.ndjson\n"
-             "  colour: red\n" /* 10 */
+             "  colour: red\n"      /* 10 */
              "  fsync: sometimes\n" /* 11 */
              "state:\n"
              "  path: s.json\n",
@@ -544,13 +544,12 @@ static void test_bad_set_value_points_at_command_line(void **state)
 static void test_bad_set_name_points_at_command_line(void **state)
 {
     (void)state;
-    /* BUG: apply_override (src/flow/flow.c:406) creates the value node with the
+    /* Regression (fixed): apply_override (src/flow/flow.c:406) creates the value node with the
      * flow file's name and position 0:0 and only then re-labels it "--set";
      * the key node pf_ymap_set creates copies the old position, so an unknown
      * name given with --set (a typo on the command line) is reported as
      * "flow.yaml: template tap-siem-all has no parameter 'since_secs'",
-     * blaming the flow file. Skipped until fixed so the suite stays green. */
-    skip();
+     * blaming the flow file. */
     pf_diags d = {0};
     pf_flow_override sets[] = {{"since_secs", "60"}, {"sink.colour", "red"}};
     load_bad(valid_flow, sets, 2, &d);
@@ -629,21 +628,21 @@ static void test_every_problem_reported_in_one_pass(void **state)
 {
     (void)state;
     pf_diags d = {0};
-    load_bad("name: bad name!\n"              /* 1 */
-             "colour: blue\n"                 /* 2 */
-             "source:\n"                      /* 3 */
-             "  template: tap-siem-all\n"     /* 4 */
-             "  auth:\n"                      /* 5 */
-             "    principal: p\n"             /* 6 */
-             "    secret: ${PFT_SECRET}\n"    /* 7 */
-             "  params:\n"                    /* 8 */
-             "    since_seconds: 1\n"         /* 9 */
-             "    nope: 2\n"                  /* 10 */
-             "sink:\n"                        /* 11 */
-             "  type: ndjson\n"               /* 12 */
-             "  path: out.ndjson\n"           /* 13 */
-             "state:\n"                       /* 14 */
-             "  file: s.json\n",              /* 15 */
+    load_bad("name: bad name!\n"           /* 1 */
+             "colour: blue\n"              /* 2 */
+             "source:\n"                   /* 3 */
+             "  template: tap-siem-all\n"  /* 4 */
+             "  auth:\n"                   /* 5 */
+             "    principal: p\n"          /* 6 */
+             "    secret: ${PFT_SECRET}\n" /* 7 */
+             "  params:\n"                 /* 8 */
+             "    since_seconds: 1\n"      /* 9 */
+             "    nope: 2\n"               /* 10 */
+             "sink:\n"                     /* 11 */
+             "  type: ndjson\n"            /* 12 */
+             "  path: out.ndjson\n"        /* 13 */
+             "state:\n"                    /* 14 */
+             "  file: s.json\n",           /* 15 */
              NULL, 0, &d);
     expect_diag(&d, "flow name 'bad name!'", flow_path, 1, 7);
     expect_diag(&d, "unknown key 'colour'", flow_path, 2, 1);

@@ -220,12 +220,11 @@ static void test_corrupt_file_is_an_error(void **state)
 static void test_trailing_data_is_corruption(void **state)
 {
     (void)state;
-    /* BUG: pf_state_load (src/state/state.c:63-64) checks only that
+    /* Regression (fixed): pf_state_load (src/state/state.c:63-64) checks only that
      * json_tokener_parse_ex succeeded, not that the value ends the file, so a
      * checkpoint followed by garbage, or two concatenated checkpoints, loads
      * silently (the first one wins) instead of PF_ESTATE "not valid JSON".
-     * Skipped until fixed so the suite stays green. */
-    skip();
+     * */
     load_corrupt("{\"version\": 1} trailing", "not valid JSON");
     load_corrupt("{\"version\": 1, \"cursor\": \"2026-11-22T03:00:00Z\"}\n"
                  "{\"version\": 1, \"cursor\": \"2026-11-20T00:00:00Z\"}\n",
@@ -235,11 +234,11 @@ static void test_trailing_data_is_corruption(void **state)
 static void test_saved_file_has_only_documented_fields(void **state)
 {
     (void)state;
-    static const char *const top[] = {"version", "flow", "template", "cursor",
-                                      "sink",    "last_run", "updated", NULL};
+    static const char *const top[] = {"version", "flow",     "template", "cursor",
+                                      "sink",    "last_run", "updated",  NULL};
     static const char *const sink[] = {"type", "resume", NULL};
-    static const char *const run[] = {"started", "ended",   "outcome",
-                                      "records", "windows", "error", NULL};
+    static const char *const run[] = {"started", "ended", "outcome", "records",
+                                      "windows", "error", NULL};
     char path[128];
     path_in_tmp(path, sizeof path, "fields.json");
     pf_state a;
@@ -263,8 +262,11 @@ static void test_saved_file_has_only_documented_fields(void **state)
         {
             (void)val;
             int ok = 0;
-            for (const char *const *a = objs[i].allowed; *a; a++) ok |= strcmp(*a, key) == 0;
-            if (!ok) fail_msg("undocumented field '%s' in %s", key, *objs[i].name ? objs[i].name : "root");
+            for (const char *const *a = objs[i].allowed; *a; a++)
+                ok |= strcmp(*a, key) == 0;
+            if (!ok)
+                fail_msg("undocumented field '%s' in %s", key,
+                         *objs[i].name ? objs[i].name : "root");
         }
     }
     json_object *v;
@@ -288,7 +290,8 @@ static void test_saved_file_has_only_documented_fields(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     DIR *d = opendir(tmpdir);
     struct dirent *de;
-    while ((de = readdir(d)) != NULL) assert_null(strstr(de->d_name, ".tmp"));
+    while ((de = readdir(d)) != NULL)
+        assert_null(strstr(de->d_name, ".tmp"));
     closedir(d);
 }
 
