@@ -8,6 +8,8 @@
 
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -21,28 +23,6 @@
 
 static char tmpdir[64];
 static char flow_path[128];
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-                char sub[PATH_MAX];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -266,7 +246,7 @@ static void test_literal_secret_is_refused(void **state)
     pf_diags_free(&d);
 }
 
-/* The flow text with LINE10 and LINE11 as the two params lines. */
+/* A valid tap-siem-all flow whose source.params lines (from line 8 on) are PARAMS. */
 static void params_flow(char *buf, size_t n, const char *params)
 {
     snprintf(buf, n,

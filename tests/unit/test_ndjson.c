@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -22,28 +24,6 @@
 #include "util/paths.h"
 
 static char tmpdir[64];
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-                char sub[PATH_MAX];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -79,8 +59,7 @@ static pf_sink *open_ok(const pf_sink_config *cfg, const char *const *streams, s
     pf_sink *s = NULL;
     pf_error e;
     pf_error_clear(&e);
-    if (pf_sink_open(cfg, streams, n, resume, &s, &e) != PF_OK)
-        fail_msg("open failed: %s", e.msg);
+    if (pf_sink_open(cfg, streams, n, resume, &s, &e) != PF_OK) fail_msg("open failed: %s", e.msg);
     assert_non_null(s);
     return s;
 }
@@ -160,7 +139,8 @@ static void test_records_written_one_per_line_exactly(void **state)
     const char *jsons[] = {"{\"b\":1,\"a\":2}", "{\"s\":\"caf\xc3\xa9 \\\"q\\\" \\\\n\"}", "[]",
                            "{ \"spaces\" : true }"};
     pf_sink_record r[4];
-    for (int i = 0; i < 4; i++) r[i] = rec("events", jsons[i]);
+    for (int i = 0; i < 4; i++)
+        r[i] = rec("events", jsons[i]);
     write_ok(s, r, 2);
     write_ok(s, r + 2, 2);
     write_ok(s, NULL, 0); /* an empty batch is fine */
@@ -255,6 +235,7 @@ static void test_parent_dirs_created_and_files_private(void **state)
     snprintf(p, sizeof p, "%s/deep/a/b/c", tmpdir);
     assert_int_equal(stat(p, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700); /* created private */
     snprintf(p, sizeof p, "%s/deep/a/b/c/s1.ndjson", tmpdir);
     assert_int_equal(stat(p, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
@@ -320,7 +301,8 @@ static void test_reopen_with_token_discards_uncommitted(void **state)
     memcpy(big, "{\"pad\":\"", 8);
     memcpy(big + sizeof big - 3, "\"}", 3);
     pf_sink_record b = rec("ev", big);
-    for (int i = 0; i < 1100; i++) write_ok(s, &b, 1);
+    for (int i = 0; i < 1100; i++)
+        write_ok(s, &b, 1);
     pf_sink_close(s);
     assert_true(file_size(p) > clen);
 
@@ -452,8 +434,7 @@ static void test_open_refuses_bad_input(void **state)
 }
 
 /* Parses TEXT and validates it as the flow's sink mapping. */
-static pf_status config_from_yaml(const char *text, pf_sink_config *cfg, pf_diags *d,
-                                  pf_ydoc **doc)
+static pf_status config_from_yaml(const char *text, pf_sink_config *cfg, pf_diags *d, pf_ydoc **doc)
 {
     pf_error e;
     pf_error_clear(&e);
@@ -474,7 +455,8 @@ static void expect_diag(const pf_diags *d, const char *needle, int line, int col
                      line, col);
         return;
     }
-    for (size_t i = 0; i < d->count; i++) print_message("  diag: %s\n", d->items[i].msg);
+    for (size_t i = 0; i < d->count; i++)
+        print_message("  diag: %s\n", d->items[i].msg);
     fail_msg("no diagnostic mentions '%s'", needle);
 }
 

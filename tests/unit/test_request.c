@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -24,28 +26,6 @@
 
 static char tmpdir[64];
 
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-                char sub[PATH_MAX];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -62,14 +42,6 @@ static int teardown(void **state)
     rm_rf(tmpdir);
     pf_log_clear_secrets();
     return 0;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
 }
 
 /* Loads a tap-siem-all flow with BASE_URL (NULL: the template's) and PARAMS
@@ -159,8 +131,7 @@ static void parse_url(const char *url, query *q)
         const char *eq = memchr(p, '=', len);
         assert_non_null(eq);
         assert_true(q->n < 16);
-        snprintf(q->raw[q->n], sizeof q->raw[0], "%.*s", (int)(len - (size_t)(eq + 1 - p)),
-                 eq + 1);
+        snprintf(q->raw[q->n], sizeof q->raw[0], "%.*s", (int)(len - (size_t)(eq + 1 - p)), eq + 1);
         pct_decode(p, (size_t)(eq - p), q->name[q->n], sizeof q->name[0]);
         pct_decode(eq + 1, len - (size_t)(eq + 1 - p), q->value[q->n], sizeof q->value[0]);
         q->n++;
@@ -172,7 +143,8 @@ static void parse_url(const char *url, query *q)
 static int count_param(const query *q, const char *name)
 {
     int n = 0;
-    for (int i = 0; i < q->n; i++) n += strcmp(q->name[i], name) == 0;
+    for (int i = 0; i < q->n; i++)
+        n += strcmp(q->name[i], name) == 0;
     return n;
 }
 
@@ -273,32 +245,31 @@ static void test_base_url_with_path_prefix(void **state)
 }
 
 /* A template with a path parameter and header authentication. */
-static const char header_template[] =
-    "name: hdr-api\n"
-    "request:\n"
-    "  base_url: https://api.example.com/base\n"
-    "  path: /v1/{account}/events\n"
-    "  query:\n"
-    "    q: \"{filter}\"\n"
-    "    tags: \"{tags}\"\n"
-    "    both: \"{filter}-{tags}\"\n"
-    "  headers:\n"
-    "    X-Filter: \"f={filter}\"\n"
-    "auth:\n"
-    "  kind: headers\n"
-    "  headers:\n"
-    "    Authorization: \"Bearer {secret}\"\n"
-    "    X-User: \"{principal}\"\n"
-    "params:\n"
-    "  account:\n"
-    "    type: string\n"
-    "  filter:\n"
-    "    type: string\n"
-    "  tags:\n"
-    "    type: list\n"
-    "streams:\n"
-    "  events:\n"
-    "    path: $.events[*]\n";
+static const char header_template[] = "name: hdr-api\n"
+                                      "request:\n"
+                                      "  base_url: https://api.example.com/base\n"
+                                      "  path: /v1/{account}/events\n"
+                                      "  query:\n"
+                                      "    q: \"{filter}\"\n"
+                                      "    tags: \"{tags}\"\n"
+                                      "    both: \"{filter}-{tags}\"\n"
+                                      "  headers:\n"
+                                      "    X-Filter: \"f={filter}\"\n"
+                                      "auth:\n"
+                                      "  kind: headers\n"
+                                      "  headers:\n"
+                                      "    Authorization: \"Bearer {secret}\"\n"
+                                      "    X-User: \"{principal}\"\n"
+                                      "params:\n"
+                                      "  account:\n"
+                                      "    type: string\n"
+                                      "  filter:\n"
+                                      "    type: string\n"
+                                      "  tags:\n"
+                                      "    type: list\n"
+                                      "streams:\n"
+                                      "  events:\n"
+                                      "    path: $.events[*]\n";
 
 static pf_flow *header_flow(const char *params)
 {
@@ -400,7 +371,8 @@ static void test_header_with_line_break_is_refused(void **state)
     pf_error_clear(&e);
     pf_status st = pf_request_build(f, NULL, &req, &e);
     assert_int_not_equal(st, PF_OK);
-    for (size_t i = 0; i < req.nheaders; i++) assert_null(strstr(req.headers[i], "X-Evil"));
+    for (size_t i = 0; i < req.nheaders; i++)
+        assert_null(strstr(req.headers[i], "X-Evil"));
     pf_request_free(&req);
     pf_flow_free(f);
 }

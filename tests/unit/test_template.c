@@ -7,6 +7,8 @@
 
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,28 +20,6 @@
 #include "flow/template.h"
 
 static char tmpdir[64];
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *de;
-            while ((de = readdir(d)) != NULL) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-                char sub[PATH_MAX];
-                snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int setup(void **state)
 {
@@ -97,8 +77,8 @@ static const pf_error *expect_diag(const pf_diags *d, const char *needle, const 
         if (!strstr(e->msg, needle)) continue;
         if (strcmp(e->file, file) != 0 || e->line != line || e->col != col) {
             dump(d);
-            fail_msg("diagnostic '%s' at %s:%d:%d, want %s:%d:%d", e->msg, e->file, e->line,
-                     e->col, file, line, col);
+            fail_msg("diagnostic '%s' at %s:%d:%d, want %s:%d:%d", e->msg, e->file, e->line, e->col,
+                     file, line, col);
         }
         return e;
     }
@@ -535,20 +515,20 @@ static void test_several_problems_several_diagnostics(void **state)
     char path[PATH_MAX];
     pf_diags d = {0};
     load_bad("t_many",
-             "name: wrong_name\n"                /* 1 */
-             "request:\n"                        /* 2 */
-             "  method: DELETE\n"                /* 3 */
-             "  base_url: gopher://x.example\n"  /* 4 */
-             "  path: /x/{missing}\n"            /* 5 */
-             "params:\n"                         /* 6 */
-             "  p:\n"                            /* 7 */
-             "    type: number\n"                /* 8 */
-             "streams:\n"                        /* 9 */
-             "  s:\n"                            /* 10 */
-             "    path: \"$[\"\n"                /* 11 */
-             "pagination:\n"                     /* 12 */
-             "  kind: cursor\n"                  /* 13 */
-             "extra: 1\n",                       /* 14 */
+             "name: wrong_name\n"               /* 1 */
+             "request:\n"                       /* 2 */
+             "  method: DELETE\n"               /* 3 */
+             "  base_url: gopher://x.example\n" /* 4 */
+             "  path: /x/{missing}\n"           /* 5 */
+             "params:\n"                        /* 6 */
+             "  p:\n"                           /* 7 */
+             "    type: number\n"               /* 8 */
+             "streams:\n"                       /* 9 */
+             "  s:\n"                           /* 10 */
+             "    path: \"$[\"\n"               /* 11 */
+             "pagination:\n"                    /* 12 */
+             "  kind: cursor\n"                 /* 13 */
+             "extra: 1\n",                      /* 14 */
              &d, path, sizeof path);
     expect_diag(&d, "unknown key 'extra'", path, 14, 1);
     expect_diag(&d, "'wrong_name'", path, 1, 7);

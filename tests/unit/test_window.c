@@ -257,8 +257,7 @@ static void check_property(int64_t start, int64_t end, int64_t now)
                  (long long)r.end_ms, n);
     }
     if (pf_window_count(&siem, &r) != n)
-        fail_msg("pf_window_count = %zu, pf_window_next yields %zu",
-                 pf_window_count(&siem, &r), n);
+        fail_msg("pf_window_count = %zu, pf_window_next yields %zu", pf_window_count(&siem, &r), n);
 }
 
 static void test_property_windows_tile_the_range(void **state)
@@ -266,11 +265,10 @@ static void test_property_windows_tile_the_range(void **state)
     (void)state;
     int64_t now = T0 + 20 * DAY;
     /* Edge lengths around every rule. */
-    static const int64_t lens[] = {0,          1,           29 * SEC,     30 * SEC - 1,
-                                   30 * SEC,   30 * SEC + 1, 59 * MIN,     HOUR - 1,
-                                   HOUR,       HOUR + 1,     HOUR + 29 * SEC, HOUR + 30 * SEC,
-                                   2 * HOUR,   6 * HOUR + 7, DAY,          7 * DAY,
-                                   8 * DAY};
+    static const int64_t lens[] = {
+        0,        1,       29 * SEC, 30 * SEC - 1,    30 * SEC,        30 * SEC + 1, 59 * MIN,
+        HOUR - 1, HOUR,    HOUR + 1, HOUR + 29 * SEC, HOUR + 30 * SEC, 2 * HOUR,     6 * HOUR + 7,
+        DAY,      7 * DAY, 8 * DAY};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         check_property(now - lens[i], now, now);
         check_property(now - 10 * DAY, now - 10 * DAY + lens[i], now);
@@ -282,10 +280,18 @@ static void test_property_windows_tile_the_range(void **state)
         int64_t start = now - (int64_t)(rng() % (uint64_t)(9 * DAY));
         int64_t len;
         switch (rng() % 4) {
-        case 0: len = (int64_t)(rng() % (uint64_t)(2 * MIN)); break;
-        case 1: len = (int64_t)(rng() % (uint64_t)(3 * HOUR)); break;
-        case 2: len = (int64_t)(rng() % 8) * HOUR + (int64_t)(rng() % 3) - 1; break;
-        default: len = (int64_t)(rng() % (uint64_t)(2 * DAY)); break;
+        case 0:
+            len = (int64_t)(rng() % (uint64_t)(2 * MIN));
+            break;
+        case 1:
+            len = (int64_t)(rng() % (uint64_t)(3 * HOUR));
+            break;
+        case 2:
+            len = (int64_t)(rng() % 8) * HOUR + (int64_t)(rng() % 3) - 1;
+            break;
+        default:
+            len = (int64_t)(rng() % (uint64_t)(2 * DAY));
+            break;
         }
         check_property(start, start + len, now);
     }

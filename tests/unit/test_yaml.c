@@ -53,12 +53,12 @@ static void assert_scalar(const pf_ynode *n, const char *value)
 static void test_positions_of_nested_nodes(void **state)
 {
     (void)state;
-    const char *text = "root:\n"                 /* 1 */
-                       "  child:\n"              /* 2 */
-                       "    - a\n"               /* 3 */
-                       "    - key: \"v\"\n"      /* 4 */
-                       "      other: 'w'\n"      /* 5 */
-                       "  flow: [1, {x: y}]\n";  /* 6 */
+    const char *text = "root:\n"                /* 1 */
+                       "  child:\n"             /* 2 */
+                       "    - a\n"              /* 3 */
+                       "    - key: \"v\"\n"     /* 4 */
+                       "      other: 'w'\n"     /* 5 */
+                       "  flow: [1, {x: y}]\n"; /* 6 */
     pf_ydoc *d = parse_ok(text);
     assert_string_equal(d->file, "test.yaml");
     const pf_ynode *root = d->root;
@@ -192,8 +192,10 @@ static char *nested(const char *open, const char *close, int n)
     char *s = malloc((lo + lc) * (size_t)n + 1);
     assert_non_null(s);
     char *p = s;
-    for (int i = 0; i < n; i++, p += lo) memcpy(p, open, lo);
-    for (int i = 0; i < n; i++, p += lc) memcpy(p, close, lc);
+    for (int i = 0; i < n; i++, p += lo)
+        memcpy(p, open, lo);
+    for (int i = 0; i < n; i++, p += lc)
+        memcpy(p, close, lc);
     *p = '\0';
     return s;
 }
