@@ -87,6 +87,14 @@ typedef struct pf_sink_host_api {
     void (*log)(const pf_sink_host *h, int level, const char *msg);
     /* The flow's name. */
     const char *(*flow_name)(const pf_sink_host *h);
+    /* During commit only: the flow checkpoint (a JSON object text) the host
+     * will save once this commit succeeds; NULL at any other time. A sink that
+     * can store it atomically with the batch (a database transaction) does so
+     * and returns it from stored_checkpoint, which makes delivery exactly
+     * once: the host's own checkpoint file may lag behind by one commit after
+     * a crash, and the stored one wins. The object carries an integer "seq"
+     * that grows by one per commit. */
+    const char *(*pending_checkpoint)(const pf_sink_host *h);
 } pf_sink_host_api;
 
 typedef struct pf_sink_descriptor {
@@ -115,6 +123,14 @@ typedef struct pf_sink_descriptor {
 
     /* Releases the state; never fails. STATE may be NULL. */
     void (*close)(void *state);
+
+    /* Optional (NULL: the sink stores no checkpoint). Called right after
+     * open: stores in *CHECKPOINT the checkpoint text saved with the last
+     * durable commit (see pending_checkpoint), or NULL when there is none.
+     * Owned by the sink, valid until the next call. The host adopts it when
+     * its "seq" is newer than that of the checkpoint file. */
+    pf_sink_result (*stored_checkpoint)(void *state, const char **checkpoint, char *err,
+                                        size_t errlen);
 } pf_sink_descriptor;
 
 /* A plugin exports its descriptor under this symbol name. */
