@@ -51,7 +51,9 @@ typedef enum pf_sink_opt_type {
 
 /* One option a sink accepts. The host validates a flow's sink options
  * against this table before open (unknown key, wrong type, missing required
- * are configuration errors with the flow file's position). */
+ * are configuration errors with the flow file's position). A key ending in
+ * '*' declares a family: any key with that prefix is accepted as text (see
+ * options_with_prefix). */
 typedef struct pf_sink_option {
     const char *key;
     pf_sink_opt_type type;
@@ -95,6 +97,12 @@ typedef struct pf_sink_host_api {
      * a crash, and the stored one wins. The object carries an integer "seq"
      * that grows by one per commit. */
     const char *(*pending_checkpoint)(const pf_sink_host *h);
+    /* Calls FN for every option the flow sets whose key starts with PREFIX
+     * (for pass-through families declared in the option table as "PREFIX*",
+     * e.g. "librdkafka.*"), in the flow's order. */
+    void (*options_with_prefix)(const pf_sink_host *h, const char *prefix,
+                                void (*fn)(void *ud, const char *key, const char *value),
+                                void *ud);
 } pf_sink_host_api;
 
 typedef struct pf_sink_descriptor {
