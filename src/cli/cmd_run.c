@@ -122,8 +122,17 @@ static int run_or_test(int argc, char **argv, int test)
                     stats.records, stats.windows, windowed ? "windows" : "requests", stats.bytes,
                     cur);
     }
+    int exit_code = pf_cli_exit_code(st);
+    if (!test && stats.dead_letters > 0) {
+        /* Records the sink refused are kept, not lost; the run still fails
+         * so that monitoring notices. */
+        fprintf(stderr, "ppflow %s: %lld records were refused by the sink and written to "
+                        "%s.deadletter.ndjson with the reason\n",
+                argv[0], stats.dead_letters, f->state_path);
+        if (exit_code == PF_EXIT_OK) exit_code = PF_EXIT_FAIL;
+    }
     pf_flow_free(f);
-    return pf_cli_exit_code(st);
+    return exit_code;
 }
 
 int pf_cmd_run(int argc, char **argv)

@@ -1,8 +1,12 @@
 /* engine.c: the run loop: plan, fetch, extract, deliver, checkpoint. */
 #include "engine/engine.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "engine/extract.h"
 #include "engine/request.h"
@@ -33,6 +37,10 @@ typedef struct run_ctx {
     pf_sink *sink;
     pf_state state;
     const char **streams;
+    /* The cursor the unit being delivered will set once durable; offered to
+     * checkpoint-storing sinks with the unit's final commit. */
+    int pend_set;
+    int64_t pend_cursor_ms;
 } run_ctx;
 
 /* ---- range ------------------------------------------------------------- */
@@ -140,12 +148,26 @@ static pf_status open_sink(run_ctx *c, pf_error *err)
     return pf_sink_open(&c->f->sink, c->streams, c->f->tmpl->nstreams, resume, &c->sink, err);
 }
 
-/* Commits the sink and records its token in the in-memory state. */
-static pf_sink_result commit(run_ctx *c, pf_error *err)
+/* Commits the sink and records its token in the in-memory state. FINAL:
+ * this commit completes the unit, so the checkpoint offered to a
+ * checkpoint-storing sink carries the unit's pending cursor. */
+static pf_sink_result commit_ex(run_ctx *c, int final, pf_error *err)
 {
     const char *token = NULL;
-    pf_sink_result r = pf_sink_commit(c->sink, &token, err);
+    char *cp = NULL;
+    if (pf_sink_stores_checkpoint(c->sink)) {
+        pf_state next = c->state; /* shallow: only serialised */
+        next.seq++;
+        if (final && c->pend_set) {
+            next.has_cursor = 1;
+            next.cursor_ms = c->pend_cursor_ms;
+        }
+        if (pf_state_to_json(&next, c->f->name, 0, &cp, err) != PF_OK) return PF_SINK_RETRY;
+    }
+    pf_sink_result r = pf_sink_commit(c->sink, cp, &token, err);
+    free(cp);
     if (r != PF_SINK_OK) return r;
+    c->state.seq++;
     if (pf_state_set_str(&c->state.sink_token, token) != PF_OK ||
         pf_state_set_str(&c->state.sink_type, c->f->sink.desc->name) != PF_OK) {
         pf_error_set(err, PF_ENOMEM, "out of memory");
@@ -154,21 +176,96 @@ static pf_sink_result commit(run_ctx *c, pf_error *err)
     return PF_SINK_OK;
 }
 
-/* Writes RECS and commits, retrying (from the last durable point) while the
- * sink answers RETRY. */
-static pf_status deliver(run_ctx *c, const pf_records *recs, pf_error *err)
+static pf_sink_result commit(run_ctx *c, pf_error *err)
+{
+    return commit_ex(c, 1, err);
+}
+
+/* After open: a sink that stores checkpoints with its commits may be one
+ * commit ahead of the checkpoint file (a crash between the two); its
+ * checkpoint wins then. Returns 1 when the sink's checkpoint is newer. */
+static int adopt_stored_checkpoint(run_ctx *c, pf_error *err, pf_status *st)
+{
+    *st = PF_OK;
+    const char *text = NULL;
+    if (pf_sink_stored_checkpoint(c->sink, &text, err) != PF_SINK_OK) {
+        *st = err ? err->code : PF_ESINK;
+        return 0;
+    }
+    if (!text) return 0;
+    pf_state s = {0};
+    char label[160];
+    snprintf(label, sizeof label, "(the checkpoint stored by sink %s)", c->f->sink.desc->name);
+    if ((*st = pf_state_parse(text, strlen(text), label, &s, err)) != PF_OK) return 0;
+    if (s.seq <= c->state.seq) {
+        pf_state_free(&s);
+        return 0;
+    }
+    pf_log_info("sink %s holds a newer checkpoint (commit %lld) than %s (commit %lld); "
+                "continuing from the sink's",
+                c->f->sink.desc->name, s.seq, c->f->state_path, c->state.seq);
+    c->state.seq = s.seq;
+    c->state.has_cursor = s.has_cursor;
+    c->state.cursor_ms = s.cursor_ms;
+    pf_status a = pf_state_set_str(&c->state.template_name, s.template_name);
+    if (a == PF_OK && s.sink_token) a = pf_state_set_str(&c->state.sink_token, s.sink_token);
+    pf_state_free(&s);
+    if (a != PF_OK) *st = pf_error_set(err, PF_ENOMEM, "out of memory");
+    return 1;
+}
+
+/* Closes the sink and opens it again from the last durable point, which
+ * discards whatever was written since. Retries while the open is transient. */
+static pf_status reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attempts,
+                             pf_error *err)
+{
+    pf_sink_close(c->sink);
+    c->sink = NULL;
+    pf_error oe;
+    pf_error_clear(&oe);
+    while (open_sink(c, &oe) != PF_OK) {
+        if (!oe.retriable || ++*attempt >= attempts) {
+            if (err) *err = oe;
+            return oe.code;
+        }
+        if (pf_http_sleep_ms((long)*delay) != PF_OK)
+            return pf_error_set(err, PF_EINTERRUPTED, "interrupted");
+        *delay *= 2;
+    }
+    return PF_OK;
+}
+
+/* Writes N records and commits, retrying (from the last durable point) while
+ * the sink answers RETRY. *FATAL is set when the sink answered ERROR (the
+ * sink is then reopened, so nothing of this batch remains in it). */
+static pf_status write_commit(run_ctx *c, const pf_sink_record *recs, size_t count, int final,
+                              int *fatal, pf_error *err)
 {
     int attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1;
     int64_t delay = c->o->sink_backoff_ms;
+    *fatal = 0;
     for (int attempt = 1;; attempt++) {
         pf_sink_result r = PF_SINK_OK;
-        for (size_t i = 0; i < recs->count && r == PF_SINK_OK; i += SINK_CHUNK) {
-            size_t n = recs->count - i < SINK_CHUNK ? recs->count - i : SINK_CHUNK;
-            r = pf_sink_write(c->sink, recs->recs + i, n, err);
+        long long seq_before = c->state.seq;
+        for (size_t i = 0; i < count && r == PF_SINK_OK; i += SINK_CHUNK) {
+            size_t n = count - i < SINK_CHUNK ? count - i : SINK_CHUNK;
+            r = pf_sink_write(c->sink, recs + i, n, err);
         }
-        if (r == PF_SINK_OK) r = commit(c, err);
+        if (r == PF_SINK_OK) r = commit_ex(c, final, err);
         if (r == PF_SINK_OK) return PF_OK;
-        if (r == PF_SINK_ERROR || attempt >= attempts) return err ? err->code : PF_ESINK;
+        if (r == PF_SINK_ERROR) {
+            *fatal = 1;
+            int a = 0;
+            pf_error re;
+            pf_error_clear(&re);
+            if (reopen_sink(c, &delay, &a, attempts, &re) != PF_OK) {
+                if (err) *err = re;
+                *fatal = 0;
+                return re.code;
+            }
+            return err ? err->code : PF_ESINK;
+        }
+        if (attempt >= attempts) return err ? err->code : PF_ESINK;
         char msg[PF_ERROR_MSG_MAX];
         pf_error_format(err, msg, sizeof msg);
         pf_log_warn("%s; retrying in %.1f s (attempt %d/%d)", msg, (double)delay / 1000,
@@ -176,21 +273,124 @@ static pf_status deliver(run_ctx *c, const pf_records *recs, pf_error *err)
         if (pf_http_sleep_ms((long)delay) != PF_OK)
             return pf_error_set(err, PF_EINTERRUPTED, "interrupted while waiting to retry the sink");
         delay *= 2;
-        /* Reopen from the last durable point: the sink discards the partial batch. */
-        pf_sink_close(c->sink);
-        c->sink = NULL;
-        pf_error oe;
-        pf_error_clear(&oe);
-        while (open_sink(c, &oe) != PF_OK) {
-            if (!oe.retriable || ++attempt >= attempts) {
-                if (err) *err = oe;
-                return oe.code;
-            }
-            if (pf_http_sleep_ms((long)delay) != PF_OK)
-                return pf_error_set(err, PF_EINTERRUPTED, "interrupted");
-            delay *= 2;
+        pf_status st = reopen_sink(c, &delay, &attempt, attempts, err);
+        if (st != PF_OK) return st;
+        /* A commit whose answer was lost may have happened after all: a sink
+         * that stores checkpoints tells. */
+        pf_status ast = PF_OK;
+        if (c->state.seq == seq_before && adopt_stored_checkpoint(c, err, &ast) &&
+            c->state.seq == seq_before + 1) {
+            pf_log_info("the sink had committed the batch before the error; not sending it again");
+            return PF_OK;
         }
+        if (ast != PF_OK) return ast;
     }
+}
+
+/* Appends REC to the flow's dead-letter file with REASON (redacted). */
+static pf_status dead_letter(run_ctx *c, const pf_sink_record *rec, const char *reason,
+                             pf_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s.deadletter.ndjson", c->f->state_path);
+    char clean[PF_ERROR_MSG_MAX + 64];
+    pf_log_redact(reason, clean, sizeof clean);
+    json_object *o = json_object_new_object();
+    if (!o) return pf_error_set(err, PF_ENOMEM, "out of memory");
+    char now[PF_TIME_FMT_SIZE];
+    pf_time_format(pf_time_real_ms(), now);
+    json_object_object_add(o, "time", json_object_new_string(now));
+    json_object_object_add(o, "flow", json_object_new_string(c->f->name));
+    json_object_object_add(o, "stream", json_object_new_string(rec->stream ? rec->stream : ""));
+    json_object_object_add(o, "key", rec->key ? json_object_new_string_len(rec->key,
+                                                                             (int)rec->key_len)
+                                              : NULL);
+    json_object_object_add(o, "reason", json_object_new_string(clean));
+    const char *head = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    /* The record goes in as its own JSON text, unchanged: {...,"record":<rec>} */
+    pf_status st = PF_OK;
+    size_t hl = head ? strlen(head) : 0;
+    FILE *fp = NULL;
+    int fd = -1;
+    if (!head || hl < 2) {
+        st = pf_error_set(err, PF_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (pf_mkdirs_for(path, err) != PF_OK) {
+        st = PF_EIO;
+        goto out;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0 || !(fp = fdopen(fd, "a"))) {
+        st = pf_error_set(err, PF_EIO, "cannot open dead-letter file %s: %s", path,
+                          strerror(errno));
+        if (fd >= 0) close(fd);
+        goto out;
+    }
+    fwrite(head, 1, hl - 1, fp);
+    fputs(",\"record\":", fp);
+    fwrite(rec->json, 1, rec->json_len, fp);
+    fputs("}\n", fp);
+    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0)
+        st = pf_error_set(err, PF_EIO, "cannot write dead-letter file %s: %s", path,
+                          strerror(errno));
+    if (fclose(fp) != 0 && st == PF_OK)
+        st = pf_error_set(err, PF_EIO, "cannot write dead-letter file %s", path);
+out:
+    json_object_put(o);
+    return st;
+}
+
+/* Delivers RECS as one durable batch. When the sink answers ERROR (a batch
+ * that can never succeed), the batch is split in halves until the records
+ * at fault are isolated: each of those goes to the dead-letter file with
+ * the sink's reason, everything else is delivered, and a final commit
+ * carries the unit's checkpoint. Nothing is dropped silently. */
+static pf_status deliver(run_ctx *c, const pf_records *recs, pf_error *err)
+{
+    int fatal = 0;
+    pf_status st = write_commit(c, recs->recs, recs->count, 1, &fatal, err);
+    if (st == PF_OK || !fatal) return st;
+    char first[PF_ERROR_MSG_MAX];
+    pf_error_format(err, first, sizeof first);
+    pf_log_warn("%s; isolating the records the sink refuses", first);
+    size_t lo[130], hi[130], top = 0;
+    /* Halves are pushed right first, so ranges are delivered in order; the
+     * depth is bounded by log2(count) + 1 entries per level. */
+    lo[top] = 0;
+    hi[top++] = recs->count;
+    while (top) {
+        top--;
+        size_t a = lo[top], b = hi[top];
+        if (a >= b) continue;
+        pf_error e;
+        pf_error_clear(&e);
+        st = write_commit(c, recs->recs + a, b - a, 0, &fatal, &e);
+        if (st == PF_OK) continue;
+        if (!fatal) {
+            if (err) *err = e;
+            return st;
+        }
+        if (b - a == 1) {
+            char why[PF_ERROR_MSG_MAX];
+            pf_error_format(&e, why, sizeof why);
+            if ((st = dead_letter(c, &recs->recs[a], why, err)) != PF_OK) return st;
+            c->stats->dead_letters++;
+            continue;
+        }
+        size_t mid = a + (b - a) / 2;
+        if (top + 2 > sizeof lo / sizeof lo[0])
+            return pf_error_set(err, PF_ESINK, "cannot isolate the records the sink refuses");
+        lo[top] = mid;
+        hi[top++] = b;
+        lo[top] = a;
+        hi[top++] = mid;
+    }
+    pf_log_error("%lld records refused by sink %s so far were written to %s.deadletter.ndjson",
+                 c->stats->dead_letters, c->f->sink.desc->name, c->f->state_path);
+    /* The commit that completes the unit (and carries its checkpoint). */
+    return write_commit(c, NULL, 0, 1, &fatal, err);
 }
 
 /* ---- test mode --------------------------------------------------------- */
@@ -233,7 +433,10 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_error 
         pf_records_free(&recs);
         return PF_OK;
     }
+    c->pend_set = w != NULL;
+    c->pend_cursor_ms = w ? w->end_ms : 0;
     st = deliver(c, &recs, err);
+    c->pend_set = 0;
     if (st == PF_OK) {
         if (w) {
             c->state.has_cursor = 1;
@@ -364,6 +567,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     if (!f->local_file && (st = make_http(&c, err)) != PF_OK) goto done;
     if (!o->test) {
         if ((st = open_sink(&c, err)) != PF_OK) goto done;
+        adopt_stored_checkpoint(&c, err, &st);
+        if (st != PF_OK) goto done;
         /* Record the sink's starting point before anything is written, so a
          * crash in the first window can be undone too. */
         if (commit(&c, err) != PF_SINK_OK) {

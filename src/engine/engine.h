@@ -33,6 +33,7 @@ typedef struct pf_run_stats {
     int64_t cursor_ms;    /* checkpoint at the end of the run */
     int64_t range_start_ms, range_end_ms; /* windowed: the planned range */
     int clamped;          /* windowed: start moved to the retention limit */
+    long long dead_letters; /* records the sink refused, written to the dead-letter file */
 } pf_run_stats;
 
 /* Runs F once (or tests it, per O). Returns PF_OK when every planned window

@@ -364,9 +364,20 @@ static void load_sink(pf_flow *f, const pf_ynode *sink, pf_diags *d)
     }
     char *tname = pf_ys_string(type, "sink type", d);
     if (!tname) return;
+    /* `plugin_dir`: an extra directory searched first for the sink plugin,
+     * relative to the flow file. */
+    const pf_ynode *pd = pf_ymap_get(sink, "plugin_dir");
+    char *pdir = pd ? pf_ys_string(pd, "sink plugin_dir", d) : NULL;
+    char pdir_abs[4096] = "";
+    if (pdir) {
+        const char *slash = pdir[0] == '/' ? NULL : strrchr(f->doc->file, '/');
+        snprintf(pdir_abs, sizeof pdir_abs, "%.*s%s%s", slash ? (int)(slash - f->doc->file) : 0,
+                 f->doc->file, slash ? "/" : "", pdir);
+        free(pdir);
+    }
     pf_error e;
     pf_error_clear(&e);
-    const pf_sink_descriptor *desc = pf_sink_find(tname, &e);
+    const pf_sink_descriptor *desc = pf_sink_find_in(tname, pdir_abs[0] ? pdir_abs : NULL, &e);
     free(tname);
     if (!desc) {
         pf_ys_error(d, type, e.code, "%s", e.msg);

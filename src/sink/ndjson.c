@@ -290,13 +290,14 @@ static pf_sink_result nd_commit(void *p, const char **token, char *err, size_t e
 }
 
 const pf_sink_descriptor pf_ndjson_sink = {
-    PF_SINK_ABI_VERSION,
-    sizeof(pf_sink_descriptor),
-    "ndjson",
-    "newline-delimited JSON files, one record per line",
-    nd_options,
-    nd_open,
-    nd_write,
-    nd_commit,
-    nd_close,
+    .abi_version = PF_SINK_ABI_VERSION,
+    .struct_size = sizeof(pf_sink_descriptor),
+    .name = "ndjson",
+    .description = "newline-delimited JSON files, one record per line",
+    .options = nd_options,
+    .open = nd_open,
+    .write = nd_write,
+    .commit = nd_commit,
+    .close = nd_close,
+    .stored_checkpoint = NULL, /* the checkpoint file is the only checkpoint */
 };

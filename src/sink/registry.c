@@ -1,51 +1,254 @@
-/* registry.c: sink lookup, option validation, and the host side of the ABI. */
+/* registry.c: sink lookup (built-ins and dlopen'd plugins), option validation,
+ * and the host side of the ABI. */
 #include "sink/registry.h"
 
+#include <dirent.h>
+#include <dlfcn.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flow/expand.h"
 #include "flow/yschema.h"
 #include "util/log.h"
+#include "util/paths.h"
 #include "util/timeutil.h"
+
+#ifndef PPFLOW_BUILD_SINK_DIR
+#define PPFLOW_BUILD_SINK_DIR ""
+#endif
+#ifndef PPFLOW_SINK_INSTALL_DIR
+#define PPFLOW_SINK_INSTALL_DIR ""
+#endif
+
+#define PLUGIN_PREFIX "ppflow_sink_"
+#define PLUGIN_SUFFIX ".so"
+#define MAX_PLUGINS 64
 
 extern const pf_sink_descriptor pf_ndjson_sink;
 
 static const pf_sink_descriptor *const builtins[] = {&pf_ndjson_sink};
 #define NBUILTINS (sizeof builtins / sizeof builtins[0])
 
-static int descriptor_ok(const pf_sink_descriptor *d)
+/* Plugins loaded so far. Each descriptor is copied into a full-size,
+ * zero-filled struct, so fields appended after the plugin was built read as
+ * NULL. Handles stay open for the life of the process. */
+typedef struct loaded_sink {
+    pf_sink_descriptor d;
+    char *path;
+} loaded_sink;
+static loaded_sink plugins[MAX_PLUGINS];
+static size_t nplugins;
+
+/* The smallest descriptor of ABI version 1: every field up to close. */
+#define DESC_V1_MIN (offsetof(pf_sink_descriptor, close) + sizeof(void (*)(void *)))
+
+static int callbacks_ok(const pf_sink_descriptor *d)
 {
-    /* Older plugins may have a smaller descriptor; it must at least hold
-     * every callback of ABI version 1. */
-    return d && d->abi_version == PF_SINK_ABI_VERSION &&
-           d->struct_size >= sizeof(pf_sink_descriptor) && d->name && d->options && d->open &&
-           d->write && d->commit && d->close;
+    return d->name && d->options && d->open && d->write && d->commit && d->close;
+}
+
+static int valid_sink_name(const char *name)
+{
+    if (!*name || strlen(name) > 64) return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+/* dlopens PATH and checks its descriptor. NAME, when given, must match. */
+static const pf_sink_descriptor *load_plugin(const char *path, const char *name, pf_error *err)
+{
+    for (size_t i = 0; i < nplugins; i++)
+        if (strcmp(plugins[i].path, path) == 0) return &plugins[i].d;
+    if (nplugins == MAX_PLUGINS) {
+        pf_error_set(err, PF_ETOOBIG, "too many sink plugins (at most %d)", MAX_PLUGINS);
+        return NULL;
+    }
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        const char *why = dlerror();
+        pf_error_set(err, PF_ENOTFOUND, "cannot load sink plugin %s: %s", path,
+                     why ? why : "unknown error");
+        return NULL;
+    }
+    const pf_sink_descriptor *d = dlsym(h, PF_SINK_SYMBOL);
+    const char *problem = NULL;
+    char pbuf[160];
+    if (!d) problem = "it does not export " PF_SINK_SYMBOL;
+    else if (d->abi_version != PF_SINK_ABI_VERSION) {
+        snprintf(pbuf, sizeof pbuf, "it was built for sink ABI version %u; this ppflow supports %d",
+                 (unsigned)d->abi_version, PF_SINK_ABI_VERSION);
+        problem = pbuf;
+    } else if (d->struct_size < DESC_V1_MIN) {
+        snprintf(pbuf, sizeof pbuf, "its descriptor is %u bytes, smaller than version %d's %zu",
+                 (unsigned)d->struct_size, PF_SINK_ABI_VERSION, (size_t)DESC_V1_MIN);
+        problem = pbuf;
+    }
+    loaded_sink *l = &plugins[nplugins];
+    memset(l, 0, sizeof *l);
+    if (!problem) {
+        memcpy(&l->d, d, d->struct_size < sizeof l->d ? d->struct_size : sizeof l->d);
+        if (!callbacks_ok(&l->d)) problem = "its descriptor lacks a name, options or a callback";
+        else if (name && strcmp(l->d.name, name) != 0) {
+            snprintf(pbuf, sizeof pbuf, "its descriptor names sink '%.40s', not '%.40s'",
+                     l->d.name, name);
+            problem = pbuf;
+        }
+    }
+    if (problem) {
+        dlclose(h);
+        pf_error_set(err, PF_ECONFIG, "sink plugin %s is unusable: %s", path, problem);
+        return NULL;
+    }
+    if (!(l->path = strdup(path))) {
+        dlclose(h);
+        pf_error_set(err, PF_ENOMEM, "out of memory loading %s", path);
+        return NULL;
+    }
+    nplugins++;
+    return &l->d;
+}
+
+/* The plugin directories: EXTRA (colon-separated, may be NULL) first, then
+ * PPFLOW_SINK_PATH, the build tree and the install directory. */
+static pf_status plugin_dirs(const char *extra, char ***dirs, size_t *n)
+{
+    char **base = NULL;
+    size_t nb = 0;
+    pf_status st = pf_paths_search_dirs("PPFLOW_SINK_PATH", PPFLOW_BUILD_SINK_DIR,
+                                        PPFLOW_SINK_INSTALL_DIR, &base, &nb);
+    if (st != PF_OK) return st;
+    size_t ne = 0;
+    for (const char *p = extra; p && *p; p = strchr(p, ':') ? strchr(p, ':') + 1 : "") ne++;
+    char **v = calloc(ne + nb + 1, sizeof *v);
+    if (!v) {
+        pf_paths_free(base, nb);
+        return PF_ENOMEM;
+    }
+    size_t k = 0;
+    for (const char *p = extra; p && *p;) {
+        size_t len = strcspn(p, ":");
+        if (len && !(v[k++] = strndup(p, len))) {
+            pf_paths_free(v, k);
+            pf_paths_free(base, nb);
+            return PF_ENOMEM;
+        }
+        p += len;
+        if (*p == ':') p++;
+    }
+    for (size_t i = 0; i < nb; i++) v[k++] = base[i];
+    free(base);
+    *dirs = v;
+    *n = k;
+    return PF_OK;
+}
+
+static void list_names(char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NBUILTINS && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? ", " : "", builtins[i]->name);
+    for (size_t i = 0; i < nplugins && o < cap; i++)
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? ", " : "", plugins[i].d.name);
+}
+
+static void scan_all(const char *extra);
+
+const pf_sink_descriptor *pf_sink_find_in(const char *name, const char *extra_dirs, pf_error *err)
+{
+    for (size_t i = 0; i < NBUILTINS; i++)
+        if (strcmp(builtins[i]->name, name) == 0) return builtins[i];
+    for (size_t i = 0; i < nplugins; i++)
+        if (strcmp(plugins[i].d.name, name) == 0) return &plugins[i].d;
+    if (valid_sink_name(name)) {
+        char **dirs = NULL;
+        size_t n = 0;
+        if (plugin_dirs(extra_dirs, &dirs, &n) != PF_OK) {
+            pf_error_set(err, PF_ENOMEM, "out of memory");
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/" PLUGIN_PREFIX "%s" PLUGIN_SUFFIX, dirs[i], name);
+            if (access(path, F_OK) != 0) continue;
+            const pf_sink_descriptor *d = load_plugin(path, name, err);
+            pf_paths_free(dirs, n);
+            return d;
+        }
+        pf_paths_free(dirs, n);
+    }
+    scan_all(extra_dirs);
+    char list[256];
+    list_names(list, sizeof list);
+    pf_error_set(err, PF_ENOTFOUND,
+                 "unknown sink type '%s' (available: %s; plugins are searched in "
+                 "PPFLOW_SINK_PATH, the sink's plugin_dir and %s)",
+                 name, list, PPFLOW_SINK_INSTALL_DIR);
+    return NULL;
 }
 
 const pf_sink_descriptor *pf_sink_find(const char *name, pf_error *err)
 {
-    for (size_t i = 0; i < NBUILTINS; i++)
-        if (strcmp(builtins[i]->name, name) == 0 && descriptor_ok(builtins[i])) return builtins[i];
-    char list[256] = "";
-    size_t o = 0;
-    for (size_t i = 0; i < NBUILTINS && o < sizeof list; i++)
-        o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", i ? ", " : "", builtins[i]->name);
-    pf_error_set(err, PF_ENOTFOUND, "unknown sink type '%s' (available: %s)", name, list);
-    return NULL;
+    return pf_sink_find_in(name, NULL, err);
+}
+
+/* Loads every plugin on the search path (the first file of a name wins);
+ * unusable ones are reported as warnings. */
+static void scan_all(const char *extra)
+{
+    char **dirs = NULL;
+    size_t n = 0;
+    if (plugin_dirs(extra, &dirs, &n) != PF_OK) return;
+    for (size_t i = 0; i < n; i++) {
+        DIR *dir = opendir(dirs[i]);
+        if (!dir) continue;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            size_t l = strlen(e->d_name), pl = strlen(PLUGIN_PREFIX), sl = strlen(PLUGIN_SUFFIX);
+            if (l <= pl + sl || strncmp(e->d_name, PLUGIN_PREFIX, pl) != 0 ||
+                strcmp(e->d_name + l - sl, PLUGIN_SUFFIX) != 0)
+                continue;
+            char name[80];
+            snprintf(name, sizeof name, "%.*s", (int)(l - pl - sl), e->d_name + pl);
+            int known = 0;
+            for (size_t k = 0; k < NBUILTINS; k++)
+                if (strcmp(builtins[k]->name, name) == 0) known = 1;
+            for (size_t k = 0; k < nplugins; k++)
+                if (strcmp(plugins[k].d.name, name) == 0) known = 1;
+            if (known || !valid_sink_name(name)) continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
+            pf_error err;
+            pf_error_clear(&err);
+            if (!load_plugin(path, name, &err)) pf_log_warn("%s", err.msg);
+        }
+        closedir(dir);
+    }
+    pf_paths_free(dirs, n);
 }
 
 void pf_sink_each(void (*fn)(void *ud, const pf_sink_descriptor *d), void *ud)
 {
-    for (size_t i = 0; i < NBUILTINS; i++)
-        if (descriptor_ok(builtins[i])) fn(ud, builtins[i]);
+    scan_all(NULL);
+    for (size_t i = 0; i < NBUILTINS; i++) fn(ud, builtins[i]);
+    for (size_t i = 0; i < nplugins; i++) fn(ud, &plugins[i].d);
 }
 
 static const pf_sink_option *find_opt(const pf_sink_descriptor *d, const char *key)
 {
-    for (const pf_sink_option *o = d->options; o->key; o++)
-        if (strcmp(o->key, key) == 0) return o;
+    for (const pf_sink_option *o = d->options; o->key; o++) {
+        size_t l = strlen(o->key);
+        if (l && o->key[l - 1] == '*') {
+            if (strncmp(o->key, key, l - 1) == 0 && key[l - 1]) return o;
+        } else if (strcmp(o->key, key) == 0) {
+            return o;
+        }
+    }
     return NULL;
 }
 
@@ -113,7 +316,7 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
     }
     for (size_t i = 0; i < pf_ymap_size(node); i++) {
         const pf_ynode *k = pf_ymap_key(node, i), *v = pf_ymap_val(node, i);
-        if (strcmp(k->value, "type") == 0) continue;
+        if (strcmp(k->value, "type") == 0 || strcmp(k->value, "plugin_dir") == 0) continue;
         const pf_sink_option *o = find_opt(desc, k->value);
         if (!o) {
             char list[256] = "";
@@ -145,7 +348,7 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
         free(raw);
     }
     for (const pf_sink_option *o = desc->options; o->key; o++) {
-        if (!o->required) continue;
+        if (!o->required || o->key[0] == '\0' || o->key[strlen(o->key) - 1] == '*') continue;
         int set = 0;
         for (size_t i = 0; i < cfg->count; i++)
             if (strcmp(cfg->keys[i], o->key) == 0) set = 1;
@@ -181,6 +384,7 @@ void pf_sink_config_free(pf_sink_config *cfg)
 
 struct pf_sink_host {
     const pf_sink_config *cfg;
+    const char *pending; /* checkpoint offered during commit */
 };
 
 struct pf_sink {
@@ -222,8 +426,23 @@ static const char *host_flow_name(const pf_sink_host *h)
     return h->cfg->flow_name;
 }
 
-static const pf_sink_host_api host_api = {sizeof(pf_sink_host_api), host_option, host_option_int,
-                                          host_log, host_flow_name};
+static const char *host_pending_checkpoint(const pf_sink_host *h)
+{
+    return h->pending;
+}
+
+static void host_options_with_prefix(const pf_sink_host *h, const char *prefix,
+                                     void (*fn)(void *ud, const char *key, const char *value),
+                                     void *ud)
+{
+    size_t pl = strlen(prefix);
+    for (size_t i = 0; i < h->cfg->count; i++)
+        if (strncmp(h->cfg->keys[i], prefix, pl) == 0) fn(ud, h->cfg->keys[i], h->cfg->values[i]);
+}
+
+static const pf_sink_host_api host_api = {
+    sizeof(pf_sink_host_api), host_option,    host_option_int,         host_log,
+    host_flow_name,           host_pending_checkpoint, host_options_with_prefix};
 
 static void result_error(pf_error *err, pf_sink_result r, const char *what, const char *name,
                          const char *msg)
@@ -261,13 +480,34 @@ pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, p
     return r;
 }
 
-pf_sink_result pf_sink_commit(pf_sink *s, const char **token, pf_error *err)
+pf_sink_result pf_sink_commit(pf_sink *s, const char *checkpoint, const char **token,
+                              pf_error *err)
 {
     char msg[512] = "";
     *token = NULL;
+    s->host.pending = checkpoint;
     pf_sink_result r = s->desc->commit(s->state, token, msg, sizeof msg);
+    s->host.pending = NULL;
     if (r != PF_SINK_OK) result_error(err, r, "commit", s->desc->name, msg);
     return r;
+}
+
+pf_sink_result pf_sink_stored_checkpoint(pf_sink *s, const char **checkpoint, pf_error *err)
+{
+    *checkpoint = NULL;
+    if (!s->desc->stored_checkpoint) return PF_SINK_OK;
+    char msg[512] = "";
+    pf_sink_result r = s->desc->stored_checkpoint(s->state, checkpoint, msg, sizeof msg);
+    if (r != PF_SINK_OK) {
+        *checkpoint = NULL;
+        result_error(err, r, "reading the stored checkpoint", s->desc->name, msg);
+    }
+    return r;
+}
+
+int pf_sink_stores_checkpoint(const pf_sink *s)
+{
+    return s && s->desc->stored_checkpoint != NULL;
 }
 
 void pf_sink_close(pf_sink *s)

@@ -15,11 +15,23 @@
 #include "util/diag.h"
 #include "util/status.h"
 
-/* The descriptor for sink NAME, or NULL with PF_ENOTFOUND in ERR. The
- * descriptor stays valid for the life of the process. */
+/* The descriptor for sink NAME, or NULL with ERR set: PF_ENOTFOUND when no
+ * built-in or plugin has that name, PF_ECONFIG when its plugin file is
+ * unusable (wrong ABI version, descriptor too small, missing symbol). A
+ * plugin for NAME is the file ppflow_sink_NAME.so in, in order: the
+ * colon-separated directories EXTRA_DIRS (may be NULL; a flow's
+ * `sink.plugin_dir`), $PPFLOW_SINK_PATH, the build tree's sinks/ when ppflow
+ * runs from it, and the install directory. The descriptor stays valid for the
+ * life of the process (plugins are never unloaded). */
+const pf_sink_descriptor *pf_sink_find_in(const char *name, const char *extra_dirs,
+                                          pf_error *err);
+
+/* pf_sink_find_in(NAME, NULL, ERR). */
 const pf_sink_descriptor *pf_sink_find(const char *name, pf_error *err);
 
-/* Calls FN for every sink found (built-ins first). */
+/* Calls FN for every sink found (built-ins first, then every loadable
+ * plugin on the search path; unusable plugin files are logged as
+ * warnings). */
 void pf_sink_each(void (*fn)(void *ud, const pf_sink_descriptor *d), void *ud);
 
 /* A flow's sink configuration: the option values as text, validated. */
@@ -55,8 +67,18 @@ pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, si
 /* Writes N records; outcome as the descriptor's write. */
 pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, pf_error *err);
 
-/* Commits; *TOKEN is owned by the sink until the next call. */
-pf_sink_result pf_sink_commit(pf_sink *s, const char **token, pf_error *err);
+/* Commits; CHECKPOINT (may be NULL) is the flow checkpoint text offered to
+ * the sink for this commit (see pending_checkpoint in ppflow_sink.h).
+ * *TOKEN is owned by the sink until the next call. */
+pf_sink_result pf_sink_commit(pf_sink *s, const char *checkpoint, const char **token,
+                              pf_error *err);
+
+/* The checkpoint the sink stored with its last durable commit: *CHECKPOINT
+ * is NULL when the sink stores none (or has none yet); owned by the sink. */
+pf_sink_result pf_sink_stored_checkpoint(pf_sink *s, const char **checkpoint, pf_error *err);
+
+/* 1 when S stores checkpoints itself (transactional sinks). */
+int pf_sink_stores_checkpoint(const pf_sink *s);
 
 /* Closes and frees S. NULL accepted. */
 void pf_sink_close(pf_sink *s);

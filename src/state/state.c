@@ -59,6 +59,14 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
     pf_status rs = pf_read_file(path, STATE_MAX_BYTES, &text, &len, &e);
     if (rs == PF_ENOTFOUND) return PF_OK;
     if (rs != PF_OK) return pf_error_set(err, PF_ESTATE, "checkpoint %s: %s", path, e.msg);
+    rs = pf_state_parse(text, len, path, st, err);
+    free(text);
+    return rs;
+}
+
+pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_state *st,
+                         pf_error *err)
+{
     json_tokener *tok = json_tokener_new_ex(64);
     json_object *root = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
     int complete = tok && json_tokener_get_error(tok) == json_tokener_success;
@@ -69,7 +77,6 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
                 complete = 0;
     }
     json_tokener_free(tok);
-    free(text);
     pf_status ret = PF_OK;
     json_object *v, *sink, *run;
     if (!root || !complete || !json_object_is_type(root, json_type_object)) {
@@ -83,6 +90,7 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
         goto done;
     }
     int ok;
+    if (json_object_object_get_ex(root, "seq", &v)) st->seq = json_object_get_int64(v);
     if (json_object_object_get_ex(root, "cursor", &v) && !json_object_is_type(v, json_type_null)) {
         st->cursor_ms = get_time(root, "cursor", &ok);
         if (!ok) {
@@ -130,13 +138,15 @@ static int add_time(json_object *o, const char *key, int64_t ms)
     return json_object_object_add(o, key, json_object_new_string(buf));
 }
 
-pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name,
-                        pf_error *err)
+pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty, char **out,
+                           pf_error *err)
 {
+    *out = NULL;
     json_object *root = json_object_new_object();
     if (!root) return pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
     json_object_object_add(root, "version", json_object_new_int(PF_STATE_VERSION));
     json_object_object_add(root, "flow", json_object_new_string(flow_name));
+    json_object_object_add(root, "seq", json_object_new_int64(st->seq));
     if (st->template_name)
         json_object_object_add(root, "template", json_object_new_string(st->template_name));
     if (st->has_cursor) add_time(root, "cursor", st->cursor_ms);
@@ -166,27 +176,34 @@ pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_n
     }
     add_time(root, "updated", pf_time_real_ms());
     const char *text = json_object_to_json_string_ext(
-        root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!text) {
+        root, (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) |
+                  JSON_C_TO_STRING_NOSLASHESCAPE);
+    if (!text || !(*out = strdup(text)))
         ret = pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
-        goto done;
-    }
+done:
+    json_object_put(root);
+    return ret;
+}
+
+pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name,
+                        pf_error *err)
+{
+    char *text = NULL;
+    pf_status ret = pf_state_to_json(st, flow_name, 1, &text, err);
+    if (ret != PF_OK) return ret;
     pf_error e;
     pf_error_clear(&e);
     size_t tl = strlen(text);
-    char *withnl = malloc(tl + 2);
+    char *withnl = realloc(text, tl + 2);
     if (!withnl) {
-        ret = pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
-        goto done;
+        free(text);
+        return pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
     }
-    memcpy(withnl, text, tl);
     withnl[tl] = '\n';
     withnl[tl + 1] = '\0';
     if (pf_write_file_atomic(path, withnl, tl + 1, &e) != PF_OK)
         ret = pf_error_set(err, PF_ESTATE, "cannot write checkpoint: %s", e.msg);
     free(withnl);
-done:
-    json_object_put(root);
     return ret;
 }
 

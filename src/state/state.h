@@ -15,6 +15,7 @@
 #define PF_STATE_VERSION 1
 
 typedef struct pf_state {
+    long long seq;           /* grows by one per sink commit; orders checkpoints */
     int has_cursor;
     int64_t cursor_ms;       /* valid when has_cursor */
     char *template_name;     /* template the cursor belongs to; NULL when unknown */
@@ -32,6 +33,16 @@ typedef struct pf_state {
  * not an error: ST stays empty. PF_ESTATE with a message when the file exists
  * but is unreadable, not JSON, or of another version. */
 pf_status pf_state_load(const char *path, pf_state *st, pf_error *err);
+
+/* Parses checkpoint TEXT (LEN bytes) into ST as pf_state_load does; PATH
+ * names the source in messages. */
+pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_state *st,
+                         pf_error *err);
+
+/* Serialises ST for flow FLOW_NAME (PRETTY: indented) into *OUT (malloc'd,
+ * NUL-terminated; the caller frees). PF_ENOMEM / PF_ESTATE on failure. */
+pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty, char **out,
+                           pf_error *err);
 
 /* Writes ST for flow FLOW_NAME to PATH atomically. */
 pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name,

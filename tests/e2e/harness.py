@@ -158,7 +158,9 @@ class E2ETestCase(unittest.TestCase):
         return path
 
     def siem_flow(self, name="siem", template="tap-siem-all", params=None, http=None,
-                  sink_path="out/{stream}.ndjson", auth=True, base_url=None):
+                  sink_path="out/{stream}.ndjson", auth=True, base_url=None, sink=None):
+        """A flow over a SIEM template. SINK, a dict, replaces the NDJSON sink
+        (its items become the `sink:` mapping, `type` first)."""
         lines = ["name: %s" % name, "source:", "  template: %s" % template,
                  "  base_url: %s" % (base_url or self.mock.url)]
         if auth:
@@ -173,8 +175,11 @@ class E2ETestCase(unittest.TestCase):
         lines += ["  http:", "    backoff: 50ms", "    backoff_max: 200ms"]
         for k, v in (http or {}).items():
             lines.append("    %s: %s" % (k, v))
-        lines += ["sink:", "  type: ndjson", "  path: %s" % sink_path,
-                  "state:", "  path: state/%s.json" % name]
+        if sink:
+            lines += ["sink:"] + ["  %s: %s" % (k, v) for k, v in sink.items()]
+        else:
+            lines += ["sink:", "  type: ndjson", "  path: %s" % sink_path]
+        lines += ["state:", "  path: state/%s.json" % name]
         return self.write(name + ".yaml", "\n".join(lines) + "\n")
 
     def read_records(self, stream, sink_dir="out"):

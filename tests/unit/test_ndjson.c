@@ -83,7 +83,7 @@ static char *commit_ok(pf_sink *s)
     const char *tok = NULL;
     pf_error e;
     pf_error_clear(&e);
-    if (pf_sink_commit(s, &tok, &e) != PF_SINK_OK) fail_msg("commit failed: %s", e.msg);
+    if (pf_sink_commit(s, NULL, &tok, &e) != PF_SINK_OK) fail_msg("commit failed: %s", e.msg);
     assert_non_null(tok);
     char *c = strdup(tok);
     assert_non_null(c);

@@ -206,8 +206,8 @@ static void test_trailing_data_is_corruption(void **state)
 static void test_saved_file_has_only_documented_fields(void **state)
 {
     (void)state;
-    static const char *const top[] = {"version", "flow",     "template", "cursor",
-                                      "sink",    "last_run", "updated",  NULL};
+    static const char *const top[] = {"version", "flow",     "seq",     "template", "cursor",
+                                      "sink",    "last_run", "updated", NULL};
     static const char *const sink[] = {"type", "resume", NULL};
     static const char *const run[] = {"started", "ended", "outcome", "records",
                                       "windows", "error", NULL};
