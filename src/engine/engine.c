@@ -176,11 +176,6 @@ static pf_sink_result commit_ex(run_ctx *c, int final, pf_error *err)
     return PF_SINK_OK;
 }
 
-static pf_sink_result commit(run_ctx *c, pf_error *err)
-{
-    return commit_ex(c, 1, err);
-}
-
 /* After open: a sink that stores checkpoints with its commits may be one
  * commit ahead of the checkpoint file (a crash between the two); its
  * checkpoint wins then. Returns 1 when the sink's checkpoint is newer. */
@@ -571,10 +566,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         if (st != PF_OK) goto done;
         /* Record the sink's starting point before anything is written, so a
          * crash in the first window can be undone too. */
-        if (commit(&c, err) != PF_SINK_OK) {
-            st = err ? err->code : PF_ESINK;
-            goto done;
-        }
+        int fatal = 0;
+        if ((st = write_commit(&c, NULL, 0, 0, &fatal, err)) != PF_OK) goto done;
         pf_state_set_str(&c.state.template_name, f->tmpl->name);
         c.state.run_started_ms = pf_time_real_ms();
         c.state.run_ended_ms = 0;

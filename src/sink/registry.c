@@ -78,7 +78,8 @@ static const pf_sink_descriptor *load_plugin(const char *path, const char *name,
     const pf_sink_descriptor *d = dlsym(h, PF_SINK_SYMBOL);
     const char *problem = NULL;
     char pbuf[160];
-    if (!d) problem = "it does not export " PF_SINK_SYMBOL;
+    if (!d)
+        problem = "it does not export " PF_SINK_SYMBOL;
     else if (d->abi_version != PF_SINK_ABI_VERSION) {
         snprintf(pbuf, sizeof pbuf, "it was built for sink ABI version %u; this ppflow supports %d",
                  (unsigned)d->abi_version, PF_SINK_ABI_VERSION);
@@ -92,10 +93,11 @@ static const pf_sink_descriptor *load_plugin(const char *path, const char *name,
     memset(l, 0, sizeof *l);
     if (!problem) {
         memcpy(&l->d, d, d->struct_size < sizeof l->d ? d->struct_size : sizeof l->d);
-        if (!callbacks_ok(&l->d)) problem = "its descriptor lacks a name, options or a callback";
+        if (!callbacks_ok(&l->d))
+            problem = "its descriptor lacks a name, options or a callback";
         else if (name && strcmp(l->d.name, name) != 0) {
-            snprintf(pbuf, sizeof pbuf, "its descriptor names sink '%.40s', not '%.40s'",
-                     l->d.name, name);
+            snprintf(pbuf, sizeof pbuf, "its descriptor names sink '%.40s', not '%.40s'", l->d.name,
+                     name);
             problem = pbuf;
         }
     }
@@ -123,7 +125,8 @@ static pf_status plugin_dirs(const char *extra, char ***dirs, size_t *n)
                                         PPFLOW_SINK_INSTALL_DIR, &base, &nb);
     if (st != PF_OK) return st;
     size_t ne = 0;
-    for (const char *p = extra; p && *p; p = strchr(p, ':') ? strchr(p, ':') + 1 : "") ne++;
+    for (const char *p = extra; p && *p; p = strchr(p, ':') ? strchr(p, ':') + 1 : "")
+        ne++;
     char **v = calloc(ne + nb + 1, sizeof *v);
     if (!v) {
         pf_paths_free(base, nb);
@@ -140,7 +143,8 @@ static pf_status plugin_dirs(const char *extra, char ***dirs, size_t *n)
         p += len;
         if (*p == ':') p++;
     }
-    for (size_t i = 0; i < nb; i++) v[k++] = base[i];
+    for (size_t i = 0; i < nb; i++)
+        v[k++] = base[i];
     free(base);
     *dirs = v;
     *n = k;
@@ -235,8 +239,10 @@ static void scan_all(const char *extra)
 void pf_sink_each(void (*fn)(void *ud, const pf_sink_descriptor *d), void *ud)
 {
     scan_all(NULL);
-    for (size_t i = 0; i < NBUILTINS; i++) fn(ud, builtins[i]);
-    for (size_t i = 0; i < nplugins; i++) fn(ud, &plugins[i].d);
+    for (size_t i = 0; i < NBUILTINS; i++)
+        fn(ud, builtins[i]);
+    for (size_t i = 0; i < nplugins; i++)
+        fn(ud, &plugins[i].d);
 }
 
 static const pf_sink_option *find_opt(const pf_sink_descriptor *d, const char *key)
@@ -259,16 +265,15 @@ static const char *type_problem(pf_sink_opt_type type, const char *value)
     uint64_t sz;
     char *end;
     switch (type) {
-    case PF_SINK_OPT_STRING: return NULL;
+    case PF_SINK_OPT_STRING:
+        return NULL;
     case PF_SINK_OPT_INT:
         strtoll(value, &end, 10);
         return (*value && !*end) ? NULL : "an integer";
     case PF_SINK_OPT_BOOL:
-        return (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) ? NULL
-                                                                            : "true or false";
+        return (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) ? NULL : "true or false";
     case PF_SINK_OPT_DURATION:
-        return pf_duration_parse(value, &ms, NULL) == PF_OK ? NULL
-                                                             : "a duration such as 30s or 5m";
+        return pf_duration_parse(value, &ms, NULL) == PF_OK ? NULL : "a duration such as 30s or 5m";
     case PF_SINK_OPT_SIZE:
         return pf_parse_size(value, &sz) == 0 ? NULL : "a size such as 4096 or 64MiB";
     }
@@ -341,7 +346,7 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
             const char *problem = type_problem(o->type, pf_buf_str(&val));
             if (problem)
                 pf_ys_error(d, v, PF_ECONFIG, "sink option %s must be %s", o->key, problem);
-            else if (pf_sink_config_set(cfg, o->key, pf_buf_str(&val)) != PF_OK)
+            else if (pf_sink_config_set(cfg, k->value, pf_buf_str(&val)) != PF_OK)
                 pf_ys_error(d, v, PF_ENOMEM, "out of memory");
         }
         pf_buf_free(&val);
@@ -406,19 +411,25 @@ static int64_t host_option_int(const pf_sink_host *h, const char *key, int64_t d
     int64_t ms;
     uint64_t sz;
     switch (o->type) {
-    case PF_SINK_OPT_BOOL: return strcmp(v, "true") == 0;
-    case PF_SINK_OPT_DURATION: return pf_duration_parse(v, &ms, NULL) == PF_OK ? ms : def;
-    case PF_SINK_OPT_SIZE: return pf_parse_size(v, &sz) == 0 ? (int64_t)sz : def;
+    case PF_SINK_OPT_BOOL:
+        return strcmp(v, "true") == 0;
+    case PF_SINK_OPT_DURATION:
+        return pf_duration_parse(v, &ms, NULL) == PF_OK ? ms : def;
+    case PF_SINK_OPT_SIZE:
+        return pf_parse_size(v, &sz) == 0 ? (int64_t)sz : def;
     case PF_SINK_OPT_INT:
-    case PF_SINK_OPT_STRING: return strtoll(v, NULL, 10);
+    case PF_SINK_OPT_STRING:
+        return strtoll(v, NULL, 10);
     }
     return def;
 }
 
 static void host_log(const pf_sink_host *h, int level, const char *msg)
 {
-    pf_log((pf_log_level)(level < 0 ? 0 : level > 3 ? 3 : level), "sink %s: %s",
-           h->cfg->desc->name, msg);
+    pf_log((pf_log_level)(level < 0   ? 0
+                          : level > 3 ? 3
+                                      : level),
+           "sink %s: %s", h->cfg->desc->name, msg);
 }
 
 static const char *host_flow_name(const pf_sink_host *h)
@@ -440,9 +451,10 @@ static void host_options_with_prefix(const pf_sink_host *h, const char *prefix,
         if (strncmp(h->cfg->keys[i], prefix, pl) == 0) fn(ud, h->cfg->keys[i], h->cfg->values[i]);
 }
 
-static const pf_sink_host_api host_api = {
-    sizeof(pf_sink_host_api), host_option,    host_option_int,         host_log,
-    host_flow_name,           host_pending_checkpoint, host_options_with_prefix};
+static const pf_sink_host_api host_api = {sizeof(pf_sink_host_api), host_option,
+                                          host_option_int,          host_log,
+                                          host_flow_name,           host_pending_checkpoint,
+                                          host_options_with_prefix};
 
 static void result_error(pf_error *err, pf_sink_result r, const char *what, const char *name,
                          const char *msg)
@@ -461,8 +473,8 @@ pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, si
     s->host.cfg = cfg;
     s->desc = cfg->desc;
     char msg[512] = "";
-    pf_sink_result r = s->desc->open(&s->host, &host_api, streams, nstreams, resume, &s->state,
-                                     msg, sizeof msg);
+    pf_sink_result r =
+        s->desc->open(&s->host, &host_api, streams, nstreams, resume, &s->state, msg, sizeof msg);
     if (r != PF_SINK_OK) {
         result_error(err, r, "open", s->desc->name, msg);
         free(s);
@@ -480,8 +492,7 @@ pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, p
     return r;
 }
 
-pf_sink_result pf_sink_commit(pf_sink *s, const char *checkpoint, const char **token,
-                              pf_error *err)
+pf_sink_result pf_sink_commit(pf_sink *s, const char *checkpoint, const char **token, pf_error *err)
 {
     char msg[512] = "";
     *token = NULL;

@@ -1,0 +1,192 @@
+"""sink_plugins.py: sink plugins loaded with dlopen, and the engine's delivery
+rules that only a plugin can exercise: checkpoints stored by the sink,
+records the sink refuses (dead-letter file), transient sink failures.
+
+Uses the test plugin tests/sinkplugin/faulty.c (and broken builds of it) from
+PPFLOW_TEST_PLUGIN_DIR; registered by tests/sinkplugin/CMakeLists.txt.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso
+
+PLUGINS = os.environ.get("PPFLOW_TEST_PLUGIN_DIR", "")
+SEED = int(os.environ.get("PPFLOW_TEST_SEED", random.randrange(1 << 30)))
+
+
+def read_faulty(path):
+    """(checkpoint or None, [(stream, key, record)]) from the test sink's file."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")[:-1]
+    cp = json.loads(lines[0])
+    recs = []
+    for line in lines[1:]:
+        stream, key, rec = line.split("\t", 2)
+        recs.append((stream, key, json.loads(rec)))
+    return cp, recs
+
+
+class SinkPlugins(E2ETestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.isdir(PLUGINS):
+            raise unittest.SkipTest("test plugins not built")
+        super().setUpClass()
+
+    def env(self, **extra):
+        extra.setdefault("PPFLOW_SINK_PATH", PLUGINS)
+        return super().env(**extra)
+
+    def flow(self, start, end, name="siem", **sink):
+        os.makedirs(os.path.join(self.dir, "out"), exist_ok=True)
+        opts = {"type": "faulty", "path": "out/faulty.tsv"}
+        opts.update(sink)
+        return self.siem_flow(name=name, params={"since_time": start, "until": end}, sink=opts)
+
+    def assert_exact(self, start, end, recs, missing=()):
+        expected = self.mock.expected("/v2/siem/all", start, end)
+        for stream, (array, key) in SIEM_STREAMS.items():
+            got = [r[key] for s, _, r in recs if s == stream]
+            keys = [k for s, k, _ in recs if s == stream]
+            self.assertEqual(got, keys, "record keys differ from the records' " + key)
+            self.assertEqual(len(got), len(set(got)), "duplicates in " + stream)
+            want = sorted(k for k in expected[array] if k not in missing)
+            self.assertEqual(sorted(got), want, stream + " differs from the mock's records")
+
+    # ---- loading -----------------------------------------------------------
+
+    def test_sinks_lists_plugins_and_reports_broken_ones(self):
+        r = self.ppflow("sinks")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("faulty", r.out)
+        self.assertIn("x.*", r.out)
+        self.assertIn("ndjson", r.out)
+        self.assertIn("built for sink ABI version 99; this ppflow supports 1", r.err)
+        self.assertIn("smaller than version 1's", r.err)
+        self.assertIn("names sink 'other', not 'misnamed'", r.err)
+        r = self.ppflow("sinks", "faulty")
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("store_checkpoint", r.out)
+        self.assertNotIn("ndjson", r.out)
+
+    def test_unusable_plugins_are_refused_at_the_flow_position(self):
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        for kind, msg in (("badabi", "built for sink ABI version 99"),
+                          ("small", "smaller than version 1's"),
+                          ("nosuch", "unknown sink type 'nosuch'")):
+            path = self.flow(start, end, name=kind, type=kind)
+            r = self.ppflow("validate", path)
+            self.assertEqual(r.code, 2, r)
+            line = [i for i, l in enumerate(open(path), 1) if l.strip() == "type: " + kind][0]
+            self.assertIn("%s:%d:9:" % (os.path.basename(path), line), r.err)
+            self.assertIn(msg, r.err)
+
+    def test_options_are_checked_against_the_plugin_table(self):
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        path = self.flow(start, end, retries="lots", colour="blue")
+        r = self.ppflow("validate", path)
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("sink option retries must be an integer", r.err)
+        self.assertIn("unknown option 'colour' for sink faulty", r.err)
+        path = self.flow(start, end, name="fam", **{"x.anything.goes": "1"})
+        r = self.ppflow("run", path)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("settings: x.anything.goes=1;", r.err)
+
+    def test_plugin_dir_in_the_flow(self):
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        os.makedirs(os.path.join(self.dir, "myplugins"))
+        shutil.copy(os.path.join(PLUGINS, "ppflow_sink_faulty.so"),
+                    os.path.join(self.dir, "myplugins"))
+        path = self.flow(start, end, plugin_dir="myplugins")
+        r = self.ppflow("run", path, env=self.env(PPFLOW_SINK_PATH=""))
+        self.assertEqual(r.code, 0, r)
+        self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
+
+    # ---- delivery ------------------------------------------------------------
+
+    def test_run_delivers_exactly_and_stores_the_checkpoint(self):
+        start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
+        r = self.ppflow("run", self.flow(start, end))
+        self.assertEqual(r.code, 0, r)
+        cp, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        self.assert_exact(start, end, recs)
+        st = self.state()
+        self.assertEqual(cp["cursor"], end)
+        self.assertEqual(cp["seq"], st["seq"])
+        self.assertEqual(st["cursor"], end)
+
+    def test_transient_failures_are_retried(self):
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
+        r = self.ppflow("run", self.flow(start, end, retries="3"))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("transient failure injected", r.err)
+        self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
+
+    def test_refused_records_go_to_the_dead_letter_file(self):
+        start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
+        expected = self.mock.expected("/v2/siem/all", start, end)
+        bad = sorted(expected["messagesDelivered"])[len(expected["messagesDelivered"]) // 2]
+        r = self.ppflow("run", self.flow(start, end, refuse=bad))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("1 records were refused by the sink", r.err)
+        _, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        self.assert_exact(start, end, recs, missing={bad})
+        dl = os.path.join(self.dir, "state", "siem.json.deadletter.ndjson")
+        self.assertEqual(os.stat(dl).st_mode & 0o777, 0o600)
+        lines = [json.loads(l) for l in open(dl, encoding="utf-8")]
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["key"], bad)
+        self.assertEqual(lines[0]["record"]["GUID"], bad)
+        self.assertEqual(lines[0]["stream"], "messages_delivered")
+        self.assertEqual(lines[0]["flow"], "siem")
+        self.assertIn("which this sink refuses", lines[0]["reason"])
+        # The checkpoint moved on: a rerun fetches nothing again.
+        self.assertEqual(self.state()["cursor"], end)
+
+    def test_kill_after_the_sink_commit_loses_and_repeats_nothing(self):
+        """Killed between the sink's commit and the checkpoint file's, the
+        next run continues from the checkpoint the sink stored."""
+        print("seed", SEED, file=sys.stderr)
+        rnd = random.Random(SEED)
+        start, end = iso(hour_floor(-8)), iso(hour_floor(-1))
+        path = self.flow(start, end, pause="300ms")
+        out = os.path.join(self.dir, "out/faulty.tsv")
+        kills = adopted = 0
+        for attempt in range(40):
+            p = subprocess.Popen([PPFLOW, "run", path], cwd=self.dir, env=self.env(),
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            # Wait for a commit (the file's checkpoint line changes), then
+            # kill during the sink's pause that follows it.
+            def committed():
+                return len(read_faulty(out)[1]) if os.path.exists(out) else 0
+            before = committed()
+            deadline = time.time() + 30
+            while p.poll() is None and time.time() < deadline:
+                if committed() != before:
+                    time.sleep(rnd.uniform(0, 0.2))
+                    p.send_signal(signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.01)
+            so, se = p.communicate(timeout=60)
+            self.outputs += [so, se]
+            adopted += "holds a newer checkpoint" in se
+            if p.returncode == 0:
+                break
+        self.assertEqual(p.returncode, 0, "the flow never completed")
+        self.assertGreaterEqual(kills, 3, "too few kills to prove anything")
+        self.assertGreaterEqual(adopted, 1, "no run continued from the sink's checkpoint")
+        self.assert_exact(start, end, read_faulty(out)[1])
+        self.assertEqual(self.state()["cursor"], end)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
