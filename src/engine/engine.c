@@ -571,7 +571,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_state_set_str(&c.state.template_name, f->tmpl->name);
         c.state.run_started_ms = pf_time_real_ms();
         c.state.run_ended_ms = 0;
-        c.state.run_records = c.state.run_windows = 0;
+        c.state.run_records = c.state.run_windows = c.state.run_bytes = 0;
         pf_state_set_str(&c.state.run_outcome, "running");
         pf_state_set_str(&c.state.run_error, NULL);
         if ((st = save_state(&c, err)) != PF_OK) goto done;
@@ -588,6 +588,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
                                                                        : "failed");
         pf_state_set_str(&c.state.run_error, st == PF_OK ? NULL : clean);
         c.state.run_ended_ms = pf_time_real_ms();
+        c.state.run_bytes = stats->bytes;
         pf_error se;
         pf_error_clear(&se);
         if (save_state(&c, &se) != PF_OK && st == PF_OK) {

@@ -121,6 +121,7 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
             goto oom;
         if (json_object_object_get_ex(run, "records", &v)) st->run_records = json_object_get_int64(v);
         if (json_object_object_get_ex(run, "windows", &v)) st->run_windows = json_object_get_int64(v);
+        if (json_object_object_get_ex(run, "bytes", &v)) st->run_bytes = json_object_get_int64(v);
     }
     goto done;
 oom:
@@ -171,6 +172,7 @@ pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty
         json_object_object_add(run, "outcome", json_object_new_string(st->run_outcome));
         json_object_object_add(run, "records", json_object_new_int64(st->run_records));
         json_object_object_add(run, "windows", json_object_new_int64(st->run_windows));
+        json_object_object_add(run, "bytes", json_object_new_int64(st->run_bytes));
         if (st->run_error)
             json_object_object_add(run, "error", json_object_new_string(st->run_error));
     }

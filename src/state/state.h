@@ -26,6 +26,7 @@ typedef struct pf_state {
     char *run_outcome;       /* "ok", "failed", "running"; NULL when never run */
     long long run_records;
     long long run_windows;
+    long long run_bytes;     /* response bytes received */
     char *run_error;         /* NULL when none */
 } pf_state;
 

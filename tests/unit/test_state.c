@@ -210,7 +210,7 @@ static void test_saved_file_has_only_documented_fields(void **state)
                                       "sink",    "last_run", "updated", NULL};
     static const char *const sink[] = {"type", "resume", NULL};
     static const char *const run[] = {"started", "ended", "outcome", "records",
-                                      "windows", "error", NULL};
+                                      "windows", "bytes",   "error", NULL};
     char path[128];
     path_in_tmp(path, sizeof path, "fields.json");
     pf_state a;

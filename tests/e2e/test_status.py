@@ -1,0 +1,64 @@
+"""test_status.py: `ppflow status` reports what the runs did: checkpoint, lag,
+last run (outcome, records, windows, bytes, error), for files and directories,
+as text and as JSON."""
+import datetime as dt
+import json
+import os
+import re
+import unittest
+
+from harness import E2ETestCase, hour_floor, iso
+
+
+class Status(E2ETestCase):
+    def test_status_reports_the_runs(self):
+        start, end = hour_floor(-4), hour_floor(-1)
+        ok = self.siem_flow(name="good", params={"since_time": iso(start), "until": iso(end)})
+        never = self.siem_flow(name="never", params={"since_time": iso(start)})
+        r = self.ppflow("run", ok)
+        self.assertEqual(r.code, 0, r)
+        m = re.search(r"done: (\d+) records, (\d+) windows, (\d+) bytes received", r.err)
+        self.assertIsNotNone(m, r)
+        records, windows, nbytes = map(int, m.groups())
+        self.assertGreater(records, 0)
+        now = end + dt.timedelta(hours=2)
+        r = self.ppflow("status", "--json", self.dir, env=self.env(PPFLOW_NOW=iso(now)))
+        self.assertEqual(r.code, 0, r)
+        rows = {o["flow"]: o for o in map(json.loads, r.out.splitlines())}
+        self.assertEqual(sorted(rows), ["good", "never"])
+        g = rows["good"]
+        self.assertEqual(g["checkpoint"], iso(end))
+        self.assertEqual(g["lag_seconds"], 7200)
+        run = g["last_run"]
+        self.assertEqual((run["outcome"], run["records"], run["windows"], run["bytes"]),
+                         ("ok", records, windows, nbytes))
+        self.assertIsNone(run["error"])
+        self.assertIsNone(rows["never"]["last_run"])
+        self.assertIsNone(rows["never"]["checkpoint"])
+        r = self.ppflow("status", ok, never)
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("%d records, %d windows, %d bytes" % (records, windows, nbytes), r.out)
+        self.assertIn("last run:   never", r.out)
+
+    def test_failed_run_makes_status_fail(self):
+        start, end = hour_floor(-3), hour_floor(-1)
+        flow = self.siem_flow(name="bad", params={"since_time": iso(start), "until": iso(end)})
+        self.mock.fault(kind="status", status=401, count=100)
+        r = self.ppflow("run", flow)
+        self.assertNotEqual(r.code, 0, r)
+        r = self.ppflow("status", flow)
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("last run:   failed", r.out)
+        self.assertIn("error:", r.out)
+        self.assertIn("401", r.out)
+
+    def test_status_usage(self):
+        self.assertEqual(self.ppflow("status").code, 2)
+        self.assertEqual(self.ppflow("status", "--bogus", "x").code, 2)
+        r = self.ppflow("status", "--help")
+        self.assertEqual(r.code, 0)
+        self.assertIn("--json", r.out)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
