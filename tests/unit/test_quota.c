@@ -1,0 +1,147 @@
+/* test_quota.c: the rolling 24-hour call ledger (src/engine/quota.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include "engine/quota.h"
+#include "util/paths.h"
+#include "unit_support.h"
+
+#define H (3600LL * 1000)
+static char dir[64], ledger[128];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/ppflow-quota-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(ledger, sizeof ledger, "%s/state/ppflow-quota.json", dir);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rm_rf(dir);
+    return 0;
+}
+
+static long used_at(const char *key, int64_t now, long budget, int64_t *next)
+{
+    long used = -1;
+    int64_t nf = 0;
+    pf_error e;
+    assert_int_equal(pf_quota_usage(ledger, key, now, budget, &used, &nf, &e), PF_OK);
+    if (next) *next = nf;
+    return used;
+}
+
+static void test_key_hides_the_principal(void **state)
+{
+    (void)state;
+    char a[PF_QUOTA_KEY_SIZE], b[PF_QUOTA_KEY_SIZE], c[PF_QUOTA_KEY_SIZE];
+    pf_quota_key("siem", "alice-principal", a);
+    pf_quota_key("siem", "bob-principal", b);
+    pf_quota_key("decode", "alice-principal", c);
+    assert_null(strstr(a, "alice"));
+    assert_string_not_equal(a, b);
+    assert_string_not_equal(a, c);
+    assert_memory_equal(a, "siem:", 5);
+    char p[256];
+    assert_int_equal(pf_quota_path("/var/lib/ppflow/siem.json", p, sizeof p), 0);
+    assert_string_equal(p, "/var/lib/ppflow/ppflow-quota.json");
+    assert_int_equal(pf_quota_path("siem.json", p, sizeof p), 0);
+    assert_string_equal(p, "ppflow-quota.json");
+}
+
+static void test_window_rolls(void **state)
+{
+    (void)state;
+    pf_error e;
+    int64_t t0 = 1000 * H;
+    assert_int_equal(used_at("siem:1", t0, 3, NULL), 0); /* no ledger yet */
+    assert_int_equal(pf_quota_record(ledger, "siem:1", t0, 2, &e), PF_OK);
+    assert_int_equal(pf_quota_record(ledger, "siem:1", t0 + 5 * H, 1, &e), PF_OK);
+    assert_int_equal(pf_quota_record(ledger, "other:1", t0 + 5 * H, 4, &e), PF_OK);
+    int64_t next;
+    assert_int_equal(used_at("siem:1", t0 + 6 * H, 3, &next), 3);
+    /* Full: the two calls at t0 leave the window at t0 + 24 h. */
+    assert_int_equal(next, t0 + 24 * H);
+    assert_int_equal(used_at("siem:1", t0 + 24 * H, 3, NULL), 1);
+    assert_int_equal(used_at("siem:1", t0 + 29 * H, 3, NULL), 0);
+    assert_int_equal(used_at("other:1", t0 + 6 * H, 10, &next), 4);
+    assert_int_equal(next, t0 + 6 * H); /* under budget: free now */
+    /* Recording later prunes what is older than 24 h. */
+    assert_int_equal(pf_quota_record(ledger, "siem:1", t0 + 30 * H, 1, &e), PF_OK);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(pf_read_file(ledger, 1 << 20, &text, &len, &e), PF_OK);
+    assert_null(strstr(text, "other:1"));
+    free(text);
+}
+
+static void test_next_free_with_many_over_budget(void **state)
+{
+    (void)state;
+    pf_error e;
+    int64_t t0 = 2000 * H;
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(pf_quota_record(ledger, "k", t0 + i * H, 1, &e), PF_OK);
+    int64_t next;
+    /* 5 used, budget 3: three must expire; the third oldest is at t0 + 2 h. */
+    assert_int_equal(used_at("k", t0 + 5 * H, 3, &next), 5);
+    assert_int_equal(next, t0 + 2 * H + 24 * H);
+}
+
+static void test_damaged_ledger_is_an_error(void **state)
+{
+    (void)state;
+    pf_error e;
+    assert_int_equal(pf_quota_record(ledger, "k", 1, 1, &e), PF_OK);
+    write_file(ledger, "{\"version\":1,\"calls\":");
+    long used;
+    int64_t next;
+    pf_error_clear(&e);
+    assert_int_equal(pf_quota_usage(ledger, "k", 2, 1, &used, &next, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "damaged"));
+    assert_int_equal(pf_quota_record(ledger, "k", 2, 1, &e), PF_ESTATE);
+}
+
+static void test_concurrent_writers_lose_nothing(void **state)
+{
+    (void)state;
+    int64_t t0 = 3000 * H;
+    enum { PROCS = 4, EACH = 25 };
+    for (int p = 0; p < PROCS; p++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            pf_error e;
+            for (int i = 0; i < EACH; i++)
+                if (pf_quota_record(ledger, "shared", t0 + i, 1, &e) != PF_OK) _exit(1);
+            _exit(0);
+        }
+    }
+    for (int p = 0; p < PROCS; p++) {
+        int status;
+        assert_true(wait(&status) > 0);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    assert_int_equal(used_at("shared", t0 + 1000, 0, NULL), PROCS * EACH);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_key_hides_the_principal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_window_rolls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_next_free_with_many_over_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_ledger_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_writers_lose_nothing, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
