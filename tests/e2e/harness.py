@@ -192,12 +192,13 @@ class E2ETestCase(unittest.TestCase):
     def state(self, name="siem"):
         return json.loads(slurp(os.path.join(self.dir, "state", name + ".json")))
 
-    def assert_exact_siem(self, start, end, streams=SIEM_STREAMS, path="/v2/siem/all"):
+    def assert_exact_siem(self, start, end, streams=SIEM_STREAMS, path="/v2/siem/all",
+                          sink_dir="out"):
         """Every record the mock holds for [start, end) is in the sink exactly once."""
         expected = self.mock.expected(path, start, end)
         total = 0
         for stream, (array, key) in streams.items():
-            got = [r[key] for r in self.read_records(stream)]
+            got = [r[key] for r in self.read_records(stream, sink_dir)]
             self.assertEqual(len(got), len(set(got)), "duplicates in " + stream)
             self.assertEqual(sorted(got), sorted(expected[array]),
                              "%s differs from the mock's records" % stream)
