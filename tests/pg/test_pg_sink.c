@@ -1,0 +1,826 @@
+/* test_pg_sink.c: the PostgreSQL sink plugin against a real server.
+ *
+ * dlopens the built plugin (PG_SINK_SO), drives it through a minimal host
+ * written here (options, log capture, pending checkpoint) exactly as ppflow
+ * drives a sink, and checks every outcome with SQL over libpq. Needs the
+ * throwaway cluster of pgcluster.py: run through `pgcluster.py exec`, which
+ * sets PG_CONNINFO (trust superuser), PG_CONNINFO_PASSWORD and PG_PASSWORD.
+ * Each test uses its own schema. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dlfcn.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ppflow_sink.h"
+
+static const pf_sink_descriptor *desc;
+static PGconn *db; /* the test's own connection, for checking */
+
+/* ---- a minimal host ------------------------------------------------------- */
+
+#define MAX_OPTS 32
+
+struct pf_sink_host {
+    const char *keys[MAX_OPTS];
+    const char *vals[MAX_OPTS];
+    size_t n;
+    const char *flow;
+    const char *pending; /* offered during commit only */
+    char log[16384];
+};
+
+static const pf_sink_option *find_opt(const char *key)
+{
+    for (const pf_sink_option *o = desc->options; o->key; o++) {
+        size_t l = strlen(o->key);
+        if (l && o->key[l - 1] == '*' ? strncmp(o->key, key, l - 1) == 0 : strcmp(o->key, key) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static const char *h_option(const pf_sink_host *h, const char *key)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->keys[i], key) == 0) return h->vals[i];
+    const pf_sink_option *o = find_opt(key);
+    return o ? o->default_value : NULL;
+}
+
+/* Integers as ppflow gives them: BOOL 0/1, DURATION in ms, SIZE in bytes. */
+static int64_t h_option_int(const pf_sink_host *h, const char *key, int64_t def)
+{
+    const char *v = h_option(h, key);
+    const pf_sink_option *o = find_opt(key);
+    if (!v || !o) return def;
+    if (o->type == PF_SINK_OPT_BOOL) return strcmp(v, "true") == 0;
+    char *end;
+    double x = strtod(v, &end);
+    if (o->type == PF_SINK_OPT_DURATION) {
+        if (strcmp(end, "ms") == 0) return (int64_t)x;
+        if (strcmp(end, "s") == 0) return (int64_t)(x * 1000);
+        if (strcmp(end, "m") == 0) return (int64_t)(x * 60000);
+    }
+    if (o->type == PF_SINK_OPT_SIZE) {
+        if (strcmp(end, "KiB") == 0) return (int64_t)(x * 1024);
+        if (strcmp(end, "MiB") == 0) return (int64_t)(x * 1048576);
+    }
+    return (int64_t)x;
+}
+
+static void h_log(const pf_sink_host *h, int level, const char *msg)
+{
+    struct pf_sink_host *m = (struct pf_sink_host *)h;
+    size_t l = strlen(m->log);
+    snprintf(m->log + l, sizeof m->log - l, "%d %s\n", level, msg);
+}
+
+static const char *h_flow(const pf_sink_host *h)
+{
+    return h->flow;
+}
+
+static const char *h_pending(const pf_sink_host *h)
+{
+    return h->pending;
+}
+
+static void h_prefix(const pf_sink_host *h, const char *prefix,
+                     void (*fn)(void *ud, const char *key, const char *value), void *ud)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strncmp(h->keys[i], prefix, strlen(prefix)) == 0) fn(ud, h->keys[i], h->vals[i]);
+}
+
+static const pf_sink_host_api api = {
+    sizeof(pf_sink_host_api), h_option, h_option_int, h_log, h_flow, h_pending, h_prefix};
+
+static void set(pf_sink_host *h, const char *key, const char *val)
+{
+    assert_true(h->n < MAX_OPTS);
+    h->keys[h->n] = key;
+    h->vals[h->n++] = val;
+}
+
+/* A host for flow FLOW writing into SCHEMA with create: true. */
+static void host_init(pf_sink_host *h, const char *flow, const char *schema)
+{
+    memset(h, 0, sizeof *h);
+    h->flow = flow;
+    set(h, "conninfo", getenv("PG_CONNINFO"));
+    set(h, "schema", schema);
+    set(h, "create", "true");
+}
+
+static void *open_ok(pf_sink_host *h, const char *const *streams, size_t n)
+{
+    void *st = NULL;
+    char err[512] = "";
+    pf_sink_result r = desc->open(h, &api, streams, n, NULL, &st, err, sizeof err);
+    if (r != PF_SINK_OK) fail_msg("open failed (%d): %s", r, err);
+    assert_non_null(st);
+    return st;
+}
+
+static pf_sink_result open_fails(pf_sink_host *h, const char *const *streams, size_t n, char *err,
+                                 size_t errlen)
+{
+    void *st = NULL;
+    pf_sink_result r = desc->open(h, &api, streams, n, NULL, &st, err, errlen);
+    assert_int_not_equal(r, PF_SINK_OK);
+    assert_null(st);
+    return r;
+}
+
+static pf_sink_record rec(const char *stream, const char *key, const char *json)
+{
+    pf_sink_record r = {stream, key, key ? strlen(key) : 0, json, strlen(json)};
+    return r;
+}
+
+static void write_ok(void *st, const pf_sink_record *recs, size_t n)
+{
+    char err[512] = "";
+    pf_sink_result r = desc->write(st, recs, n, err, sizeof err);
+    if (r != PF_SINK_OK) fail_msg("write failed (%d): %s", r, err);
+}
+
+static const char *commit_ok(pf_sink_host *h, void *st, const char *checkpoint)
+{
+    char err[512] = "";
+    const char *token = NULL;
+    h->pending = checkpoint;
+    pf_sink_result r = desc->commit(st, &token, err, sizeof err);
+    h->pending = NULL;
+    if (r != PF_SINK_OK) fail_msg("commit failed (%d): %s", r, err);
+    assert_non_null(token);
+    return token;
+}
+
+/* ---- SQL checks -------------------------------------------------------------- */
+
+/* The single value of QUERY (parameters P, N of them) as a new string; NULL
+ * for SQL NULL or no row. */
+static char *q1(const char *query, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(db, query, n, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("check query failed: %s\n%s", PQresultErrorMessage(r), query);
+    char *v = PQntuples(r) && !PQgetisnull(r, 0, 0) ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+    PQclear(r);
+    return v;
+}
+
+static long qlong(const char *query, int n, const char *const *p)
+{
+    char *v = q1(query, n, p);
+    assert_non_null(v);
+    long x = strtol(v, NULL, 10);
+    free(v);
+    return x;
+}
+
+static void exec_sql(const char *sql)
+{
+    PGresult *r = PQexec(db, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("statement failed: %s\n%s", PQresultErrorMessage(r), sql);
+    PQclear(r);
+}
+
+/* "schema"."table", quoted by libpq. */
+static char *qtable(const char *schema, const char *table)
+{
+    char *a = PQescapeIdentifier(db, schema, strlen(schema));
+    char *b = PQescapeIdentifier(db, table, strlen(table));
+    char *out = malloc(strlen(a) + strlen(b) + 2);
+    assert_non_null(out);
+    sprintf(out, "%s.%s", a, b);
+    PQfreemem(a);
+    PQfreemem(b);
+    return out;
+}
+
+static long count_rows(const char *schema, const char *table)
+{
+    char *t = qtable(schema, table);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", t);
+    free(t);
+    return qlong(sql, 0, NULL);
+}
+
+/* 1 when the row for KEY holds exactly the JSON value JSON. */
+static int holds(const char *schema, const char *table, const char *key, const char *json)
+{
+    char *t = qtable(schema, table);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE key = $1 AND record = $2::jsonb", t);
+    free(t);
+    const char *p[] = {key, json};
+    return qlong(sql, 2, p) == 1;
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+static const char *const two_streams[] = {"alpha", "beta"};
+
+static void test_batches_land_exactly(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "exact", "t_exact");
+    set(&h, "batch_bytes", "4096"); /* many COPY pieces */
+    void *st = open_ok(&h, two_streams, 2);
+    /* JSON text that COPY must escape: backslashes, tabs and line breaks
+     * (as JSON whitespace), \N look-alikes, quotes, non-ASCII. */
+    const char *tricky[] = {
+        "{\"a\":\"back\\\\slash \\\\N \\\\.\",\"b\":1}",
+        "{\"t\":\t\"tab\"}",
+        "{\n\"nl\":\r\n[1,2]}",
+        "{\"q\":\"it's \\\"quoted\\\" \\t \\n\",\"u\":\"\xc3\xa9\xe2\x80\xa8\"}",
+    };
+    pf_sink_record b1[] = {
+        rec("alpha", "k\\1", tricky[0]),
+        rec("beta", "k\t2", tricky[1]),
+        rec("alpha", "k\n3", tricky[2]),
+        rec("beta", "\\N", tricky[3]),
+    };
+    write_ok(st, b1, 4);
+    /* A second write in the same transaction: 3000 records, both streams. */
+    static pf_sink_record big[3000];
+    static char keys[3000][16], jsons[3000][64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(keys[i], sizeof keys[i], "n%d", i);
+        snprintf(jsons[i], sizeof jsons[i], "{\"i\":%d,\"s\":\"x\\\\y\\tz\"}", i);
+        big[i] = rec(i % 2 ? "alpha" : "beta", keys[i], jsons[i]);
+    }
+    write_ok(st, big, 3000);
+    /* Nothing is visible before the commit. */
+    assert_int_equal(count_rows("t_exact", "ppflow_alpha"), 0);
+    const char *token = commit_ok(&h, st, NULL);
+    assert_string_equal(token, "{\"seq\":1}");
+    assert_int_equal(count_rows("t_exact", "ppflow_alpha"), 1502);
+    assert_int_equal(count_rows("t_exact", "ppflow_beta"), 1502);
+    for (int i = 0; i < 4; i++)
+        assert_true(holds("t_exact", i % 2 ? "ppflow_beta" : "ppflow_alpha", b1[i].key, tricky[i]));
+    for (int i = 0; i < 3000; i += 7)
+        assert_true(holds("t_exact", i % 2 ? "ppflow_alpha" : "ppflow_beta", keys[i], jsons[i]));
+    assert_int_equal(qlong("SELECT count(*) FROM t_exact.ppflow_alpha WHERE flow = 'exact' "
+                           "AND ingested_at > now() - interval '1 hour'",
+                           0, NULL),
+                     1502);
+    desc->close(st);
+}
+
+static void test_second_commit_of_same_keys_adds_nothing(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "again", "t_again");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "a", "{\"v\":1}"), rec("alpha", "b", "{\"v\":2}"),
+                          rec("alpha", "a", "{\"v\":3}")}; /* same key twice: first wins */
+    write_ok(st, b, 3);
+    commit_ok(&h, st, NULL);
+    assert_int_equal(count_rows("t_again", "ppflow_alpha"), 2);
+    char *t0 = q1("SELECT max(ingested_at)::text FROM t_again.ppflow_alpha", 0, NULL);
+    pf_sink_record again[] = {rec("alpha", "a", "{\"v\":9}"), rec("alpha", "b", "{\"v\":2}")};
+    write_ok(st, again, 2);
+    const char *token = commit_ok(&h, st, NULL);
+    assert_string_equal(token, "{\"seq\":2}");
+    assert_int_equal(count_rows("t_again", "ppflow_alpha"), 2);
+    assert_true(holds("t_again", "ppflow_alpha", "a", "{\"v\":1}"));
+    char *t1 = q1("SELECT max(ingested_at)::text FROM t_again.ppflow_alpha", 0, NULL);
+    assert_string_equal(t0, t1);
+    free(t0);
+    free(t1);
+    desc->close(st);
+}
+
+static void test_checkpoint_is_stored_with_the_batch(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "cp", "t_cp");
+    void *st = open_ok(&h, two_streams, 2);
+    const char *cp = (const char *)1;
+    char err[512];
+    assert_int_equal(desc->stored_checkpoint(st, &cp, err, sizeof err), PF_SINK_OK);
+    assert_null(cp); /* nothing stored yet */
+    pf_sink_record b[] = {rec("beta", "x", "{\"x\":1}")};
+    write_ok(st, b, 1);
+    commit_ok(&h, st, "{\"version\":1,\"seq\":7,\"cursor\":\"2026-01-01T00:00:00Z\"}");
+    /* A commit without a pending checkpoint keeps the stored one. */
+    const char *token = commit_ok(&h, st, NULL);
+    assert_string_equal(token, "{\"seq\":2}");
+    desc->close(st);
+
+    /* A new run (another connection) reads it back. */
+    st = open_ok(&h, two_streams, 2);
+    assert_int_equal(desc->stored_checkpoint(st, &cp, err, sizeof err), PF_SINK_OK);
+    assert_non_null(cp);
+    const char *p[] = {cp};
+    assert_int_equal(qlong("SELECT ($1::jsonb = '{\"version\":1,\"seq\":7,"
+                           "\"cursor\":\"2026-01-01T00:00:00Z\"}'::jsonb)::int",
+                           1, p),
+                     1);
+    assert_int_equal(qlong("SELECT seq FROM t_cp.ppflow_state WHERE flow = 'cp'", 0, NULL), 2);
+    /* Another flow in the same state table has its own row. */
+    pf_sink_host h2;
+    host_init(&h2, "cp-other", "t_cp");
+    void *st2 = open_ok(&h2, two_streams, 2);
+    assert_int_equal(desc->stored_checkpoint(st2, &cp, err, sizeof err), PF_SINK_OK);
+    assert_null(cp);
+    commit_ok(&h2, st2, "{\"seq\":1}");
+    desc->close(st2);
+    assert_int_equal(desc->stored_checkpoint(st, &cp, err, sizeof err), PF_SINK_OK);
+    assert_non_null(strstr(cp, "\"seq\": 7"));
+    desc->close(st);
+}
+
+/* When the checkpoint cannot be stored, the batch is not committed either. */
+static void test_batch_and_checkpoint_commit_together(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "atomic", "t_atomic");
+    set(&h, "statement_timeout", "1s");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record first[] = {rec("alpha", "a0", "{}")};
+    write_ok(st, first, 1);
+    commit_ok(&h, st, "{\"seq\":1}");
+    char err[512] = "";
+    const char *token;
+
+    /* The state row is locked by another session: the batch's INSERT has
+     * run, the checkpoint's times out (RETRY), and neither is committed. */
+    pf_sink_record b[] = {rec("alpha", "a1", "{}"), rec("beta", "b1", "{}")};
+    write_ok(st, b, 2);
+    exec_sql("BEGIN; LOCK TABLE t_atomic.ppflow_state IN ACCESS EXCLUSIVE MODE");
+    h.pending = "{\"seq\":2}";
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_RETRY);
+    h.pending = NULL;
+    assert_non_null(strstr(err, "storing the checkpoint"));
+    exec_sql("ROLLBACK");
+    desc->close(st);
+    assert_int_equal(count_rows("t_atomic", "ppflow_alpha"), 1);
+    assert_int_equal(count_rows("t_atomic", "ppflow_beta"), 0);
+
+    /* A checkpoint PostgreSQL refuses (not JSON): ERROR, nothing committed. */
+    st = open_ok(&h, two_streams, 2);
+    write_ok(st, b, 2);
+    h.pending = "{not json";
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_ERROR);
+    h.pending = NULL;
+    desc->close(st);
+    assert_int_equal(count_rows("t_atomic", "ppflow_alpha"), 1);
+    assert_int_equal(count_rows("t_atomic", "ppflow_beta"), 0);
+    assert_int_equal(qlong("SELECT seq FROM t_atomic.ppflow_state", 0, NULL), 1);
+}
+
+static void test_close_without_commit_leaves_nothing(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "abort", "t_abort");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record first[] = {rec("alpha", "kept", "{}")};
+    write_ok(st, first, 1);
+    commit_ok(&h, st, "{\"seq\":1}");
+    pf_sink_record b[] = {rec("alpha", "gone1", "{\"a\":1}"), rec("beta", "gone2", "{}")};
+    write_ok(st, b, 2);
+    h.pending = "{\"seq\":2}"; /* offered, but the commit never happens */
+    desc->close(st);
+    h.pending = NULL;
+    assert_int_equal(count_rows("t_abort", "ppflow_alpha"), 1);
+    assert_int_equal(count_rows("t_abort", "ppflow_beta"), 0);
+    assert_int_equal(qlong("SELECT (checkpoint->>'seq')::int FROM t_abort.ppflow_state", 0, NULL),
+                     1);
+}
+
+static void test_refused_record_poisons_the_transaction(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "refuse", "t_refuse");
+    set(&h, "column.n", "integer $.n");
+    void *st = open_ok(&h, two_streams, 2);
+    /* jsonb cannot hold \u0000: the server refuses the record (ERROR). */
+    pf_sink_record b[] = {rec("alpha", "ok", "{\"n\":1}"),
+                          rec("alpha", "bad", "{\"s\":\"nul \\u0000 here\"}")};
+    char err[512] = "";
+    const char *token;
+    pf_sink_result r = desc->write(st, b, 2, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
+    assert_non_null(strstr(err, "SQLSTATE 22"));
+    /* Every later call repeats the failure instead of committing half a batch. */
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "reopened"));
+    desc->close(st);
+    assert_int_equal(count_rows("t_refuse", "ppflow_alpha"), 0);
+
+    /* A value the column type refuses fails at commit, also as ERROR. */
+    st = open_ok(&h, two_streams, 2);
+    pf_sink_record c[] = {rec("alpha", "ok", "{\"n\":1}"), rec("alpha", "nan", "{\"n\":\"x\"}")};
+    write_ok(st, c, 2);
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "integer"));
+    desc->close(st);
+    assert_int_equal(count_rows("t_refuse", "ppflow_alpha"), 0);
+}
+
+static void test_hostile_names_are_quoted(void **unused)
+{
+    (void)unused;
+    exec_sql("DROP TABLE IF EXISTS public.sentinel; CREATE TABLE public.sentinel (x int)");
+    const char *schema = "s\"; DROP TABLE public.sentinel; --";
+    const char *streams[] = {"we\"ird; DROP TABLE public.sentinel; --", "two words"};
+    pf_sink_host h;
+    host_init(&h, "hostile'; DROP TABLE public.sentinel; --", schema);
+    set(&h, "table", "t \"{stream}\" ;");
+    set(&h, "state_table", "st\"ate'; --");
+    set(&h, "column.c\"ol; DROP TABLE public.sentinel; --", "text $.a");
+    set(&h, "column.Mixed Case", "integer $.\"b c\"");
+    void *st = open_ok(&h, streams, 2);
+    pf_sink_record b[] = {rec(streams[0], "k'; --", "{\"a\":\"v'; DROP\",\"b c\":5}"),
+                          rec(streams[1], "k2", "{\"a\":null}")};
+    write_ok(st, b, 2);
+    commit_ok(&h, st, "{\"seq\":1}");
+    desc->close(st);
+    /* The sentinel survived; the objects exist under their exact names. */
+    assert_int_equal(qlong("SELECT count(*) FROM public.sentinel", 0, NULL), 0);
+    const char *t1 = "t \"we\"ird; DROP TABLE public.sentinel; --\" ;";
+    assert_int_equal(count_rows(schema, t1), 1);
+    assert_int_equal(count_rows(schema, "t \"two words\" ;"), 1);
+    char *qt = qtable(schema, t1);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "SELECT \"c\"\"ol; DROP TABLE public.sentinel; --\" || '|' || \"Mixed Case\" "
+             "FROM %s WHERE key = 'k''; --'",
+             qt);
+    free(qt);
+    char *v = q1(sql, 0, NULL);
+    assert_string_equal(v, "v'; DROP|5");
+    free(v);
+    char *qs = qtable(schema, "st\"ate'; --");
+    snprintf(sql, sizeof sql, "SELECT flow FROM %s", qs);
+    free(qs);
+    v = q1(sql, 0, NULL);
+    assert_string_equal(v, "hostile'; DROP TABLE public.sentinel; --");
+    free(v);
+}
+
+static void test_bad_columns_are_refused(void **unused)
+{
+    (void)unused;
+    static const struct {
+        const char *key, *value, *says;
+    } bad[] = {
+        {"column.c", "varchar(10) $.a", "not an accepted column type"},
+        {"column.c", "text; DROP TABLE x; -- $.a", "not an accepted column type"},
+        {"column.c", "integer", "needs a JSONPath"},
+        {"column.c", "text $.a; DROP TABLE x", "is refused"},
+        {"column.key", "text $.a", "default row layout"},
+        {"column.", "text $.a", "empty"},
+        {"column.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "text $.a",
+         "at most 63 bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pf_sink_host h;
+        host_init(&h, "badcol", "t_badcol");
+        set(&h, bad[i].key, bad[i].value);
+        char err[512] = "";
+        assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+        if (!strstr(err, bad[i].says))
+            fail_msg("%s: %s: expected '%s' in: %s", bad[i].key, bad[i].value, bad[i].says, err);
+    }
+    /* Nothing was created by the refused configurations. */
+    assert_int_equal(qlong("SELECT count(*) FROM pg_namespace WHERE nspname = 't_badcol'", 0, NULL),
+                     0);
+    /* Type names are case-insensitive; double precision has a space. */
+    pf_sink_host h;
+    host_init(&h, "goodcol", "t_goodcol");
+    set(&h, "column.d", "DOUBLE PRECISION  $.d ");
+    void *st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+}
+
+static void test_extra_columns_are_filled_from_paths(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "cols", "t_cols");
+    set(&h, "column.sender", "text $.sender");
+    set(&h, "column.n", "bigint $.n");
+    set(&h, "column.at", "timestamptz $.time");
+    set(&h, "column.ok", "boolean $.flags.ok");
+    set(&h, "column.ip", "inet $.ips[1]");
+    set(&h, "column.obj", "jsonb $.flags");
+    set(&h, "column.missing", "numeric $.nope");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {
+        rec("alpha", "r1",
+            "{\"sender\":\"a@b.c\",\"n\":12345678901,\"time\":\"2026-01-02T03:04:05Z\","
+            "\"flags\":{\"ok\":true},\"ips\":[\"10.0.0.1\",\"192.0.2.7\"]}"),
+    };
+    write_ok(st, b, 1);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    char *v = q1("SELECT concat_ws('|', sender, n, at AT TIME ZONE 'UTC', ok, ip, obj, "
+                 "coalesce(missing::text, 'null')) FROM t_cols.ppflow_alpha",
+                 0, NULL);
+    assert_string_equal(v, "a@b.c|12345678901|2026-01-02 03:04:05|t|192.0.2.7|{\"ok\": true}|null");
+    free(v);
+    /* A later flow adds a column: create: true adds it to the existing table. */
+    host_init(&h, "cols", "t_cols");
+    set(&h, "column.sender", "text $.sender");
+    set(&h, "column.extra", "uuid $.id");
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    assert_int_equal(qlong("SELECT count(*) FROM information_schema.columns WHERE table_schema = "
+                           "'t_cols' AND table_name = 'ppflow_alpha' AND column_name = 'extra'",
+                           0, NULL),
+                     1);
+}
+
+static void test_conflict_update_replaces_changed_records(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "upd", "t_upd");
+    set(&h, "on_conflict", "update");
+    set(&h, "column.v", "integer $.v");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b1[] = {rec("alpha", "k", "{\"v\":1}"), rec("alpha", "same", "{\"v\":0}")};
+    write_ok(st, b1, 2);
+    commit_ok(&h, st, NULL);
+    char *t0 = q1("SELECT ingested_at::text FROM t_upd.ppflow_alpha WHERE key = 'same'", 0, NULL);
+    /* The same key twice in one batch: the last one wins. */
+    pf_sink_record b2[] = {rec("alpha", "k", "{\"v\":2}"), rec("alpha", "k", "{\"v\":3}"),
+                           rec("alpha", "same", "{\"v\":0}")};
+    write_ok(st, b2, 3);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_int_equal(count_rows("t_upd", "ppflow_alpha"), 2);
+    assert_true(holds("t_upd", "ppflow_alpha", "k", "{\"v\":3}"));
+    assert_int_equal(qlong("SELECT v FROM t_upd.ppflow_alpha WHERE key = 'k'", 0, NULL), 3);
+    /* An unchanged record is left alone (its ingested_at too). */
+    char *t1 = q1("SELECT ingested_at::text FROM t_upd.ppflow_alpha WHERE key = 'same'", 0, NULL);
+    assert_string_equal(t0, t1);
+    free(t0);
+    free(t1);
+
+    char err[512];
+    host_init(&h, "upd", "t_upd");
+    set(&h, "on_conflict", "replace");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "nothing or update"));
+}
+
+static void test_records_without_key_use_a_content_hash(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "nokey", "t_nokey");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", NULL, "{\"b\":2, \"a\":1}"),
+                          rec("alpha", NULL, "{\"c\":3}")};
+    write_ok(st, b, 2);
+    commit_ok(&h, st, NULL);
+    /* The same content again (formatted differently) is the same row. */
+    pf_sink_record again[] = {rec("alpha", NULL, "{\"a\":1,\"b\":2}")};
+    write_ok(st, again, 1);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_int_equal(count_rows("t_nokey", "ppflow_alpha"), 2);
+    assert_int_equal(qlong("SELECT count(*) FROM t_nokey.ppflow_alpha WHERE key = "
+                           "encode(sha256(convert_to(record::text, 'UTF8')), 'hex')",
+                           0, NULL),
+                     2);
+}
+
+static void test_missing_objects_without_create_are_errors(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    char err[512];
+    memset(&h, 0, sizeof h);
+    h.flow = "nocreate";
+    set(&h, "conninfo", getenv("PG_CONNINFO"));
+    set(&h, "schema", "t_nocreate");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "schema t_nocreate does not exist"));
+    exec_sql("CREATE SCHEMA t_nocreate");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "table t_nocreate.ppflow_alpha does not exist"));
+    assert_non_null(strstr(err, "create: true"));
+    /* A table without a unique key cannot take ON CONFLICT (key). */
+    exec_sql("CREATE TABLE t_nocreate.ppflow_alpha (key text, record jsonb, ingested_at "
+             "timestamptz, flow text)");
+    exec_sql("CREATE TABLE t_nocreate.ppflow_beta (key text PRIMARY KEY, record jsonb, "
+             "ingested_at timestamptz DEFAULT now(), flow text)");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "no primary key or unique index on column key"));
+    exec_sql("ALTER TABLE t_nocreate.ppflow_alpha ADD PRIMARY KEY (key)");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "state table t_nocreate.ppflow_state does not exist"));
+    exec_sql("CREATE TABLE t_nocreate.ppflow_state (flow text PRIMARY KEY, checkpoint jsonb, "
+             "seq bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("beta", "k", "{}")};
+    write_ok(st, b, 1);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_int_equal(count_rows("t_nocreate", "ppflow_beta"), 1);
+    /* A configured column the table lacks. */
+    set(&h, "column.sender", "text $.sender");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "has no column sender"));
+}
+
+static void test_lost_connection_is_retried_and_loses_nothing(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "lost", "t_lost");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "k1", "{}"), rec("beta", "k2", "{}")};
+    write_ok(st, b, 2);
+    /* The server ends the sink's session (57P01, then the socket closes). */
+    assert_int_equal(qlong("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                           "WHERE application_name = 'ppflow'",
+                           0, NULL),
+                     1);
+    char err[512] = "";
+    const char *token;
+    h.pending = "{\"seq\":1}";
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_RETRY);
+    h.pending = NULL;
+    desc->close(st);
+    assert_int_equal(count_rows("t_lost", "ppflow_alpha"), 0);
+    assert_null(q1("SELECT checkpoint::text FROM t_lost.ppflow_state", 0, NULL));
+    /* The host reopens and offers the batch again. */
+    st = open_ok(&h, two_streams, 2);
+    write_ok(st, b, 2);
+    commit_ok(&h, st, "{\"seq\":1}");
+    desc->close(st);
+    assert_int_equal(count_rows("t_lost", "ppflow_alpha"), 1);
+    assert_int_equal(count_rows("t_lost", "ppflow_beta"), 1);
+}
+
+static void test_lock_wait_times_out_and_dropped_table_is_an_error(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "timeout", "t_timeout");
+    set(&h, "statement_timeout", "1s");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "k", "{}")};
+    write_ok(st, b, 1);
+    /* Another session holds the table: the INSERT gives up after 1 s. */
+    exec_sql("BEGIN; LOCK TABLE t_timeout.ppflow_alpha IN ACCESS EXCLUSIVE MODE");
+    char err[512] = "";
+    const char *token;
+    time_t t0 = time(NULL);
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_RETRY);
+    assert_true(time(NULL) - t0 < 10);
+    /* lock_timeout (55P03) or statement_timeout (57014), whichever fires first */
+    if (!strstr(err, "SQLSTATE 55P03") && !strstr(err, "SQLSTATE 57014"))
+        fail_msg("not a timeout: %s", err);
+    exec_sql("ROLLBACK");
+    desc->close(st);
+    assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
+
+    /* A table dropped while the flow runs: ERROR (class 42), nothing committed. */
+    st = open_ok(&h, two_streams, 2);
+    exec_sql("DROP TABLE t_timeout.ppflow_beta");
+    pf_sink_record c[] = {rec("alpha", "k", "{}"), rec("beta", "k", "{}")};
+    write_ok(st, c, 2);
+    h.pending = "{\"seq\":5}";
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_ERROR);
+    h.pending = NULL;
+    assert_non_null(strstr(err, "SQLSTATE 42P01"));
+    desc->close(st);
+    assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
+    assert_null(q1("SELECT checkpoint::text FROM t_timeout.ppflow_state", 0, NULL));
+}
+
+static void test_conninfo_never_reaches_messages(void **unused)
+{
+    (void)unused;
+    const char *pw = getenv("PG_PASSWORD");
+    const char *good = getenv("PG_CONNINFO_PASSWORD");
+    assert_non_null(pw);
+    assert_non_null(good);
+    char conn[512], wrongpw[128], err[512];
+    /* Wrong password: RETRY (the host gives up after its attempts), and
+     * the message does not carry the password. */
+    snprintf(wrongpw, sizeof wrongpw, "%s-wrong", pw);
+    snprintf(conn, sizeof conn, "%.*spassword=%s", (int)(strstr(good, "password=") - good), good,
+             wrongpw);
+    pf_sink_host h;
+    memset(&h, 0, sizeof h);
+    h.flow = "secret";
+    set(&h, "conninfo", conn);
+    set(&h, "create", "true");
+    memset(err, 0, sizeof err);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_RETRY);
+    assert_non_null(strstr(err, "cannot connect"));
+    assert_null(strstr(err, wrongpw));
+    assert_null(strstr(err, pw));
+    /* A malformed conninfo: libpq's message would quote it; it is withheld. */
+    snprintf(conn, sizeof conn, "host=127.0.0.1 password=%s nonsense", pw);
+    h.vals[0] = conn;
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_null(strstr(err, pw));
+    assert_non_null(strstr(err, "withheld"));
+    snprintf(conn, sizeof conn, "host=127.0.0.1 password=%s bogus_option=1", pw);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_null(strstr(err, pw));
+    /* The right password works; nothing logged carries it. */
+    h.vals[0] = good;
+    set(&h, "schema", "t_secret");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "k", "{}")};
+    write_ok(st, b, 1);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_null(strstr(h.log, pw));
+    assert_non_null(strstr(h.log, "created table t_secret.ppflow_alpha"));
+    assert_int_equal(count_rows("t_secret", "ppflow_alpha"), 1);
+}
+
+static void test_unknown_stream_is_refused(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "unknown", "t_unknown");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("gamma", "k", "{}")};
+    char err[512];
+    assert_int_equal(desc->write(st, b, 1, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "unknown stream 'gamma'"));
+    desc->close(st);
+}
+
+int main(void)
+{
+    const char *ci = getenv("PG_CONNINFO");
+    if (!ci) {
+        fprintf(stderr, "PG_CONNINFO is not set: run through tests/pg/pgcluster.py exec\n");
+        return 77;
+    }
+    void *so = dlopen(PG_SINK_SO, RTLD_NOW | RTLD_LOCAL);
+    if (!so) {
+        fprintf(stderr, "cannot load %s: %s\n", PG_SINK_SO, dlerror());
+        return 1;
+    }
+    desc = dlsym(so, PF_SINK_SYMBOL);
+    if (!desc || desc->abi_version != PF_SINK_ABI_VERSION ||
+        desc->struct_size != sizeof(pf_sink_descriptor) || strcmp(desc->name, "postgres") != 0 ||
+        !desc->stored_checkpoint) {
+        fprintf(stderr, "%s does not export a postgres sink descriptor\n", PG_SINK_SO);
+        return 1;
+    }
+    const char *k[] = {"dbname", "application_name", NULL};
+    const char *v[] = {ci, "ppflow-test", NULL};
+    db = PQconnectdbParams(k, v, 1);
+    if (PQstatus(db) != CONNECTION_OK) {
+        fprintf(stderr, "cannot connect: %s\n", PQerrorMessage(db));
+        return 1;
+    }
+    PQclear(PQexec(db, "SET client_min_messages = warning"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_batches_land_exactly),
+        cmocka_unit_test(test_second_commit_of_same_keys_adds_nothing),
+        cmocka_unit_test(test_checkpoint_is_stored_with_the_batch),
+        cmocka_unit_test(test_batch_and_checkpoint_commit_together),
+        cmocka_unit_test(test_close_without_commit_leaves_nothing),
+        cmocka_unit_test(test_refused_record_poisons_the_transaction),
+        cmocka_unit_test(test_hostile_names_are_quoted),
+        cmocka_unit_test(test_bad_columns_are_refused),
+        cmocka_unit_test(test_extra_columns_are_filled_from_paths),
+        cmocka_unit_test(test_conflict_update_replaces_changed_records),
+        cmocka_unit_test(test_records_without_key_use_a_content_hash),
+        cmocka_unit_test(test_missing_objects_without_create_are_errors),
+        cmocka_unit_test(test_lost_connection_is_retried_and_loses_nothing),
+        cmocka_unit_test(test_lock_wait_times_out_and_dropped_table_is_an_error),
+        cmocka_unit_test(test_conninfo_never_reaches_messages),
+        cmocka_unit_test(test_unknown_stream_is_refused),
+    };
+    int rc = cmocka_run_group_tests_name("pg_sink", tests, NULL, NULL);
+    PQfinish(db);
+    dlclose(so);
+    return rc;
+}
