@@ -3,7 +3,7 @@
 # and only when something is missing.
 
 PF_BUILD_PKGS="gcc make cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev librdkafka-dev libpq-dev"
-PF_TEST_PKGS="libcmocka-dev python3 clang libclang-rt-14-dev postgresql kcat jq"
+PF_TEST_PKGS="libcmocka-dev python3 clang libclang-rt-14-dev postgresql kcat jq curl valgrind openssl tzdata"
 
 pf_install_deps() { # pf_install_deps build|test
     local want="$PF_BUILD_PKGS"

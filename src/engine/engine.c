@@ -9,9 +9,11 @@
 #include <unistd.h>
 
 #include "engine/extract.h"
+#include "engine/paging.h"
 #include "engine/request.h"
 #include "engine/window.h"
 #include "http/http.h"
+#include "proofpoint/syslog.h"
 #include "state/state.h"
 #include "util/log.h"
 #include "util/paths.h"
@@ -83,9 +85,16 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
 
 /* ---- fetching ---------------------------------------------------------- */
 
-static pf_status fetch(run_ctx *c, const pf_window *w, pf_buf *body, pf_error *err)
+/* Fetches page PG (NULL: the unit has no pages) of window W (NULL: none)
+ * into BODY. *NO_DATA is set when the server answered one of the
+ * template's "no data" statuses (e.g. 404 past the last page); BODY is then
+ * empty. URL receives the request's URL (a relative next link is resolved
+ * against it). */
+static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_buf *body,
+                       int *no_data, pf_buf *url, pf_error *err)
 {
     pf_flow *f = c->f;
+    *no_data = 0;
     c->stats->requests++;
     if (f->local_file) {
         char *text = NULL;
@@ -100,6 +109,7 @@ static pf_status fetch(run_ctx *c, const pf_window *w, pf_buf *body, pf_error *e
     }
     pf_request req = {0};
     pf_status st = pf_request_build(f, w, &req, err);
+    if (st == PF_OK && pg) st = pf_pager_apply(pg, f, &req, err);
     if (st != PF_OK) {
         pf_request_free(&req);
         return st;
@@ -110,18 +120,37 @@ static pf_status fetch(run_ctx *c, const pf_window *w, pf_buf *body, pf_error *e
     hr.headers = (const char *const *)req.headers;
     hr.basic_user = req.user;
     hr.basic_pass = req.pass;
+    hr.body = req.body;
+    hr.body_len = req.body_len;
     pf_http_response resp;
     pf_http_response_init(&resp);
     char logurl[512];
     pf_http_url_for_log(hr.url, logurl, sizeof logurl);
-    pf_log_debug("GET %s", logurl);
+    pf_log_debug("%s %s", hr.method ? hr.method : "GET", logurl);
+    pf_buf_reset(url);
+    if (pf_buf_puts(url, hr.url) != PF_OK) {
+        pf_http_response_free(&resp);
+        pf_request_free(&req);
+        return pf_error_set(err, PF_ENOMEM, "out of memory");
+    }
     st = pf_http_fetch(c->http, &hr, NULL, NULL, &resp, err);
-    if (st == PF_OK) {
+    if (st == PF_EHTTP) {
+        for (size_t i = 0; i < f->tmpl->nno_data_status; i++) {
+            if (resp.status != f->tmpl->no_data_status[i]) continue;
+            /* The API's way of saying "nothing (more) here". */
+            pf_log_debug("HTTP %ld from %s: no records here", resp.status, logurl);
+            pf_error_clear(err);
+            pf_buf_reset(body);
+            *no_data = 1;
+            st = PF_OK;
+            break;
+        }
+    } else if (st == PF_OK) {
         pf_buf_reset(body);
         if (pf_buf_append(body, resp.body.data ? resp.body.data : "", resp.body.len) != PF_OK)
             st = pf_error_set(err, PF_ENOMEM, "out of memory buffering a response");
-        c->stats->bytes += (long long)resp.body.len;
     }
+    c->stats->bytes += (long long)resp.body.len;
     pf_http_response_free(&resp);
     pf_request_free(&req);
     return st;
@@ -223,6 +252,10 @@ static pf_status reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attem
             if (err) *err = oe;
             return oe.code;
         }
+        char msg[PF_ERROR_MSG_MAX];
+        pf_error_format(&oe, msg, sizeof msg);
+        pf_log_warn("%s; retrying in %.1f s (attempt %d/%d)", msg, (double)*delay / 1000, *attempt,
+                    attempts);
         if (pf_http_sleep_ms((long)*delay) != PF_OK)
             return pf_error_set(err, PF_EINTERRUPTED, "interrupted");
         *delay *= 2;
@@ -403,21 +436,45 @@ static void print_records(run_ctx *c, const pf_records *recs)
 
 /* ---- one unit of work ---------------------------------------------------- */
 
-static pf_status do_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_error *err)
+/* "window A/B page 3", "window A/B", "page 3" or "" for messages. */
+static void describe_unit(const pf_window *w, const pf_pager *pg, char *buf, size_t n)
 {
-    pf_status st = fetch(c, w, body, err);
+    char a[PF_TIME_FMT_SIZE] = "", b[PF_TIME_FMT_SIZE] = "", page[64] = "";
+    if (w) {
+        pf_time_format(w->start_ms, a);
+        pf_time_format(w->end_ms, b);
+    }
+    pf_pager_describe(pg, page, sizeof page);
+    snprintf(buf, n, "%s%s%s%s%s%s", w ? "window " : "", a, w ? "/" : "", b,
+             w && page[0] ? " " : "", page);
+}
+
+/* Fetches, extracts and delivers one request: page PG (NULL: the unit is
+ * one request) of window W (NULL: not windowed). Once the sink reports the
+ * records durable, the checkpoint moves: to the next page of the unit, or,
+ * after the unit's last page, to the window's end with no page position. */
+static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *body, pf_buf *url,
+                         pf_error *err)
+{
+    pf_flow *f = c->f;
+    char where[160];
+    describe_unit(w, pg, where, sizeof where);
+    int no_data = 0;
+    pf_status st = fetch(c, w, pg, body, &no_data, url, err);
     if (st != PF_OK) return st;
     pf_records recs = {0};
-    st = pf_extract_records(c->f->tmpl, body->data ? body->data : "", body->len, &recs, err);
+    const char *data = body->data ? body->data : "";
+    if (no_data)
+        st = PF_OK;
+    else if (f->format == PF_RESPONSE_SYSLOG)
+        st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
+    else
+        st = pf_extract_records(f->tmpl, data, body->len, &recs, err);
+    if (st == PF_OK && pg)
+        st = pf_pager_advance(pg, f, data, body->len, recs.count, no_data, pf_buf_str(url), err);
     if (st != PF_OK) {
-        char where[96] = "";
-        if (w) {
-            char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
-            pf_time_format(w->start_ms, a);
-            pf_time_format(w->end_ms, b);
-            snprintf(where, sizeof where, " for window %s/%s", a, b);
-        }
-        pf_error_prefix(err, "response%s", where);
+        pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        pf_records_free(&recs);
         return st;
     }
     if (recs.missing_keys)
@@ -428,66 +485,109 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_error 
         pf_records_free(&recs);
         return PF_OK;
     }
-    c->pend_set = w != NULL;
-    c->pend_cursor_ms = w ? w->end_ms : 0;
-    st = deliver(c, &recs, err);
-    c->pend_set = 0;
-    if (st == PF_OK) {
-        if (w) {
-            c->state.has_cursor = 1;
-            c->state.cursor_ms = w->end_ms;
-        }
-        c->stats->records += (long long)recs.count;
-        c->stats->windows++;
-        c->state.run_records = c->stats->records;
-        c->state.run_windows = c->stats->windows;
-        st = save_state(c, err);
-        if (w && st == PF_OK) {
-            char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
-            pf_time_format(w->start_ms, a);
-            pf_time_format(w->end_ms, b);
-            pf_log_info("window %s/%s: %zu records", a, b, recs.count);
-        }
+    /* The checkpoint this page leads to, offered to checkpoint-storing sinks
+     * with the commit; the previous page position is kept for a failure. */
+    int unit_done = !pg || pg->done;
+    char *old_kind = c->state.page_kind, *old_token = c->state.page_token;
+    long long old_number = c->state.page_number;
+    int64_t old_wend = c->state.page_window_end_ms;
+    int old_has_cursor = c->state.has_cursor;
+    int64_t old_cursor = c->state.cursor_ms;
+    c->state.page_kind = c->state.page_token = NULL;
+    c->state.page_number = 0;
+    c->state.page_window_end_ms = 0;
+    if (w && !unit_done) {
+        /* Inside a window the time cursor is the window's start (the end of the
+         * previous window, or the range's start for the first one). */
+        c->state.has_cursor = 1;
+        c->state.cursor_ms = w->start_ms;
     }
+    if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
+        st = pf_error_set(err, PF_ENOMEM, "out of memory");
+    } else {
+        c->pend_set = unit_done && w != NULL;
+        c->pend_cursor_ms = w ? w->end_ms : 0;
+        st = deliver(c, &recs, err);
+        c->pend_set = 0;
+    }
+    if (st != PF_OK) {
+        free(c->state.page_kind);
+        free(c->state.page_token);
+        c->state.page_kind = old_kind;
+        c->state.page_token = old_token;
+        c->state.page_number = old_number;
+        c->state.page_window_end_ms = old_wend;
+        c->state.has_cursor = old_has_cursor;
+        c->state.cursor_ms = old_cursor;
+        pf_records_free(&recs);
+        return st;
+    }
+    free(old_kind);
+    free(old_token);
+    if (unit_done && w) {
+        c->state.has_cursor = 1;
+        c->state.cursor_ms = w->end_ms;
+    }
+    c->stats->records += (long long)recs.count;
+    c->stats->windows++;
+    c->state.run_records = c->stats->records;
+    c->state.run_windows = c->stats->windows;
+    st = save_state(c, err);
+    if (st == PF_OK && where[0])
+        pf_log_info("%s: %zu records%s", where, recs.count,
+                    no_data ? " (the server answered: no data)" : "");
     pf_records_free(&recs);
     return st;
 }
 
+/* Runs the units of the flow: the endpoint once (page by page when it is
+ * paged), or each time window of the planned range (each page by page).
+ * Every request counts against the flow's max_pages; the cap stops the run
+ * with an error, everything fetched before it is delivered and the next run
+ * continues from the checkpoint. */
 static pf_status run_units(run_ctx *c, pf_error *err)
 {
     pf_flow *f = c->f;
-    pf_buf body;
+    const pf_template *t = f->tmpl;
+    pf_buf body, url;
     pf_buf_init(&body, f->http.max_body);
+    pf_buf_init(&url, 64 * 1024);
     pf_status st = PF_OK;
-    int windowed = f->tmpl->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
-    if (!windowed) {
-        st = do_unit(c, NULL, &body, err);
-        pf_buf_free(&body);
-        return st;
-    }
+    int windowed = t->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
     int64_t now = pf_time_now_ms();
     pf_window_range r;
-    st = plan_range(c, now, &r, err);
-    if (st != PF_OK) goto out;
-    c->stats->range_start_ms = r.start_ms;
-    c->stats->range_end_ms = r.end_ms;
-    c->stats->clamped = r.clamped;
-    c->stats->planned = (long long)pf_window_count(&f->tmpl->window, &r);
-    pf_window w;
-    if (c->o->test) {
-        if (!pf_window_next(&f->tmpl->window, &r, r.start_ms, &w)) {
-            /* Nothing new yet: show the latest shortest window instead. */
-            w.end_ms = r.end_ms > r.start_ms ? r.end_ms : now;
-            w.start_ms = w.end_ms - (f->tmpl->window.min_ms > 0 ? f->tmpl->window.min_ms : 60000);
-        }
-        st = do_unit(c, &w, &body, err);
+    memset(&r, 0, sizeof r);
+    pf_window w = {0, 0};
+    if (f->local_file) {
+        /* A saved response: one unit, no pages. */
+        st = do_unit(c, NULL, NULL, &body, &url, err);
         goto out;
     }
-    if (c->stats->planned == 0) {
+    if (windowed) {
+        st = plan_range(c, now, &r, err);
+        if (st != PF_OK) goto out;
+        c->stats->range_start_ms = r.start_ms;
+        c->stats->range_end_ms = r.end_ms;
+        c->stats->clamped = r.clamped;
+        c->stats->planned = (long long)pf_window_count(&t->window, &r);
+    }
+    if (windowed && c->o->test) {
+        if (!pf_window_next(&t->window, &r, r.start_ms, &w)) {
+            /* Nothing new yet: show the latest shortest window instead. */
+            w.end_ms = r.end_ms > r.start_ms ? r.end_ms : now;
+            w.start_ms = w.end_ms - (t->window.min_ms > 0 ? t->window.min_ms : 60000);
+        }
+        pf_pager pg;
+        st = pf_pager_init(&pg, f, err);
+        if (st == PF_OK) st = do_unit(c, &w, t->pages.kind ? &pg : NULL, &body, &url, err);
+        pf_pager_free(&pg);
+        goto out;
+    }
+    if (windowed && c->stats->planned == 0) {
         char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
         pf_time_format(r.start_ms, a);
         pf_time_format(r.end_ms, b);
-        if (r.end_ms < now && r.end_ms - r.start_ms < f->tmpl->window.min_ms &&
+        if (r.end_ms < now && r.end_ms - r.start_ms < t->window.min_ms &&
             (pf_flow_param_str(f, "until") || pf_flow_param_str(f, "interval")))
             pf_log_info("nothing to fetch: the range ends at %s and the checkpoint is at %s", b,
                         a);
@@ -496,17 +596,64 @@ static pf_status run_units(run_ctx *c, pf_error *err)
                         "since %s; the next run continues from there",
                         a);
     }
-    for (int64_t from = r.start_ms; pf_window_next(&f->tmpl->window, &r, from, &w);
-         from = w.end_ms) {
-        if (pf_http_cancel_requested()) {
-            st = pf_error_set(err, PF_EINTERRUPTED, "stopped by a signal; the checkpoint is at "
-                                                    "the last delivered window");
+    /* Page progress saved by an earlier run belongs to the first unit: the
+     * endpoint, or the window that starts at the cursor (with the same end). */
+    int resume = c->state.page_kind != NULL;
+    if (resume && windowed &&
+        (!c->state.has_cursor || r.start_ms != c->state.cursor_ms ||
+         c->state.page_window_end_ms <= r.start_ms || c->state.page_window_end_ms > r.end_ms)) {
+        pf_log_warn("the checkpoint's page position does not fit the planned windows; the "
+                    "window at the cursor is fetched again from its first page");
+        resume = 0;
+    } else if (resume && !windowed && c->state.page_window_end_ms) {
+        pf_log_warn("the checkpoint's page position belongs to a time window; starting from "
+                    "the first page");
+        resume = 0;
+    }
+    long long requests = 0;
+    int64_t from = r.start_ms;
+    for (int unit = 0;; unit++) {
+        const pf_window *wp = NULL;
+        if (windowed) {
+            if (!pf_window_next(&t->window, &r, from, &w)) break;
+            if (unit == 0 && resume) w.end_ms = c->state.page_window_end_ms;
+            wp = &w;
+        } else if (unit > 0) {
             break;
         }
-        st = do_unit(c, &w, &body, err);
-        if (st != PF_OK) break;
+        pf_pager pg;
+        st = pf_pager_init(&pg, f, err);
+        if (st == PF_OK && unit == 0 && resume) st = pf_pager_resume(&pg, f, &c->state, err);
+        while (st == PF_OK) {
+            if (pf_http_cancel_requested()) {
+                st = pf_error_set(err, PF_EINTERRUPTED,
+                                  "stopped by a signal; the checkpoint is at the last delivered "
+                                  "%s",
+                                  t->pages.kind ? "page"
+                                  : windowed    ? "window"
+                                                : "request");
+                break;
+            }
+            if (requests >= f->max_pages) {
+                char at[160];
+                describe_unit(wp, t->pages.kind ? &pg : NULL, at, sizeof at);
+                st = pf_error_set(err, PF_ETOOBIG,
+                                  "stopped after %lld requests, the most this flow makes in one "
+                                  "run (pagination.max_pages of template %s, or source.max_pages); "
+                                  "everything fetched is delivered and the next run continues%s%s",
+                                  requests, t->name, at[0] ? " at " : "", at);
+                break;
+            }
+            requests++;
+            st = do_unit(c, wp, t->pages.kind ? &pg : NULL, &body, &url, err);
+            if (c->o->test || !t->pages.kind || pg.done) break; /* test: first page only */
+        }
+        pf_pager_free(&pg);
+        if (st != PF_OK || c->o->test) break;
+        if (windowed) from = w.end_ms;
     }
 out:
+    pf_buf_free(&url);
     pf_buf_free(&body);
     return st;
 }
@@ -561,7 +708,13 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     }
     if (!f->local_file && (st = make_http(&c, err)) != PF_OK) goto done;
     if (!o->test) {
-        if ((st = open_sink(&c, err)) != PF_OK) goto done;
+        /* A sink that is briefly unreachable (RETRY) is retried like a
+         * failed batch. */
+        int open_attempt = 1;
+        int64_t open_delay = o->sink_backoff_ms;
+        if ((st = reopen_sink(&c, &open_delay, &open_attempt,
+                              o->sink_attempts > 0 ? o->sink_attempts : 1, err)) != PF_OK)
+            goto done;
         adopt_stored_checkpoint(&c, err, &st);
         if (st != PF_OK) goto done;
         /* Record the sink's starting point before anything is written, so a

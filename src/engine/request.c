@@ -1,4 +1,4 @@
-/* request.c: placeholder substitution and URL/header assembly. */
+/* request.c: placeholder substitution and URL/header/body assembly. */
 #include "engine/request.h"
 
 #include <curl/curl.h>
@@ -76,9 +76,11 @@ static int substitute(const subst_ctx *c, const char *tmpl, int escape_path, pf_
         char tbuf[PF_TIME_FMT_SIZE];
         size_t n = lookup(c, name, &vals, &one, tbuf);
         if (n == 0) return 0;
+        const pf_param_value *pv = pf_flow_param(c->f, name);
+        int raw = pv && pv->def->url_path;
         for (size_t i = 0; i < n; i++) {
             if (i && pf_buf_putc(out, ',') != PF_OK) return -1;
-            if (escape_path) {
+            if (escape_path && !raw) {
                 char *esc = curl_easy_escape(NULL, vals[i], 0);
                 if (!esc) return -1;
                 pf_status st = pf_buf_puts(out, esc);
@@ -120,8 +122,10 @@ static pf_status add_query(const subst_ctx *c, pf_buf *url, const pf_kv *kv, pf_
     pf_buf_init(&v, 64 * 1024);
     int r = substitute(c, kv->value, 0, &v);
     pf_status st = PF_OK;
-    if (r < 0) st = pf_error_set(err, PF_ENOMEM, "out of memory building a request");
-    else if (r == 1) st = pf_http_url_add_query(url, kv->name, pf_buf_str(&v), err);
+    if (r < 0)
+        st = pf_error_set(err, PF_ENOMEM, "out of memory building a request");
+    else if (r == 1)
+        st = pf_http_url_add_query(url, kv->name, pf_buf_str(&v), err);
     pf_buf_free(&v);
     return st;
 }
@@ -175,12 +179,26 @@ pf_status pf_request_build(const pf_flow *f, const pf_window *w, pf_request *req
     pf_status st = pf_http_url_join(f->base_url, pf_buf_str(&path), &req->url, err);
     pf_buf_free(&path);
     if (st != PF_OK) return st;
-    for (size_t i = 0; i < t->nquery && st == PF_OK; i++) st = add_query(&c, &req->url, &t->query[i], err);
+    for (size_t i = 0; i < t->nquery && st == PF_OK; i++)
+        st = add_query(&c, &req->url, &t->query[i], err);
     if (w)
         for (size_t i = 0; i < t->window.nquery && st == PF_OK; i++)
             st = add_query(&c, &req->url, &t->window.query[i], err);
     for (size_t i = 0; i < t->nheaders && st == PF_OK; i++)
         st = add_header(&c, req, &t->headers[i], err);
+    if (t->body && st == PF_OK) {
+        pf_buf b;
+        pf_buf_init(&b, 16u << 20);
+        r = substitute(&c, t->body, 0, &b);
+        if (r < 0)
+            st = pf_error_set(err, PF_ENOMEM, "out of memory building a request body");
+        else if (r == 1) {
+            req->body_len = b.len;
+            if (!(req->body = pf_buf_steal(&b)))
+                st = pf_error_set(err, PF_ENOMEM, "out of memory building a request body");
+        }
+        pf_buf_free(&b);
+    }
     if (t->auth == PF_AUTH_HEADERS) {
         c.allow_auth = 1;
         for (size_t i = 0; i < t->nauth_headers && st == PF_OK; i++)
@@ -198,10 +216,19 @@ void pf_request_free(pf_request *req)
     pf_buf_free(&req->url);
     for (size_t i = 0; i < req->nheaders; i++) {
         volatile char *p = req->headers[i];
-        while (*p) *p++ = 0; /* may hold a credential */
+        while (*p)
+            *p++ = 0; /* may hold a credential */
         free(req->headers[i]);
     }
     free(req->headers);
     req->headers = NULL;
     req->nheaders = 0;
+    if (req->body) {
+        volatile char *p = req->body;
+        for (size_t i = 0; i < req->body_len; i++)
+            p[i] = 0;
+        free(req->body);
+    }
+    req->body = NULL;
+    req->body_len = 0;
 }

@@ -1,4 +1,6 @@
-/* flow.c: loading and validating flow files. */
+/* flow.c: loading and validating flow files (and completing their template
+ * from the flow: manual requests, stream overrides, parameter constraints,
+ * streams chosen by `when`, response format, base URL, page cap). */
 #include "flow/flow.h"
 
 #include <ctype.h>
@@ -27,11 +29,13 @@ void pf_flow_free(pf_flow *f)
     free(f->principal);
     if (f->secret) {
         volatile char *p = f->secret;
-        while (*p) *p++ = 0;
+        while (*p)
+            *p++ = 0;
         free(f->secret);
     }
     for (size_t i = 0; i < f->nparams; i++) {
-        for (size_t j = 0; j < f->params[i].count; j++) free(f->params[i].values[j]);
+        for (size_t j = 0; j < f->params[i].count; j++)
+            free(f->params[i].values[j]);
         free(f->params[i].values);
     }
     free(f->params);
@@ -40,6 +44,7 @@ void pf_flow_free(pf_flow *f)
     free(f->http.client_key);
     pf_sink_config_free(&f->sink);
     free(f->state_path);
+    pf_schedule_free(f->schedule);
     pf_ydoc_free(f->doc);
     free(f);
 }
@@ -62,7 +67,8 @@ const char *pf_param_check(const pf_param_def *p, const char *text)
     int64_t a, b;
     char *end;
     switch (p->type) {
-    case PF_PT_STRING: return NULL;
+    case PF_PT_STRING:
+        return p->url_path ? pf_url_path_check(text) : NULL;
     case PF_PT_INTEGER: {
         errno = 0;
         long long v = strtoll(text, &end, 10);
@@ -166,9 +172,8 @@ static void load_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
         if (!v) {
             if (p->required) {
                 pf_ys_error(d, params ? params : f->doc->root, PF_ECONFIG,
-                            "missing required parameter '%s' for template %s%s%s", p->name,
-                            t->name, p->description ? ": " : "",
-                            p->description ? p->description : "");
+                            "missing required parameter '%s' for template %s%s%s", p->name, t->name,
+                            p->description ? ": " : "", p->description ? p->description : "");
                 continue;
             }
             if (!p->ndefaults) continue;
@@ -182,8 +187,8 @@ static void load_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
         }
         size_t count = v->kind == PF_Y_SEQ ? v->count : 1;
         if (v->kind == PF_Y_SEQ && p->type != PF_PT_LIST) {
-            pf_ys_error(d, v, PF_ECONFIG, "parameter '%s' takes one %s value, not a list",
-                        p->name, pf_param_type_name(p->type));
+            pf_ys_error(d, v, PF_ECONFIG, "parameter '%s' takes one %s value, not a list", p->name,
+                        pf_param_type_name(p->type));
             continue;
         }
         if (v->kind == PF_Y_MAP) {
@@ -246,6 +251,141 @@ static void check_window_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
     }
 }
 
+/* The node of parameter NAME in PARAMS (its value), or FALLBACK. */
+static const pf_ynode *param_node(const pf_ynode *params, const char *name,
+                                  const pf_ynode *fallback)
+{
+    const pf_ynode *n = pf_ymap_get(params, name);
+    return n ? n : fallback;
+}
+
+static void join_names(char *const *names, size_t n, char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", names[i]);
+}
+
+/* The template's constraints between parameters. WHERE is the node reported
+ * when no parameter node fits (source.params, or source). */
+static void check_constraints(pf_flow *f, const pf_ynode *params, const pf_ynode *where,
+                              pf_diags *d)
+{
+    const pf_template *t = f->tmpl;
+    for (size_t i = 0; i < t->nconstraints; i++) {
+        const pf_constraint *c = &t->constraints[i];
+        char list[256];
+        join_names(c->params, c->nparams, list, sizeof list);
+        if (c->kind == PF_CONSTRAINT_REQUIRES) {
+            const pf_param_value *a = pf_flow_param(f, c->params[0]);
+            if (a && !a->from_default && !pf_flow_param(f, c->params[1]))
+                pf_ys_error(d, param_node(params, c->params[0], where), PF_ECONFIG,
+                            "parameter '%s' needs '%s' (template %s)", c->params[0], c->params[1],
+                            t->name);
+            continue;
+        }
+        const char *first = NULL;
+        size_t set = 0;
+        for (size_t j = 0; j < c->nparams; j++) {
+            if (!pf_flow_param(f, c->params[j])) continue;
+            if (set++ == 0) {
+                first = c->params[j];
+                continue;
+            }
+            pf_ys_error(d, param_node(params, c->params[j], where), PF_ECONFIG,
+                        "give only one of %s (%s is already set; template %s)", list, first,
+                        t->name);
+        }
+        if (set == 0 && c->kind == PF_CONSTRAINT_EXACTLY_ONE)
+            pf_ys_error(d, where, PF_ECONFIG, "give exactly one of %s (template %s)", list,
+                        t->name);
+    }
+}
+
+/* Keeps only the streams whose `when` matches the flow's parameters.
+ * REPORT_ONLY_ONCE: a parameter problem was already reported; an empty
+ * stream list then follows from it and is not reported again. */
+static void choose_streams(pf_flow *f, const pf_ynode *where, int report_only_once, pf_diags *d)
+{
+    pf_template *t = f->tmpl;
+    size_t before = t->nstreams;
+    char why[128] = "";
+    const char *val = NULL;
+    for (size_t i = t->nstreams; i-- > 0;) {
+        const pf_stream_def *s = &t->streams[i];
+        if (!s->when_param) continue;
+        const char *v = pf_flow_param_str(f, s->when_param);
+        int keep = 0;
+        for (size_t j = 0; v && j < s->nwhen_values; j++)
+            if (strcmp(s->when_values[j], v) == 0) keep = 1;
+        if (!keep) {
+            snprintf(why, sizeof why, "%s", s->when_param);
+            val = v; /* owned by the flow's parameters, not by the stream */
+            pf_template_drop_stream(t, i);
+        }
+    }
+    if (before && t->nstreams == 0 && !report_only_once)
+        pf_ys_error(d, where, PF_ECONFIG, "no stream of template %s applies when %s is %s", t->name,
+                    why, val ? val : "not set");
+}
+
+/* Fills the placeholders of the template's base URL. Values go into the host
+ * name, so they may hold only letters, digits, '.', '-' and '_'. */
+static char *expand_base_url(pf_flow *f, const pf_ynode *params, const pf_ynode *where, pf_diags *d)
+{
+    const char *s = f->tmpl->base_url;
+    pf_buf out;
+    pf_buf_init(&out, 8192);
+    int bad = 0;
+    for (const char *p = s; *p && !bad; p++) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            if (pf_buf_putc(&out, *p) != PF_OK) bad = 2;
+            p++;
+            continue;
+        }
+        if (*p != '{') {
+            if (pf_buf_putc(&out, *p) != PF_OK) bad = 2;
+            continue;
+        }
+        const char *e = strchr(p, '}');
+        char name[128];
+        size_t l = e ? (size_t)(e - p - 1) : 0;
+        if (!e || l >= sizeof name) {
+            bad = 1;
+            break;
+        }
+        memcpy(name, p + 1, l);
+        name[l] = '\0';
+        const char *v = pf_flow_param_str(f, name);
+        if (!v) {
+            pf_ys_error(d, where, PF_ECONFIG,
+                        "the server of template %s (%s) needs parameter '%s', or set "
+                        "source.base_url",
+                        f->tmpl->name, s, name);
+            bad = 1;
+            break;
+        }
+        for (const char *q = v; *q; q++)
+            if (!(isalnum((unsigned char)*q) || *q == '.' || *q == '-' || *q == '_')) {
+                pf_ys_error(d, param_node(params, name, where), PF_ECONFIG,
+                            "parameter '%s' is part of the server's host name and may hold only "
+                            "letters, digits, '.', '-' and '_'",
+                            name);
+                bad = 1;
+                break;
+            }
+        if (!bad && (!*v || pf_buf_puts(&out, v) != PF_OK)) bad = *v ? 2 : 1;
+        p = e;
+    }
+    if (bad == 2) pf_ys_error(d, where, PF_ENOMEM, "out of memory");
+    if (bad) {
+        pf_buf_free(&out);
+        return NULL;
+    }
+    return pf_buf_steal(&out);
+}
+
 /* Reads a secret file, refusing one that other users can read. */
 static char *read_secret_file(const pf_ynode *n, const char *path, pf_diags *d)
 {
@@ -267,13 +407,24 @@ static char *read_secret_file(const pf_ynode *n, const char *path, pf_diags *d)
         pf_ys_error(d, n, PF_ECONFIG, "secret_file: %s", e.msg);
         return NULL;
     }
-    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r')) text[--len] = '\0';
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
     return text;
+}
+
+/* Whether header value S uses placeholder {NAME}. */
+static int uses_placeholder(const char *s, const char *name)
+{
+    char pat[32];
+    snprintf(pat, sizeof pat, "{%s}", name);
+    return strstr(s, pat) != NULL;
 }
 
 static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
 {
     static const char *const keys[] = {"principal", "secret", "secret_file", NULL};
+    static const char *const manual_keys[] = {"principal", "secret",  "secret_file",
+                                              "kind",      "headers", NULL};
     if (!auth) {
         if (f->tmpl->auth != PF_AUTH_NONE && !f->tmpl->auth_optional && !f->local_file)
             pf_ys_error(d, pf_ymap_get(f->doc->root, "source"), PF_ECONFIG,
@@ -283,7 +434,7 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
         return;
     }
     if (!pf_ys_want_map(auth, "source.auth", d)) return;
-    pf_ys_check_keys(auth, keys, "source.auth", d);
+    pf_ys_check_keys(auth, f->tmpl->manual ? manual_keys : keys, "source.auth", d);
     const pf_ynode *x;
     if ((x = pf_ymap_get(auth, "principal"))) f->principal = expand_node(x, "auth.principal", d);
     const pf_ynode *sec = pf_ymap_get(auth, "secret"), *sf = pf_ymap_get(auth, "secret_file");
@@ -302,20 +453,42 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
         free(path);
     }
     if (f->secret) pf_log_add_secret(f->secret);
-    if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file && (!pf_ymap_get(auth, "principal") ||
-                                                            (!sec && !sf)) &&
-        !f->tmpl->auth_optional)
-        pf_ys_error(d, auth, PF_ECONFIG, "template %s uses HTTP Basic auth: give principal and "
-                                         "secret",
+    if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file &&
+        (!pf_ymap_get(auth, "principal") || (!sec && !sf)) && !f->tmpl->auth_optional)
+        pf_ys_error(d, auth, PF_ECONFIG,
+                    "template %s uses HTTP Basic auth: give principal and "
+                    "secret",
                     f->tmpl->name);
+    if (f->tmpl->auth == PF_AUTH_HEADERS && !f->local_file && !f->tmpl->auth_optional) {
+        for (size_t i = 0; i < f->tmpl->nauth_headers; i++) {
+            const char *v = f->tmpl->auth_headers[i].value;
+            if ((uses_placeholder(v, "secret") && !sec && !sf) ||
+                (uses_placeholder(v, "principal") && !pf_ymap_get(auth, "principal")))
+                pf_ys_error(d, auth, PF_ECONFIG,
+                            "template %s sends header %s from {%s}: give source.auth.%s",
+                            f->tmpl->name, f->tmpl->auth_headers[i].name,
+                            uses_placeholder(v, "secret") && !sec && !sf ? "secret" : "principal",
+                            uses_placeholder(v, "secret") && !sec && !sf ? "secret (or "
+                                                                           "secret_file)"
+                                                                         : "principal");
+        }
+    }
 }
 
 static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
 {
-    static const char *const keys[] = {"connect_timeout", "timeout",     "stall_timeout",
-                                       "max_attempts",    "backoff",     "backoff_max",
-                                       "retry_after_max", "max_body",    "verify_tls",
-                                       "ca_file",         "client_cert", "client_key",
+    static const char *const keys[] = {"connect_timeout",
+                                       "timeout",
+                                       "stall_timeout",
+                                       "max_attempts",
+                                       "backoff",
+                                       "backoff_max",
+                                       "retry_after_max",
+                                       "max_body",
+                                       "verify_tls",
+                                       "ca_file",
+                                       "client_cert",
+                                       "client_key",
                                        NULL};
     pf_flow_http *h = &f->http;
     h->connect_timeout_ms = 10000;
@@ -352,8 +525,9 @@ static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
 static void load_sink(pf_flow *f, const pf_ynode *sink, pf_diags *d)
 {
     if (!sink) {
-        pf_ys_error(d, f->doc->root, PF_ECONFIG, "flow has no sink (e.g. sink: {type: ndjson, "
-                                                 "path: out/records.ndjson})");
+        pf_ys_error(d, f->doc->root, PF_ECONFIG,
+                    "flow has no sink (e.g. sink: {type: ndjson, "
+                    "path: out/records.ndjson})");
         return;
     }
     if (!pf_ys_want_map(sink, "sink", d)) return;
@@ -398,8 +572,10 @@ static int valid_flow_name(const char *s)
 static pf_status apply_override(pf_ydoc *doc, const pf_flow_override *o, int index, pf_diags *d)
 {
     char path[512];
-    if (strchr(o->name, '.')) snprintf(path, sizeof path, "%s", o->name);
-    else snprintf(path, sizeof path, "source.params.%s", o->name);
+    if (strchr(o->name, '.'))
+        snprintf(path, sizeof path, "%s", o->name);
+    else
+        snprintf(path, sizeof path, "source.params.%s", o->name);
     pf_ynode *node = doc->root;
     char *save = NULL;
     char *part = strtok_r(path, ".", &save);
@@ -407,8 +583,9 @@ static pf_status apply_override(pf_ydoc *doc, const pf_flow_override *o, int ind
         char *next = strtok_r(NULL, ".", &save);
         if (!node || node->kind != PF_Y_MAP) {
             pf_error e;
-            pf_error_at(&e, PF_ECONFIG, "--set", index, 1, "cannot set '%s': its parent is not a "
-                                                           "mapping",
+            pf_error_at(&e, PF_ECONFIG, "--set", index, 1,
+                        "cannot set '%s': its parent is not a "
+                        "mapping",
                         o->name);
             pf_diags_add(d, &e);
             return PF_ECONFIG;
@@ -445,13 +622,15 @@ static pf_status apply_override(pf_ydoc *doc, const pf_flow_override *o, int ind
     return PF_OK;
 }
 
-pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t nsets,
-                       pf_flow **out, pf_diags *d)
+pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t nsets, pf_flow **out,
+                       pf_diags *d)
 {
-    static const char *const top_keys[] = {"name", "description", "source", "sink", "state",
-                                           NULL};
-    static const char *const src_keys[] = {"template", "base_url", "file", "auth",
-                                           "params",   "http",     NULL};
+    static const char *const top_keys[] = {"name",  "description", "source", "sink",
+                                           "state", "schedule",    NULL};
+    static const char *const src_keys[] = {"template", "base_url",   "file",    "auth",    "params",
+                                           "http",     "max_pages",  "streams", "url",     "method",
+                                           "headers",  "query",      "body",    "records", "key",
+                                           "response", "pagination", NULL};
     static const char *const state_keys[] = {"path", NULL};
     *out = NULL;
     size_t before = d->count;
@@ -487,8 +666,9 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
     if (!(x = pf_ymap_get(root, "name")))
         pf_ys_error(d, root, PF_ECONFIG, "flow has no name");
     else if ((f->name = pf_ys_string(x, "name", d)) && !valid_flow_name(f->name))
-        pf_ys_error(d, x, PF_ECONFIG, "flow name '%s' may use only letters, digits, '-', '_' "
-                                      "and '.'",
+        pf_ys_error(d, x, PF_ECONFIG,
+                    "flow name '%s' may use only letters, digits, '-', '_' "
+                    "and '.'",
                     f->name);
 
     const pf_ynode *src = pf_ymap_get(root, "source");
@@ -523,11 +703,37 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
             }
         }
         if (f->tmpl) {
-            if (!f->base_url) f->base_url = strdup(f->tmpl->base_url);
+            const pf_ynode *params = pf_ymap_get(src, "params");
+            const pf_ynode *where = params ? params : src;
+            pf_template_apply_flow(f->tmpl, src, d);
             load_auth(f, pf_ymap_get(src, "auth"), d);
-            load_params(f, pf_ymap_get(src, "params"), d);
-            check_window_params(f, pf_ymap_get(src, "params"), d);
+            load_params(f, params, d);
+            check_window_params(f, params, d);
+            size_t nd = d->count;
+            check_constraints(f, params, where, d);
+            choose_streams(f, where, nd > before, d);
+            if (f->tmpl->manual && f->base_url) {
+                pf_ys_error(d, pf_ymap_get(src, "base_url"), PF_ECONFIG,
+                            "a manual flow gives the whole URL in source.url, not base_url");
+            } else if (!f->base_url && !f->tmpl->base_url[0] && !f->local_file &&
+                       !f->tmpl->manual) {
+                pf_ys_error(d, src, PF_ECONFIG,
+                            "template %s has no fixed server: set source.base_url (e.g. "
+                            "https://server.example)",
+                            f->tmpl->name);
+            } else if (!f->base_url) {
+                f->base_url = expand_base_url(f, params, where, d);
+            }
+            f->format = f->tmpl->format;
+            const char *fmt =
+                f->tmpl->format_param ? pf_flow_param_str(f, f->tmpl->format_param) : NULL;
+            if (fmt) f->format = strcmp(fmt, "syslog") == 0 ? PF_RESPONSE_SYSLOG : PF_RESPONSE_JSON;
+            f->max_pages = f->tmpl->max_pages;
+            if ((x = pf_ymap_get(src, "max_pages")))
+                pf_ys_int(x, "source.max_pages", 1, PF_MAX_PAGES_LIMIT, &f->max_pages, d);
         }
+        if (f->tmpl && !f->base_url && f->local_file && !(f->base_url = strdup("")))
+            pf_ys_error(d, src, PF_ENOMEM, "out of memory");
         load_http(f, pf_ymap_get(src, "http"), d);
     }
     if (!f->http.max_attempts) load_http(f, NULL, d);
@@ -535,8 +741,9 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
 
     const pf_ynode *state = pf_ymap_get(root, "state");
     if (!state) {
-        pf_ys_error(d, root, PF_ECONFIG, "flow has no state (e.g. state: {path: "
-                                         "state/flow.json}); it is where the checkpoint lives");
+        pf_ys_error(d, root, PF_ECONFIG,
+                    "flow has no state (e.g. state: {path: "
+                    "state/flow.json}); it is where the checkpoint lives");
     } else if (pf_ys_want_map(state, "state", d)) {
         pf_ys_check_keys(state, state_keys, "state", d);
         if (!(x = pf_ymap_get(state, "path")))
@@ -544,6 +751,7 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
         else
             f->state_path = expand_node(x, "state.path", d);
     }
+    if ((x = pf_ymap_get(root, "schedule"))) pf_schedule_parse(x, &f->schedule, d);
 
     if (d->count > before || d->oom) {
         pf_status st = d->count > before ? d->items[before].code : PF_ENOMEM;

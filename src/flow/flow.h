@@ -2,9 +2,13 @@
  * sink and checkpoint.
  *
  * Loading a flow expands ${VAR} references from the environment, loads the
- * named template, checks every parameter against the template's types and
- * bounds, checks the sink's options against the sink's option table, and
- * reports every problem as FILE:LINE:COL. No network access. */
+ * named template (completing it from the flow for `template: manual`, and
+ * applying `source.streams` overrides), checks every parameter against the
+ * template's types, bounds and constraints (exactly one of, at most one of,
+ * requires), keeps only the streams whose `when` matches, resolves the
+ * response format, the base URL and the page cap, checks the sink's options
+ * against the sink's option table, and reports every problem as
+ * FILE:LINE:COL. No network access. */
 #ifndef PF_FLOW_FLOW_H
 #define PF_FLOW_FLOW_H
 
@@ -12,6 +16,7 @@
 #include <stdint.h>
 
 #include "flow/template.h"
+#include "sched/schedule.h"
 #include "sink/registry.h"
 #include "util/diag.h"
 
@@ -36,16 +41,19 @@ typedef struct pf_flow_http {
 typedef struct pf_flow {
     char *file;
     char *name;
-    pf_template *tmpl;
-    char *base_url;      /* the flow's override or the template's */
-    char *local_file;    /* source.file: read responses from this file, no network */
-    char *principal;     /* NULL when the flow gives none */
-    char *secret;        /* registered for redaction; never printed */
+    pf_template *tmpl;      /* owned; already completed by the flow (manual, overrides, when) */
+    char *base_url;         /* the flow's override, or the template's with placeholders filled */
+    char *local_file;       /* source.file: read responses from this file, no network */
+    char *principal;        /* NULL when the flow gives none */
+    char *secret;           /* registered for redaction; never printed */
     pf_param_value *params; /* set and defaulted parameters only */
     size_t nparams;
     pf_flow_http http;
+    pf_response_format format; /* JSON or SIEM syslog, resolved from the template */
+    int64_t max_pages;         /* requests per run at most: source.max_pages or the template's */
     pf_sink_config sink;
     char *state_path;
+    pf_schedule *schedule; /* the `schedule:` key; NULL when the flow has none */
     pf_ydoc *doc;
 } pf_flow;
 
@@ -59,8 +67,8 @@ typedef struct pf_flow_override {
 /* Loads PATH with overrides SETS (N of them, may be 0). On success *OUT owns
  * the flow. Every problem goes to DIAGS; on failure *OUT is NULL and the
  * first problem's code is returned. */
-pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t nsets,
-                       pf_flow **out, pf_diags *diags);
+pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t nsets, pf_flow **out,
+                       pf_diags *diags);
 
 /* The value of parameter NAME, or NULL when unset. */
 const pf_param_value *pf_flow_param(const pf_flow *f, const char *name);
@@ -70,8 +78,9 @@ const char *pf_flow_param_str(const pf_flow *f, const char *name);
 
 void pf_flow_free(pf_flow *f);
 
-/* Checks TEXT against parameter definition P; returns NULL when valid, else
- * a static description of what was expected. */
+/* Checks TEXT against parameter definition P (type, bounds, values, and the
+ * URL-path rules of a url_path parameter); returns NULL when valid, else a
+ * static description of what was expected. */
 const char *pf_param_check(const pf_param_def *p, const char *text);
 
 #endif

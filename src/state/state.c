@@ -28,6 +28,8 @@ void pf_state_free(pf_state *st)
 {
     if (!st) return;
     free(st->template_name);
+    free(st->page_kind);
+    free(st->page_token);
     free(st->sink_type);
     free(st->sink_token);
     free(st->run_outcome);
@@ -64,6 +66,41 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
     return rs;
 }
 
+/* The "cursor" object of a checkpoint with page progress. */
+static pf_status parse_page_cursor(json_object *c, const char *path, pf_state *st, pf_error *err)
+{
+    static const char *const kinds[] = {"page", "offset", "token", "next"};
+    json_object *v;
+    int ok;
+    if (json_object_object_get_ex(c, "time", &v)) {
+        st->cursor_ms = get_time(c, "time", &ok);
+        if (!ok)
+            return pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor.time is not a date-time",
+                                path);
+        st->has_cursor = 1;
+    }
+    if (json_object_object_get_ex(c, "window_end", &v)) {
+        st->page_window_end_ms = get_time(c, "window_end", &ok);
+        if (!ok)
+            return pf_error_set(err, PF_ESTATE,
+                                "checkpoint %s: cursor.window_end is not a date-time", path);
+    }
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (!json_object_object_get_ex(c, kinds[i], &v)) continue;
+        if (i < 2 ? !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0
+                  : !json_object_is_type(v, json_type_string))
+            return pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor.%s is not %s", path,
+                                kinds[i], i < 2 ? "a number >= 0" : "a string");
+        if (pf_state_set_str(&st->page_kind, kinds[i]) != PF_OK)
+            return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
+        if (i < 2) st->page_number = json_object_get_int64(v);
+        else if (pf_state_set_str(&st->page_token, json_object_get_string(v)) != PF_OK)
+            return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
+        break;
+    }
+    return PF_OK;
+}
+
 pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_state *st,
                          pf_error *err)
 {
@@ -91,7 +128,11 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
     }
     int ok;
     if (json_object_object_get_ex(root, "seq", &v)) st->seq = json_object_get_int64(v);
-    if (json_object_object_get_ex(root, "cursor", &v) && !json_object_is_type(v, json_type_null)) {
+    if (json_object_object_get_ex(root, "cursor", &v) && json_object_is_type(v, json_type_object)) {
+        /* {"time"?, "window_end"?, one of "page", "offset", "token", "next"} */
+        if ((ret = parse_page_cursor(v, path, st, err)) != PF_OK) goto done;
+    } else if (json_object_object_get_ex(root, "cursor", &v) &&
+               !json_object_is_type(v, json_type_null)) {
         st->cursor_ms = get_time(root, "cursor", &ok);
         if (!ok) {
             ret = pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor is not a date-time", path);
@@ -150,8 +191,22 @@ pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty
     json_object_object_add(root, "seq", json_object_new_int64(st->seq));
     if (st->template_name)
         json_object_object_add(root, "template", json_object_new_string(st->template_name));
-    if (st->has_cursor) add_time(root, "cursor", st->cursor_ms);
-    else json_object_object_add(root, "cursor", NULL);
+    if (st->page_kind) {
+        /* Page progress: {"time"?, "window_end"?, "<kind>": next page}. */
+        json_object *c = json_object_new_object();
+        json_object_object_add(root, "cursor", c);
+        if (st->has_cursor) add_time(c, "time", st->cursor_ms);
+        if (st->page_window_end_ms) add_time(c, "window_end", st->page_window_end_ms);
+        if (strcmp(st->page_kind, "page") == 0 || strcmp(st->page_kind, "offset") == 0)
+            json_object_object_add(c, st->page_kind, json_object_new_int64(st->page_number));
+        else
+            json_object_object_add(c, st->page_kind,
+                                   json_object_new_string(st->page_token ? st->page_token : ""));
+    } else if (st->has_cursor) {
+        add_time(root, "cursor", st->cursor_ms);
+    } else {
+        json_object_object_add(root, "cursor", NULL);
+    }
     pf_status ret = PF_OK;
     if (st->sink_type) {
         json_object *sink = json_object_new_object();

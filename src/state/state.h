@@ -18,6 +18,14 @@ typedef struct pf_state {
     long long seq;           /* grows by one per sink commit; orders checkpoints */
     int has_cursor;
     int64_t cursor_ms;       /* valid when has_cursor */
+    /* Progress inside a paged unit of work (the endpoint's pages, or the
+     * pages of the window that starts at cursor_ms): the next page to fetch.
+     * page_kind is NULL when the unit starts at its first page; a run that
+     * finishes a unit clears it. Saved inside the "cursor" object. */
+    char *page_kind;         /* "page", "offset", "token" or "next" */
+    long long page_number;   /* page: next page number; offset: next offset */
+    char *page_token;        /* token: the cursor token; next: the next link */
+    int64_t page_window_end_ms; /* windowed: end of that window; 0: not windowed */
     char *template_name;     /* template the cursor belongs to; NULL when unknown */
     char *sink_type;         /* sink the token belongs to; NULL when none */
     char *sink_token;        /* JSON text from the sink's last commit; NULL when none */

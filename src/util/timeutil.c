@@ -1,5 +1,6 @@
 /* timeutil.c: RFC 3339 time parsing/formatting, ISO 8601 durations and
- * intervals, and the clocks (with the PPFLOW_NOW override). Pure integer
+ * intervals, and the clocks (with the PPFLOW_NOW override and the test
+ * clock of PPFLOW_TEST_CLOCK). Pure integer
  * arithmetic; nothing here depends on TZ or the locale. */
 #include "util/timeutil.h"
 
@@ -437,15 +438,106 @@ int64_t pf_time_mono_ms(void)
     return clock_ms(CLOCK_MONOTONIC);
 }
 
+/* ---- test clock ---- */
+
+#define TEST_CLOCK_MAX_SPEED 100000
+
+/* Reads a decimal int64_t at *P (optional '-' when NEG_OK); advances *P. */
+static int read_i64(const char **p, int neg_ok, int64_t *out)
+{
+    const char *q = *p;
+    int neg = 0;
+    if (neg_ok && *q == '-') neg = 1, q++;
+    if (!is_digit(*q)) return 0;
+    int64_t v = 0;
+    for (; is_digit(*q); q++)
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, *q - '0', &v)) return 0;
+    *out = neg ? -v : v;
+    *p = q;
+    return 1;
+}
+
+pf_status pf_test_clock_parse(const char *spec, pf_test_clock *out, pf_error *err)
+{
+    if (!spec || !out) return pf_error_set(err, PF_EINVAL, "pf_test_clock_parse: NULL argument");
+    const char *at = strchr(spec, '@');
+    size_t tl = at ? (size_t)(at - spec) : 0;
+    char start[PART_MAX];
+    if (!at || tl == 0 || tl >= sizeof start)
+        return pf_error_set(err, PF_ESYNTAX,
+                            "invalid test clock '%.*s': expected START@SPEED[@ANCHOR_MS]",
+                            QUOTE_MAX, spec);
+    memcpy(start, spec, tl);
+    start[tl] = '\0';
+    pf_test_clock c = {0};
+    pf_error e;
+    if (pf_time_parse(start, &c.start_ms, &e) != PF_OK)
+        return pf_error_set(err, PF_ESYNTAX, "invalid test clock '%.*s': %s", QUOTE_MAX, spec,
+                            e.msg);
+    const char *p = at + 1;
+    if (!read_i64(&p, 0, &c.speed) || c.speed < 1 || c.speed > TEST_CLOCK_MAX_SPEED)
+        return pf_error_set(err, PF_ESYNTAX,
+                            "invalid test clock '%.*s': SPEED must be an integer 1..%d", QUOTE_MAX,
+                            spec, TEST_CLOCK_MAX_SPEED);
+    if (*p == '@') {
+        p++;
+        if (!read_i64(&p, 1, &c.anchor_ms))
+            return pf_error_set(err, PF_ESYNTAX,
+                                "invalid test clock '%.*s': ANCHOR must be epoch milliseconds",
+                                QUOTE_MAX, spec);
+        c.anchored = 1;
+    }
+    if (*p != '\0')
+        return pf_error_set(err, PF_ESYNTAX, "invalid test clock '%.*s': unexpected text",
+                            QUOTE_MAX, spec);
+    *out = c;
+    return PF_OK;
+}
+
+int64_t pf_test_clock_at(const pf_test_clock *c, int64_t real_ms)
+{
+    int64_t d, r;
+    if (__builtin_sub_overflow(real_ms, c->anchor_ms, &d) ||
+        __builtin_mul_overflow(d, c->speed, &d) || __builtin_add_overflow(c->start_ms, d, &r))
+        return real_ms >= c->anchor_ms ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
+void pf_test_clock_format(const pf_test_clock *c, char buf[PF_TEST_CLOCK_FMT_SIZE])
+{
+    char t[PF_TIME_FMT_SIZE];
+    pf_time_format(c->start_ms, t);
+    snprintf(buf, PF_TEST_CLOCK_FMT_SIZE, "%s@%lld@%lld", t, (long long)c->speed,
+             (long long)c->anchor_ms);
+}
+
 int64_t pf_time_now_ms(void)
 {
-    static atomic_int warned;
+    static atomic_int warned, warned_clock;
+    /* The anchor of an unanchored test clock: the first read in this process. */
+    static _Atomic int64_t local_anchor = INT64_MIN;
     const char *pin = getenv("PPFLOW_NOW");
     if (pin && *pin) {
         int64_t ms;
         pf_error e;
         if (pf_time_parse(pin, &ms, &e) == PF_OK) return ms;
         if (atomic_exchange(&warned, 1) == 0) pf_log_warn("ignoring PPFLOW_NOW: %s", e.msg);
+    }
+    const char *tc = getenv(PF_TEST_CLOCK_ENV);
+    if (tc && *tc) {
+        pf_test_clock c;
+        pf_error e;
+        int64_t real = pf_time_real_ms();
+        if (pf_test_clock_parse(tc, &c, &e) == PF_OK) {
+            if (!c.anchored) {
+                int64_t expected = INT64_MIN;
+                atomic_compare_exchange_strong(&local_anchor, &expected, real);
+                c.anchor_ms = atomic_load(&local_anchor);
+            }
+            return pf_test_clock_at(&c, real);
+        }
+        if (atomic_exchange(&warned_clock, 1) == 0)
+            pf_log_warn("ignoring %s: %s", PF_TEST_CLOCK_ENV, e.msg);
     }
     return pf_time_real_ms();
 }

@@ -64,11 +64,42 @@ pf_status pf_interval_parse(const char *s, int64_t *start_ms, int64_t *end_ms, p
 /* Returns "now" in milliseconds since the epoch.
  * If the environment variable PPFLOW_NOW is set and non-empty, it is parsed
  * with pf_time_parse and that fixed time is returned instead of the clock
- * (tests and reproducible runs use this to pin "now"). An unparseable
- * PPFLOW_NOW is ignored, with one warning logged, and the real clock is used.
+ * (tests and reproducible runs use this to pin "now"). Otherwise, if
+ * PPFLOW_TEST_CLOCK is set and non-empty, the test clock it describes is read
+ * (see pf_test_clock_parse). An unparseable PPFLOW_NOW or PPFLOW_TEST_CLOCK
+ * is ignored, with one warning logged, and the real clock is used.
  * Use this for business logic ("the last hour"), not for sleeping or
  * timeouts. */
 int64_t pf_time_now_ms(void);
+
+/* A test clock (tests only): a clock that reads START at real wall-clock
+ * time ANCHOR and then runs SPEED times faster than real time, so that a
+ * scheduler test covers hours in seconds. Several processes given the same
+ * anchored clock agree on "now". */
+typedef struct pf_test_clock {
+    int64_t start_ms;  /* what the clock reads at the anchor */
+    int64_t speed;     /* test milliseconds per real millisecond, 1..100000 */
+    int64_t anchor_ms; /* real wall-clock time (pf_time_real_ms) of the start */
+    int anchored;      /* 0: no anchor given; the reader picks one */
+} pf_test_clock;
+
+#define PF_TEST_CLOCK_ENV "PPFLOW_TEST_CLOCK"
+#define PF_TEST_CLOCK_FMT_SIZE 96
+
+/* Parses "START@SPEED" or "START@SPEED@ANCHOR": START is a pf_time_parse
+ * time, SPEED an integer 1..100000, ANCHOR an integer count of real epoch
+ * milliseconds. SPEC, OUT: not NULL; OUT is written only on success.
+ * Returns PF_OK, PF_ESYNTAX (message quotes SPEC) or PF_EINVAL (NULL). */
+pf_status pf_test_clock_parse(const char *spec, pf_test_clock *out, pf_error *err);
+
+/* What clock C reads at real wall-clock time REAL_MS:
+ * start + (REAL_MS - anchor) * speed, saturated at the int64_t limits.
+ * C: not NULL, anchored. */
+int64_t pf_test_clock_at(const pf_test_clock *c, int64_t real_ms);
+
+/* Writes anchored clock C as "START@SPEED@ANCHOR" (parseable again) into
+ * BUF, always NUL-terminated. */
+void pf_test_clock_format(const pf_test_clock *c, char buf[PF_TEST_CLOCK_FMT_SIZE]);
 
 /* Returns the real wall clock (CLOCK_REALTIME) in milliseconds, ignoring
  * PPFLOW_NOW. For comparisons with times sent by servers (Retry-After). */

@@ -70,7 +70,7 @@ class Cli(E2ETestCase):
 
     def test_bad_flows_report_file_line_col_and_exit_2(self):
         files = sorted(glob.glob(os.path.join(BAD_FLOWS, "*.yaml")))
-        self.assertGreaterEqual(len(files), 20)
+        self.assertGreaterEqual(len(files), 40)
         for path in files:
             name = os.path.basename(path)
             shutil.copy(path, os.path.join(self.dir, name))

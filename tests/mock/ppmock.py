@@ -766,6 +766,10 @@ class OtherApis:
         rt.append(('GET', re.compile(r'/api/v1/orgs/([^/]+)/domains$'), self.ess_domains))
         rt.append(('GET', re.compile(re.escape(self.args.casb_path) + '$'), self.casb_alerts))
         rt.append(('POST', re.compile(re.escape(self.args.casb_token_path) + '$'), self.casb_token))
+        rt.append(('GET', re.compile(r'/generic/v1/items$'), self.generic_offset))
+        rt.append(('GET', re.compile(r'/generic/v1/cursor$'), self.generic_cursor))
+        rt.append(('GET', re.compile(r'/generic/v1/links$'), self.generic_links))
+        rt.append(('POST', re.compile(r'/generic/v1/search$'), self.generic_search))
 
     # ---- TAP forensics ----------------------------------------------------
     def _evidence(self, r, etype, th):
@@ -979,17 +983,9 @@ class OtherApis:
         return jresp(d)
 
     # ---- TAP people -------------------------------------------------------
-    def people(self, req, kind):
-        bad = self.basic_required(req)
-        if bad:
-            return bad
-        w = req.one('window')
-        if w not in ('14', '30', '90'):
-            raise BadRequest('window is required and must be 14, 30 or 90')
-        w = int(w)
+    def people_users(self, kind, w):
+        """(all users of window W in API order, total, interval end) for vap/top-clickers."""
         vap = kind == 'vap'
-        size = req.int_param('size', 1000 if vap else 100, 1, 1000 if vap else 200)
-        page = req.int_param('page', 1, 1, 10 ** 6)
         end = floor_to(self.clock.now(), HOUR)
         total = {14: 137, 30: 221, 90: 348}[w] if vap else {14: 64, 30: 118, 90: 203}[w]
         users = []
@@ -1019,6 +1015,20 @@ class OtherApis:
             users.sort(key=lambda u: (-u['threatStatistics']['attackIndex'], u['identity']['guid']))
         else:
             users.sort(key=lambda u: (-u['clickStatistics']['clickCount'], u['identity']['guid']))
+        return users, total, end
+
+    def people(self, req, kind):
+        bad = self.basic_required(req)
+        if bad:
+            return bad
+        w = req.one('window')
+        if w not in ('14', '30', '90'):
+            raise BadRequest('window is required and must be 14, 30 or 90')
+        w = int(w)
+        vap = kind == 'vap'
+        size = req.int_param('size', 1000 if vap else 100, 1, 1000 if vap else 200)
+        page = req.int_param('page', 1, 1, 10 ** 6)
+        users, total, end = self.people_users(kind, w)
         d = collections.OrderedDict()
         d['users'] = users[(page - 1) * size: page * size]
         if vap:
@@ -1199,12 +1209,8 @@ class OtherApis:
             return text(404, 'Not Found')
         return jresp(d)
 
-    def trap_members(self, req, list_id):
-        if not self.raw_key_ok(req, self.args.trap_key):
-            return text(401, 'Unauthorized')
-        lid = int(list_id)
-        if lid not in TRAP_LISTS:
-            return text(404, 'Not Found: unknown list')
+    def trap_member_list(self, lid):
+        """All members of TRAP list LID (API order)."""
         n = 0 if lid == 5 else R(self.gen.seed, 'trap-list', lid).rng(5, 40)
         now = self.clock.now()
         out = []
@@ -1228,6 +1234,22 @@ class OtherApis:
             m['created_at'] = fmt_s(created)
             m['updated_at'] = fmt_s(created)
             out.append(m)
+        return out
+
+    def trap_members(self, req, list_id):
+        if not self.raw_key_ok(req, self.args.trap_key):
+            return text(401, 'Unauthorized')
+        lid = int(list_id)
+        if lid not in TRAP_LISTS:
+            return text(404, 'Not Found: unknown list')
+        out = self.trap_member_list(lid)
+        # Public sources show no paging; with `size` the mock pages (page from 1).
+        size = req.int_param('size', 0, 1, 10000)
+        if size:
+            page = req.int_param('page', 1, 1, 10 ** 6)
+            out = out[(page - 1) * size: page * size]
+        elif req.one('page') is not None:
+            raise BadRequest('page needs size')
         return jresp(out)
 
     # ---- ETI ----------------------------------------------------------------
@@ -1462,7 +1484,101 @@ class OtherApis:
         return jresp({'alerts': alerts[:limit]})
 
 
-class App(OtherApis):
+GENERIC_TOTAL = 237
+GENERIC_MAX = 100
+
+
+class GenericApi:
+    """A plain JSON API that pages in the three common ways, for manual flows
+    (not a Proofpoint API): offset/limit, a cursor token, next links."""
+
+    def generic_items(self):
+        out = []
+        base = floor_to(self.clock.now(), DAY) - 30 * DAY
+        for k in range(GENERIC_TOTAL):
+            r = R(self.gen.seed, 'generic', k)
+            it = collections.OrderedDict()
+            it['id'] = 'item-%04d' % (k + 1)
+            it['seq'] = k + 1
+            it['name'] = r.choice(['alpha', 'beta', 'gamma', 'delta']) + ' \u00e9t\u00e9 %d' % r.rng(1, 99)
+            it['created'] = fmt_s(base + k * 600 * NS)
+            it['tags'] = [t for t in ('a', 'b', 'c') if r.chance(50)]
+            it['score'] = r.choice([0.5, 1, 2.25, None])
+            out.append(it)
+        return out
+
+    def _generic_auth(self, req):
+        if req.headers.get('X-Api-Key') != self.args.generic_key:
+            return jresp({'error': 'missing or wrong X-Api-Key'}, 401)
+        return None
+
+    def generic_offset(self, req):
+        bad = self._generic_auth(req)
+        if bad:
+            return bad
+        off = req.int_param('offset', 0, 0, 10 ** 6)
+        lim = req.int_param('limit', 50, 1, GENERIC_MAX)
+        items = self.generic_items()
+        return jresp(collections.OrderedDict([('data', items[off:off + lim]), ('total', len(items))]))
+
+    def generic_cursor(self, req):
+        bad = self._generic_auth(req)
+        if bad:
+            return bad
+        lim = req.int_param('limit', 50, 1, GENERIC_MAX)
+        cur = req.one('cursor')
+        off = 0
+        if cur is not None:
+            try:
+                off = int(base64.urlsafe_b64decode(cur.encode() + b'=' * (-len(cur) % 4)).decode()[4:])
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequest('invalid cursor')
+        items = self.generic_items()
+        page = items[off:off + lim]
+        nxt = None
+        if off + lim < len(items):
+            nxt = base64.urlsafe_b64encode(('pos:%d' % (off + lim)).encode()).decode().rstrip('=')
+        return jresp(collections.OrderedDict([('items', page), ('meta', {'next_cursor': nxt})]))
+
+    def generic_links(self, req):
+        bad = self._generic_auth(req)
+        if bad:
+            return bad
+        page = req.int_param('page', 1, 1, 10 ** 6)
+        per = req.int_param('per_page', 40, 1, GENERIC_MAX)
+        items = self.generic_items()
+        sel = items[(page - 1) * per: page * per]
+        links = collections.OrderedDict()
+        if page * per < len(items):
+            nxt = '/generic/v1/links?page=%d&per_page=%d' % (page + 1, per)
+            mode = req.one('links', 'relative')
+            if mode == 'absolute':
+                nxt = 'http://%s%s' % (req.headers.get('Host', '127.0.0.1'), nxt)
+            elif mode == 'foreign':
+                nxt = 'http://other.example%s' % nxt
+            elif mode != 'relative':
+                raise BadRequest('links must be relative, absolute or foreign')
+            if mode != 'relative':
+                nxt += '&links=' + mode
+            links['next'] = nxt
+        else:
+            links['next'] = None
+        return jresp(collections.OrderedDict([('results', sel), ('links', links)]))
+
+    def generic_search(self, req):
+        """POST {"tag": "a"} -> the items with that tag (one page)."""
+        bad = self._generic_auth(req)
+        if bad:
+            return bad
+        try:
+            d = json.loads(req.body.decode('utf-8'))
+            tag = d['tag']
+        except (ValueError, KeyError, TypeError):
+            raise BadRequest('body must be {"tag": "..."}')
+        return jresp({'hits': [it for it in self.generic_items() if tag in it['tags']]})
+
+
+class App(OtherApis, GenericApi):
     def __init__(self, args):
         self.args = args
         self.gen = Gen(args.seed)
@@ -1687,6 +1803,20 @@ class App(OtherApis):
 
     def expected(self, req):
         path = req.one('path', '/v2/siem/all')
+        # Paged lists: every record, in API order (no time range).
+        m = re.match(r'/v2/people/(vap|top-clickers)$', path)
+        if m:
+            w = req.one('window')
+            if w not in ('14', '30', '90'):
+                raise BadRequest('window must be 14, 30 or 90')
+            return jresp({'users': self.people_users(m.group(1), int(w))[0]})
+        m = re.match(r'/api/lists/(\d+)/members\.json$', path)
+        if m:
+            if int(m.group(1)) not in TRAP_LISTS:
+                raise BadRequest('unknown list')
+            return jresp({'members': self.trap_member_list(int(m.group(1)))})
+        if path.startswith('/generic/v1/'):
+            return jresp({'items': self.generic_items()})
         try:
             start = parse_dt(req.one('start') or '')
             end = parse_dt(req.one('end') or '')
@@ -1710,6 +1840,12 @@ class App(OtherApis):
             raise BadRequest('path must be one of %s, /v2/campaign/ids, /api/incidents, %s'
                              % (', '.join(SIEM_PATHS), self.args.casb_path))
         statuses, types = self.siem_filters(req)
+        if (req.one('format') or '').lower() == 'syslog':       # the lines, in API order
+            found = [ev for s in SIEM_PATHS[path]
+                     for ev in self.gen.events(s, start, end, self.cfg['rate'], statuses, types)]
+            found.sort(key=lambda e: (e['t'], STREAMS.index(e['stream']), e['i']))
+            return jresp({'lines': [syslog_line(ev['stream'], ev['t'], self.gen.record(ev))
+                                    for ev in found]})
         full = req.one('full') in ('1', 'true')
         out = collections.OrderedDict()
         for s in SIEM_PATHS[path]:
@@ -1728,7 +1864,8 @@ class App(OtherApis):
             ('casb_path', self.args.casb_path),
             ('credentials', {'tap': [self.args.principal, self.args.secret], 'trap': self.args.trap_key,
                              'eti': self.args.eti_key, 'essentials': [self.args.ess_user, self.args.ess_password],
-                             'casb': [self.args.casb_key, self.args.casb_secret, self.args.casb_token]})])
+                             'casb': [self.args.casb_key, self.args.casb_secret, self.args.casb_token],
+                             'generic': self.args.generic_key})])
 
 
 # --------------------------------------------------------------------------
@@ -1961,6 +2098,7 @@ def main(argv=None):
     ap.add_argument('--eti-key', default='mock-eti-key')
     ap.add_argument('--ess-user', default='admin@corp.example')
     ap.add_argument('--ess-password', default='mock-ess-password')
+    ap.add_argument('--generic-key', default='mock-generic-key')
     ap.add_argument('--exit-with-parent', action='store_true',
                     help='exit when the parent process goes away')
     args = ap.parse_args(argv)

@@ -672,6 +672,81 @@ class OtherApiTests(unittest.TestCase):
         self.assertEqual(self.get('/casb/v2/alerts', {'limit': 'x'}, auth=bearer)[0], 400)
 
 
+    def test_trap_members_paging_and_expected(self):
+        k = {'Authorization': 'mock-trap-key'}
+        whole = self.get('/api/lists/3/members.json', auth=False, headers=k)[1]
+        self.assertEqual(self.m.ctl('expected', {'path': '/api/lists/3/members.json'})['members'], whole)
+        got, page = [], 1
+        while True:
+            st, d = self.get('/api/lists/3/members.json', {'page': page, 'size': 6}, auth=False, headers=k)
+            self.assertEqual(st, 200)
+            got += d
+            if len(d) < 6:
+                break
+            page += 1
+        self.assertEqual(got, whole)
+        self.assertEqual(self.get('/api/lists/3/members.json', {'page': 2}, auth=False, headers=k)[0], 400)
+
+    def test_people_expected(self):
+        exp = self.m.ctl('expected', {'path': '/v2/people/top-clickers', 'window': '90'})['users']
+        self.assertEqual(len(exp), 203)
+        got = []
+        for page in (1, 2, 3):
+            got += self.get('/v2/people/top-clickers', {'window': 90, 'size': 100, 'page': page})[1]['users']
+        self.assertEqual(got, exp)
+        self.assertEqual(self.m.req('/__mock/expected', {'path': '/v2/people/vap', 'window': 7}, auth=False)[0], 400)
+
+    def test_siem_syslog_expected_lines(self):
+        a, b = '2024-05-02T10:00:00Z', '2024-05-02T10:20:00Z'
+        st, h, body = self.m.req('/v2/siem/issues', {'interval': a + '/' + b, 'format': 'syslog'})
+        self.assertEqual(st, 200)
+        lines = self.m.ctl('expected', {'path': '/v2/siem/issues', 'start': a, 'end': b,
+                                        'format': 'syslog'})['lines']
+        self.assertGreater(len(lines), 0)
+        self.assertEqual(body.decode('utf-8'), ''.join(l + '\n' for l in lines))
+
+    def test_generic_api(self):
+        k = {'X-Api-Key': 'mock-generic-key'}
+        exp = self.m.ctl('expected', {'path': '/generic/v1/items'})['items']
+        self.assertEqual(len(exp), 237)
+        self.assertEqual([x['seq'] for x in exp], list(range(1, 238)))
+        self.assertEqual(self.get('/generic/v1/items', auth=False)[0], 401)
+        got, off = [], 0
+        while True:
+            st, d = self.get('/generic/v1/items', {'offset': off, 'limit': 100}, auth=False, headers=k)
+            self.assertEqual((st, d['total']), (200, 237))
+            got += d['data']
+            off += len(d['data'])
+            if len(d['data']) < 100:
+                break
+        self.assertEqual(got, exp)
+        self.assertEqual(self.get('/generic/v1/items', {'limit': 101}, auth=False, headers=k)[0], 400)
+        got, params = [], {'limit': 60}
+        while True:
+            st, d = self.get('/generic/v1/cursor', params, auth=False, headers=k)
+            got += d['items']
+            if d['meta']['next_cursor'] is None:
+                break
+            params = {'limit': 60, 'cursor': d['meta']['next_cursor']}
+        self.assertEqual(got, exp)
+        self.assertEqual(self.get('/generic/v1/cursor', {'cursor': '!!'}, auth=False, headers=k)[0], 400)
+        got, path = [], '/generic/v1/links?per_page=50'
+        while path:
+            st, h, b = self.m.req(path, auth=False, headers=k)
+            d = json.loads(b)
+            got += d['results']
+            path = d['links']['next']
+        self.assertEqual(got, exp)
+        st, d = self.get('/generic/v1/links', {'links': 'absolute'}, auth=False, headers=k)
+        self.assertTrue(d['links']['next'].startswith('http://127.0.0.1:%d/generic/v1/links?' % self.m.port))
+        st, d = self.get('/generic/v1/links', {'links': 'foreign'}, auth=False, headers=k)
+        self.assertTrue(d['links']['next'].startswith('http://other.example/'))
+        st, d = self.get('/generic/v1/search', method='POST', body={'tag': 'a'}, auth=False, headers=k)
+        self.assertEqual(d['hits'], [x for x in exp if 'a' in x['tags']])
+        self.assertEqual(self.get('/generic/v1/search', method='POST', body={'x': 1}, auth=False,
+                                  headers=k)[0], 400)
+
+
 class ProcessTests(unittest.TestCase):
     def test_determinism_across_restarts(self):
         p = {'format': 'json', 'interval': '2024-05-02T10:00:00Z/PT1H',

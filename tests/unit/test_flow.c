@@ -1,6 +1,7 @@
-/* test_flow.c: loading flow files against the bundled tap-siem-all template:
- * parameters, credentials, sink options, state, --set overrides, and the
- * FILE:LINE:COL of every problem. */
+/* test_flow.c: loading flow files against the bundled templates:
+ * parameters, credentials, sink options, state, --set overrides, template
+ * constraints, manual flows, stream overrides and `when`, response format,
+ * base URL placeholders, and the FILE:LINE:COL of every problem. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -410,12 +411,12 @@ static void test_sink_problems(void **state)
              "    principal: p\n"
              "    secret: ${PFT_SECRET}\n"
              "sink:\n"
-             "  type: kafka\n" /* 8 */
+             "  type: carrier-pigeon\n" /* 8: no such sink, built in or plugin */
              "  topic: x\n"
              "state:\n"
              "  path: s.json\n",
              NULL, 0, &d);
-    e = expect_diag(&d, "unknown sink type 'kafka'", flow_path, 8, 9);
+    e = expect_diag(&d, "unknown sink type 'carrier-pigeon'", flow_path, 8, 9);
     assert_non_null(strstr(e->msg, "ndjson"));
     pf_diags_free(&d);
 
@@ -634,6 +635,280 @@ static void test_every_problem_reported_in_one_pass(void **state)
     pf_diags_free(&d);
 }
 
+#define SINK_STATE "sink:\n  type: ndjson\n  path: out.ndjson\nstate:\n  path: s.json\n"
+
+static void test_constraints_are_checked_at_the_flow(void **state)
+{
+    (void)state;
+    pf_flow *f = load_ok("name: fx\n"
+                         "source:\n"
+                         "  template: tap-forensics\n"
+                         "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n"
+                         "  params: {campaign_id: c-1}\n" SINK_STATE,
+                         NULL, 0);
+    assert_string_equal(pf_flow_param_str(f, "campaign_id"), "c-1");
+    assert_null(pf_flow_param(f, "include_campaign_forensics"));
+    pf_flow_free(f);
+
+    pf_diags d = {0};
+    load_bad("name: fx\n"
+             "source:\n"
+             "  template: tap-forensics\n"
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n"
+             "  params:\n"                            /* 5 */
+             "    include_campaign_forensics: true\n" /* 6 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "give exactly one of threat_id, campaign_id (template tap-forensics)",
+                flow_path, 6, 5);
+    expect_diag(&d, "parameter 'include_campaign_forensics' needs 'threat_id'", flow_path, 6, 33);
+    pf_diags_free(&d);
+
+    load_bad("name: fx\n"
+             "source:\n"
+             "  template: tap-forensics\n"
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n"
+             "  params:\n"
+             "    threat_id: t-1\n"
+             "    campaign_id: c-1\n" /* 7 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "give only one of threat_id, campaign_id (threat_id is already set", flow_path,
+                7, 18);
+    assert_int_equal(d.count, 1);
+    pf_diags_free(&d);
+
+    /* No params at all: reported at source. */
+    load_bad("name: fx\n"
+             "source:\n"
+             "  template: tap-forensics\n" /* 3 */
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "give exactly one of", flow_path, 3, 3);
+    pf_diags_free(&d);
+}
+
+static void test_manual_flow_completes_its_template(void **state)
+{
+    (void)state;
+    pf_flow *f =
+        load_ok("name: man\n"
+                "source:\n"
+                "  template: manual\n"
+                "  url: https://api.example.com:8443/v2/items?kind={x}&y=1\n"
+                "  method: POST\n"
+                "  headers: {Content-Type: application/json, X-Who: \"${PFT_PRINCIPAL}\"}\n"
+                "  body: '{\"q\": \"{not a placeholder}\"}'\n"
+                "  auth:\n"
+                "    kind: basic\n"
+                "    principal: ${PFT_PRINCIPAL}\n"
+                "    secret: ${PFT_SECRET}\n"
+                "  records: $.data[*]\n"
+                "  key: $.id\n"
+                "  response: {no_data_status: 404}\n"
+                "  pagination: {kind: offset, size: 20, max_pages: 9}\n" SINK_STATE,
+                NULL, 0);
+    const pf_template *t = f->tmpl;
+    assert_string_equal(f->base_url, "https://api.example.com:8443");
+    assert_string_equal(t->path, "/v2/items?kind={{x}}&y=1");
+    assert_string_equal(t->method, "POST");
+    assert_string_equal(t->headers[1].name, "X-Who");
+    assert_string_equal(t->headers[1].value, "svc-principal"); /* ${VAR} expanded */
+    assert_string_equal(t->body, "{{\"q\": \"{{not a placeholder}}\"}}");
+    assert_int_equal(t->auth, PF_AUTH_BASIC);
+    assert_string_equal(f->principal, "svc-principal");
+    assert_int_equal(t->nstreams, 1);
+    assert_string_equal(t->streams[0].path_text, "$.data[*]");
+    assert_string_equal(t->streams[0].key_text, "$.id");
+    assert_int_equal(t->pages.kind, PF_PAGING_OFFSET);
+    assert_int_equal(f->max_pages, 9);
+    assert_int_equal(t->no_data_status[0], 404);
+    pf_flow_free(f);
+
+    /* Defaults: GET, records $, no auth, no pagination; the url may be bare. */
+    f = load_ok("name: man\nsource:\n  template: manual\n  url: http://h.example\n" SINK_STATE,
+                NULL, 0);
+    assert_string_equal(f->tmpl->method, "GET");
+    assert_string_equal(f->tmpl->path, "/");
+    assert_string_equal(f->tmpl->streams[0].path_text, "$");
+    assert_int_equal(f->tmpl->auth, PF_AUTH_NONE);
+    assert_int_equal(f->tmpl->paging, PF_PAGING_NONE);
+    assert_int_equal(f->max_pages, PF_DEFAULT_MAX_PAGES);
+    pf_flow_free(f);
+}
+
+static void test_manual_flow_problems(void **state)
+{
+    (void)state;
+    pf_diags d = {0};
+    load_bad("name: man\n"
+             "source:\n"
+             "  template: manual\n"            /* 3 */
+             "  base_url: https://x.example\n" /* 4 */
+             "  auth:\n"
+             "    principal: me\n"               /* 6 */
+             "  key: \"$[\"\n"                   /* 7 */
+             "  streams: {records: {path: $}}\n" /* 8 */
+             "  pagination:\n"
+             "    kind: page\n" /* 10 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "a manual flow needs source.url", flow_path, 3, 3);
+    expect_diag(&d, "a manual flow gives the whole URL in source.url, not base_url", flow_path, 4,
+                13);
+    expect_diag(&d, "a manual flow's auth needs a kind", flow_path, 6, 5);
+    expect_diag(&d, "invalid JSONPath '$['", flow_path, 7, 8);
+    expect_diag(&d, "not source.streams", flow_path, 8, 12);
+    expect_diag(&d, "page pagination needs a size", flow_path, 10, 5);
+    pf_diags_free(&d);
+
+    load_bad("name: man\n"
+             "source:\n"
+             "  template: manual\n"
+             "  url: https://user:pw@x.example/a\n" /* 4 */
+             "  auth:\n"
+             "    kind: headers\n"
+             "    headers: {Authorization: \"Bearer {secret}\"}\n" /* 7 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "source.url: URL must not contain credentials", flow_path, 4, 8);
+    expect_diag(&d, "sends header Authorization from {secret}: give source.auth.secret", flow_path,
+                6, 5);
+    pf_diags_free(&d);
+}
+
+static void test_manual_keys_on_a_template_flow(void **state)
+{
+    (void)state;
+    pf_diags d = {0};
+    load_bad("name: f\n"
+             "source:\n"
+             "  template: tap-siem-all\n"
+             "  file: x.json\n"
+             "  url: https://x.example/\n" /* 5 */
+             "  records: $.a\n"            /* 6 */
+             "  auth:\n"
+             "    kind: basic\n" /* 8 */
+             "  max_pages: 0\n"  /* 9 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "source.url is only used with template: manual", flow_path, 5, 3);
+    expect_diag(&d, "source.records is only used with template: manual", flow_path, 6, 3);
+    expect_diag(&d, "unknown key 'kind' in source.auth", flow_path, 8, 5);
+    expect_diag(&d, "source.max_pages must be between 1 and 1000000, not 0", flow_path, 9, 14);
+    pf_diags_free(&d);
+}
+
+static void test_stream_overrides(void **state)
+{
+    (void)state;
+    pf_flow *f = load_ok("name: t\n"
+                         "source:\n"
+                         "  template: trap-incidents\n"
+                         "  base_url: https://ptr.example\n"
+                         "  auth: {secret: \"${PFT_SECRET}\"}\n"
+                         "  streams:\n"
+                         "    incidents: {path: \"$.result[*]\", key: null}\n"
+                         "  max_pages: 12\n" SINK_STATE,
+                         NULL, 0);
+    assert_string_equal(f->tmpl->streams[0].path_text, "$.result[*]");
+    assert_null(f->tmpl->streams[0].key);
+    assert_int_equal(f->max_pages, 12);
+    pf_flow_free(f);
+    pf_diags d = {0};
+    load_bad("name: t\n"
+             "source:\n"
+             "  template: trap-incidents\n"
+             "  base_url: https://ptr.example\n"
+             "  auth: {secret: \"${PFT_SECRET}\"}\n"
+             "  streams:\n"
+             "    incident: {path: \"$[*]\"}\n"          /* 7 */
+             "    incidents: {path: \"$[\", sort: id}\n" /* 8 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "template trap-incidents has no stream 'incident' (streams: incidents)",
+                flow_path, 7, 5);
+    expect_diag(&d, "invalid JSONPath '$['", flow_path, 8, 23);
+    expect_diag(&d, "unknown key 'sort' in a stream override", flow_path, 8, 29);
+    pf_diags_free(&d);
+}
+
+static void test_when_keeps_the_chosen_stream(void **state)
+{
+    (void)state;
+    pf_flow *f = load_ok("name: e\n"
+                         "source:\n"
+                         "  template: eti-domain\n"
+                         "  auth: {secret: \"${PFT_SECRET}\"}\n"
+                         "  params: {domain: bad.example, resource: whois}\n" SINK_STATE,
+                         NULL, 0);
+    assert_int_equal(f->tmpl->nstreams, 1);
+    assert_string_equal(f->tmpl->streams[0].name, "whois");
+    assert_string_equal(f->tmpl->streams[0].path_text, "$.response");
+    pf_flow_free(f);
+    /* The default resource. */
+    f = load_ok("name: e\n"
+                "source:\n"
+                "  template: eti-domain\n"
+                "  auth: {secret: \"${PFT_SECRET}\"}\n"
+                "  params: {domain: bad.example}\n" SINK_STATE,
+                NULL, 0);
+    assert_int_equal(f->tmpl->nstreams, 1);
+    assert_string_equal(f->tmpl->streams[0].name, "reputation");
+    pf_flow_free(f);
+}
+
+static void test_response_format_base_url_and_url_path(void **state)
+{
+    (void)state;
+    pf_flow *f = load_ok("name: s\n"
+                         "source:\n"
+                         "  template: tap-siem-issues\n"
+                         "  file: x.txt\n"
+                         "  params: {format: syslog}\n" SINK_STATE,
+                         NULL, 0);
+    assert_int_equal(f->format, PF_RESPONSE_SYSLOG);
+    pf_flow_free(f);
+    f = load_ok("name: s\nsource:\n  template: tap-siem-issues\n  file: x.json\n" SINK_STATE, NULL,
+                0);
+    assert_int_equal(f->format, PF_RESPONSE_JSON);
+    assert_int_equal(f->max_pages, 1000);
+    pf_flow_free(f);
+
+    f = load_ok("name: e\n"
+                "source:\n"
+                "  template: essentials-users\n"
+                "  auth: {principal: a@corp.example, secret: \"${PFT_SECRET}\"}\n"
+                "  params: {org: corp.example, stack: eu1}\n" SINK_STATE,
+                NULL, 0);
+    assert_string_equal(f->base_url, "https://eu1.proofpointessentials.com");
+    pf_flow_free(f);
+
+    pf_diags d = {0};
+    load_bad("name: e\n"
+             "source:\n"
+             "  template: essentials-users\n"
+             "  auth: {principal: a@corp.example, secret: \"${PFT_SECRET}\"}\n"
+             "  params: {org: corp.example, stack: \"eu1/x?\"}\n" /* 5 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "parameter 'stack' is part of the server's host name", flow_path, 5, 38);
+    pf_diags_free(&d);
+
+    load_bad("name: c\n"
+             "source:\n"
+             "  template: casb-alerts\n" /* 3 */
+             "  auth: {secret: \"${PFT_SECRET}\"}\n"
+             "  params: {alerts_path: /api/../admin}\n" /* 5 */
+             SINK_STATE,
+             NULL, 0, &d);
+    expect_diag(&d, "parameter 'alerts_path' must be a URL path without . or .. segments",
+                flow_path, 5, 25);
+    expect_diag(&d, "template casb-alerts has no fixed server: set source.base_url", flow_path, 3,
+                3);
+    pf_diags_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -652,6 +927,13 @@ int main(void)
         cmocka_unit_test(test_bad_set_name_points_at_command_line),
         cmocka_unit_test(test_secret_file_permissions),
         cmocka_unit_test(test_every_problem_reported_in_one_pass),
+        cmocka_unit_test(test_constraints_are_checked_at_the_flow),
+        cmocka_unit_test(test_manual_flow_completes_its_template),
+        cmocka_unit_test(test_manual_flow_problems),
+        cmocka_unit_test(test_manual_keys_on_a_template_flow),
+        cmocka_unit_test(test_stream_overrides),
+        cmocka_unit_test(test_when_keeps_the_chosen_stream),
+        cmocka_unit_test(test_response_format_base_url_and_url_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

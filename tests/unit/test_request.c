@@ -1,5 +1,6 @@
 /* test_request.c: building the HTTP request for a flow and a time window
- * (URL, query encoding, list parameters, credentials, headers). */
+ * (URL, query encoding, list parameters, credentials, headers, url_path
+ * parameters, base URL placeholders, request bodies). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -377,6 +378,159 @@ static void test_header_with_line_break_is_refused(void **state)
     pf_flow_free(f);
 }
 
+/* Loads flow TEXT (written to the scratch directory). */
+static pf_flow *load_text(const char *text)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/flow2.yaml", tmpdir);
+    write_file(path, text);
+    pf_flow *f = NULL;
+    pf_diags d = {0};
+    if (pf_flow_load(path, NULL, 0, &f, &d) != PF_OK)
+        fail_msg("flow does not load: %s:%d:%d: %s", d.items[0].file, d.items[0].line,
+                 d.items[0].col, d.items[0].msg);
+    pf_diags_free(&d);
+    return f;
+}
+
+#define SINK_STATE "sink:\n  type: ndjson\n  path: out.ndjson\nstate:\n  path: s.json\n"
+
+static void test_url_path_parameter_keeps_its_slashes(void **state)
+{
+    (void)state;
+    pf_flow *f = load_text("name: casb\n"
+                           "source:\n"
+                           "  template: casb-alerts\n"
+                           "  base_url: https://casb.example/tenant-7\n"
+                           "  auth:\n"
+                           "    secret: ${PFT_SECRET}\n"
+                           "  params:\n"
+                           "    alerts_path: /v2/alert-feed\n"
+                           "    status: open\n" SINK_STATE);
+    pf_request req = {0};
+    pf_error e;
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_string_equal(pf_buf_str(&req.url),
+                        "https://casb.example/tenant-7/v2/alert-feed?limit=100&status=open");
+    assert_int_equal(req.nheaders, 2);
+    assert_string_equal(req.headers[1], "Authorization: Bearer pa:ss w0rd");
+    assert_null(req.body);
+    pf_request_free(&req);
+    pf_flow_free(f);
+}
+
+static void test_essentials_host_and_header_pair(void **state)
+{
+    (void)state;
+    pf_flow *f = load_text("name: ess\n"
+                           "source:\n"
+                           "  template: essentials-users\n"
+                           "  auth:\n"
+                           "    principal: admin@corp.example\n"
+                           "    secret: ${PFT_SECRET}\n"
+                           "  params:\n"
+                           "    org: corp.example\n"
+                           "    stack: us3\n" SINK_STATE);
+    pf_request req = {0};
+    pf_error e;
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_string_equal(pf_buf_str(&req.url),
+                        "https://us3.proofpointessentials.com/api/v1/orgs/corp.example/users");
+    assert_null(req.user);
+    assert_int_equal(req.nheaders, 3);
+    assert_string_equal(req.headers[1], "X-User: admin@corp.example");
+    assert_string_equal(req.headers[2], "X-Password: pa:ss w0rd");
+    pf_request_free(&req);
+    pf_flow_free(f);
+}
+
+static void test_raw_key_auth_and_encoded_path_values(void **state)
+{
+    (void)state;
+    pf_flow *f = load_text("name: eti\n"
+                           "source:\n"
+                           "  template: eti-domain\n"
+                           "  auth:\n"
+                           "    secret: ${PFT_SECRET}\n"
+                           "  params:\n"
+                           "    domain: \"a b/c.example\"\n"
+                           "    resource: ips\n" SINK_STATE);
+    pf_request req = {0};
+    pf_error e;
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_string_equal(pf_buf_str(&req.url),
+                        "https://api.emergingthreats.net/v1/domains/a%20b%2Fc.example/ips");
+    assert_string_equal(req.headers[1], "Authorization: pa:ss w0rd");
+    pf_request_free(&req);
+    pf_flow_free(f);
+}
+
+static void test_manual_post_body_is_literal(void **state)
+{
+    (void)state;
+    pf_flow *f = load_text("name: m\n"
+                           "source:\n"
+                           "  template: manual\n"
+                           "  url: https://api.example.com/v1/search?q={raw}\n"
+                           "  method: POST\n"
+                           "  headers:\n"
+                           "    Content-Type: application/json\n"
+                           "  body: '{\"tag\": \"{x}\"}'\n"
+                           "  auth:\n"
+                           "    kind: basic\n"
+                           "    principal: me\n"
+                           "    secret: ${PFT_SECRET}\n" SINK_STATE);
+    pf_request req = {0};
+    pf_error e;
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_string_equal(req.method, "POST");
+    assert_non_null(req.body);
+    assert_int_equal(req.body_len, strlen("{\"tag\": \"{x}\"}"));
+    assert_string_equal(req.body, "{\"tag\": \"{x}\"}");
+    assert_string_equal(req.user, "me");
+    assert_string_equal(req.pass, "pa:ss w0rd");
+    assert_string_equal(req.headers[0], "Content-Type: application/json");
+    assert_non_null(strstr(pf_buf_str(&req.url), "/v1/search?q="));
+    pf_request_free(&req);
+    assert_null(req.body);
+    pf_flow_free(f);
+}
+
+static void test_template_body_placeholders(void **state)
+{
+    (void)state;
+    char tpath[128], text[1024];
+    snprintf(tpath, sizeof tpath, "%s/bodytpl.yaml", tmpdir);
+    write_file(tpath, "name: bodytpl\n"
+                      "request:\n"
+                      "  method: POST\n"
+                      "  base_url: https://api.example.com\n"
+                      "  path: /v1/q\n"
+                      "  body: '{{\"n\": {n}, \"who\": \"{who}\"}}'\n"
+                      "params:\n"
+                      "  n: {type: integer}\n"
+                      "  who: {type: string}\n"
+                      "streams:\n"
+                      "  s: {path: \"$[*]\"}\n");
+    snprintf(text, sizeof text,
+             "name: b\nsource:\n  template: %s\n  params: {n: 7, who: x}\n" SINK_STATE, tpath);
+    pf_flow *f = load_text(text);
+    pf_request req = {0};
+    pf_error e;
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_string_equal(req.body, "{\"n\": 7, \"who\": \"x\"}");
+    pf_request_free(&req);
+    pf_flow_free(f);
+    /* An unset placeholder leaves the body out. */
+    snprintf(text, sizeof text, "name: b\nsource:\n  template: %s\n  params: {n: 7}\n" SINK_STATE,
+             tpath);
+    f = load_text(text);
+    assert_int_equal(pf_request_build(f, NULL, &req, &e), PF_OK);
+    assert_null(req.body);
+    pf_request_free(&req);
+    pf_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +541,11 @@ int main(void)
         cmocka_unit_test(test_path_placeholder_and_header_auth),
         cmocka_unit_test(test_unset_path_placeholder_is_an_error),
         cmocka_unit_test(test_header_with_line_break_is_refused),
+        cmocka_unit_test(test_url_path_parameter_keeps_its_slashes),
+        cmocka_unit_test(test_essentials_host_and_header_pair),
+        cmocka_unit_test(test_raw_key_auth_and_encoded_path_values),
+        cmocka_unit_test(test_manual_post_body_is_literal),
+        cmocka_unit_test(test_template_body_placeholders),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

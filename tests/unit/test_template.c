@@ -504,8 +504,9 @@ static void test_base_url_must_be_http(void **state)
              "  s:\n"
              "    path: $.a[*]\n",
              &d, path, sizeof path);
-    expect_diag(&d, "no base_url", path, 3, 3);
+    /* No base_url is allowed (the flow must then give source.base_url). */
     expect_diag(&d, "path must start with /", path, 3, 9);
+    assert_int_equal(d.count, 1);
     pf_diags_free(&d);
 }
 
@@ -517,7 +518,7 @@ static void test_several_problems_several_diagnostics(void **state)
     load_bad("t_many",
              "name: wrong_name\n"               /* 1 */
              "request:\n"                       /* 2 */
-             "  method: DELETE\n"               /* 3 */
+             "  method: FETCH\n"                /* 3 */
              "  base_url: gopher://x.example\n" /* 4 */
              "  path: /x/{missing}\n"           /* 5 */
              "params:\n"                        /* 6 */
@@ -527,17 +528,17 @@ static void test_several_problems_several_diagnostics(void **state)
              "  s:\n"                           /* 10 */
              "    path: \"$[\"\n"               /* 11 */
              "pagination:\n"                    /* 12 */
-             "  kind: cursor\n"                 /* 13 */
+             "  kind: scroll\n"                 /* 13 */
              "extra: 1\n",                      /* 14 */
              &d, path, sizeof path);
     expect_diag(&d, "unknown key 'extra'", path, 14, 1);
     expect_diag(&d, "'wrong_name'", path, 1, 7);
-    expect_diag(&d, "DELETE", path, 3, 11);
+    expect_diag(&d, "FETCH", path, 3, 11);
     expect_diag(&d, "base_url", path, 4, 13);
     expect_diag(&d, "{missing}", path, 5, 9);
     expect_diag(&d, "'number'", path, 8, 11);
     expect_diag(&d, "invalid JSONPath", path, 11, 11);
-    expect_diag(&d, "'cursor'", path, 13, 9);
+    expect_diag(&d, "'scroll'", path, 13, 9);
     assert_int_equal(d.count, 8);
     pf_diags_free(&d);
 }
@@ -592,7 +593,13 @@ static void test_bundled_templates_load_cleanly(void **state)
         assert_true(t->nstreams > 0);
         for (size_t i = 0; i < t->nstreams; i++) {
             assert_non_null(t->streams[i].path);
-            assert_non_null(t->streams[i].key);
+            /* Every stream has a key, except where the records carry no
+             * identifier (ETI events) and manual flows (the flow decides). */
+            char which[256];
+            snprintf(which, sizeof which, "%s/%s", t->name, t->streams[i].name);
+            if (strcmp(which, "eti-domain/events") != 0 && strcmp(which, "manual/records") != 0 &&
+                !t->streams[i].key)
+                fail_msg("bundled stream %s has no key", which);
         }
         pf_template_free(t);
         pf_diags_free(&d);
@@ -668,6 +675,451 @@ static void test_find_honours_search_path_order(void **state)
     unlink(path);
 }
 
+/* Loads TEXT as template NAME expecting success. */
+static pf_template *load_good(const char *name, const char *text)
+{
+    char path[PATH_MAX];
+    write_template(name, text, path, sizeof path);
+    pf_template *t = NULL;
+    pf_diags d = {0};
+    pf_status st = pf_template_load_file(path, &t, &d);
+    if (st != PF_OK) {
+        dump(&d);
+        fail_msg("template %s does not load", name);
+    }
+    pf_diags_free(&d);
+    return t;
+}
+
+#define HEAD(n)                                                                                    \
+    "name: " n "\n"                                                                                \
+    "request:\n"                                                                                   \
+    "  base_url: https://x.example\n"                                                              \
+    "  path: /x\n"
+
+static void test_page_kinds_load(void **state)
+{
+    (void)state;
+    pf_template *t = load_good("pk_page", HEAD("pk_page") "params:\n"
+                                                          "  n: {type: integer, default: 50}\n"
+                                                          "streams:\n"
+                                                          "  s: {path: \"$.a[*]\"}\n"
+                                                          "pagination:\n"
+                                                          "  kind: page\n"
+                                                          "  max_pages: 7\n"
+                                                          "  size: \"{n}\"\n");
+    assert_int_equal(t->paging, PF_PAGING_PAGE);
+    assert_int_equal(t->pages.kind, PF_PAGING_PAGE);
+    assert_string_equal(t->pages.position_param, "page");
+    assert_string_equal(t->pages.size_param, "size");
+    assert_int_equal(t->pages.first, 1);
+    assert_string_equal(t->pages.size_from, "n");
+    assert_int_equal(t->max_pages, 7);
+    pf_template_free(t);
+
+    t = load_good("pk_off", HEAD("pk_off") "streams:\n"
+                                           "  s: {path: \"$.a[*]\"}\n"
+                                           "pagination:\n"
+                                           "  kind: offset\n"
+                                           "  size: 250\n");
+    assert_int_equal(t->pages.kind, PF_PAGING_OFFSET);
+    assert_string_equal(t->pages.position_param, "offset");
+    assert_string_equal(t->pages.size_param, "limit");
+    assert_int_equal(t->pages.first, 0);
+    assert_int_equal(t->pages.size, 250);
+    assert_null(t->pages.size_from);
+    assert_int_equal(t->max_pages, PF_DEFAULT_MAX_PAGES);
+    pf_template_free(t);
+
+    t = load_good("pk_cur", HEAD("pk_cur") "streams:\n"
+                                           "  s: {path: \"$.a[*]\"}\n"
+                                           "pagination:\n"
+                                           "  kind: cursor\n"
+                                           "  cursor_param: after\n"
+                                           "  from: $.paging.next\n");
+    assert_int_equal(t->pages.kind, PF_PAGING_CURSOR);
+    assert_string_equal(t->pages.position_param, "after");
+    assert_null(t->pages.size_param);
+    assert_non_null(t->pages.from);
+    pf_template_free(t);
+
+    /* Time windows with pages inside each window. */
+    t = load_good("pk_win", HEAD("pk_win") "streams:\n"
+                                           "  s: {path: \"$.a[*]\"}\n"
+                                           "response:\n"
+                                           "  no_data_status: [404, 410]\n"
+                                           "pagination:\n"
+                                           "  kind: time_window\n"
+                                           "  max: 1d\n"
+                                           "  query: {interval: \"{window_start}/{window_end}\"}\n"
+                                           "  pages:\n"
+                                           "    kind: next_link\n"
+                                           "    from: $.next\n");
+    assert_int_equal(t->paging, PF_PAGING_TIME_WINDOW);
+    assert_int_equal(t->pages.kind, PF_PAGING_NEXT_LINK);
+    assert_int_equal(t->window.max_ms, 86400000);
+    assert_int_equal(t->nno_data_status, 2);
+    assert_int_equal(t->no_data_status[1], 410);
+    pf_template_free(t);
+}
+
+static void test_page_kind_errors(void **state)
+{
+    (void)state;
+    char path[PATH_MAX];
+    pf_diags d = {0};
+    load_bad("pe1",
+             HEAD("pe1") "  query: {page: \"1\"}\n"
+                         "params:\n"
+                         "  s: {type: string}\n"
+                         "streams:\n"
+                         "  s: {path: \"$.a[*]\"}\n"
+                         "pagination:\n"      /* 10 */
+                         "  kind: page\n"     /* 11 */
+                         "  max_pages: 0\n"   /* 12 */
+                         "  size: \"{s}\"\n", /* 13 */
+             &d, path, sizeof path);
+    expect_diag(&d, "max_pages must be between 1 and 1000000", path, 12, 14);
+    expect_diag(&d, "size {s} must name an integer parameter", path, 13, 9);
+    expect_diag(&d, "query parameter 'page' is set by the pagination", path, 11, 3);
+    pf_diags_free(&d);
+
+    load_bad("pe2",
+             HEAD("pe2") "streams:\n"
+                         "  s: {path: \"$.a[*]\"}\n"
+                         "pagination:\n"      /* 7 */
+                         "  kind: offset\n"   /* 8 */
+                         "  page_param: p\n", /* 9 */
+             &d, path, sizeof path);
+    expect_diag(&d, "offset pagination needs a size", path, 8, 3);
+    expect_diag(&d, "unknown key 'page_param' in pagination", path, 9, 3);
+    pf_diags_free(&d);
+
+    load_bad("pe3",
+             HEAD("pe3") "streams:\n"
+                         "  s: {path: \"$.a[*]\"}\n"
+                         "pagination:\n"
+                         "  kind: cursor\n"  /* 8 */
+                         "  from: \"$[\"\n", /* 9 */
+             &d, path, sizeof path);
+    expect_diag(&d, "cursor pagination needs cursor_param", path, 8, 3);
+    expect_diag(&d, "invalid JSONPath '$['", path, 9, 9);
+    pf_diags_free(&d);
+
+    /* Syslog responses are not JSON: no cursor or link can be read. */
+    load_bad("pe4",
+             HEAD("pe4") "streams:\n"
+                         "  s: {path: \"$.a[*]\"}\n"
+                         "response: {format: syslog}\n"
+                         "pagination:\n"
+                         "  kind: next_link\n" /* 9 */
+                         "  from: $.next\n",
+             &d, path, sizeof path);
+    expect_diag(&d, "cannot be used with syslog responses", path, 9, 3);
+    pf_diags_free(&d);
+
+    load_bad("pe5",
+             HEAD("pe5") "streams:\n"
+                         "  s: {path: \"$.a[*]\"}\n"
+                         "pagination:\n"
+                         "  kind: time_window\n"
+                         "  query: {a: \"{window_start}\"}\n"
+                         "  pages:\n"
+                         "    kind: time_window\n" /* 11 */
+                         "    max_pages: 3\n",     /* 12 */
+             &d, path, sizeof path);
+    expect_diag(&d, "unknown pages kind 'time_window'", path, 11, 11);
+    pf_diags_free(&d);
+}
+
+static void test_response_format(void **state)
+{
+    (void)state;
+    pf_template *t = load_good("rf_ok", HEAD("rf_ok") "  query: {format: \"{format}\"}\n"
+                                                      "params:\n"
+                                                      "  format: {type: enum, values: [json, "
+                                                      "syslog], default: json}\n"
+                                                      "streams:\n"
+                                                      "  s: {path: \"$.a[*]\"}\n"
+                                                      "response:\n"
+                                                      "  format: \"{format}\"\n");
+    assert_string_equal(t->format_param, "format");
+    pf_template_free(t);
+    char path[PATH_MAX];
+    pf_diags d = {0};
+    load_bad("rf_bad",
+             HEAD("rf_bad") "params:\n"
+                            "  f: {type: enum, values: [json, xml]}\n"
+                            "  g: {type: string}\n"
+                            "streams:\n"
+                            "  s: {path: \"$.a[*]\"}\n"
+                            "response:\n"                     /* 10 */
+                            "  format: \"{f}\"\n"             /* 11 */
+                            "  no_data_status: [404, 200]\n", /* 12 */
+             &d, path, sizeof path);
+    expect_diag(&d, "value 'xml' is neither json nor syslog", path, 11, 11);
+    expect_diag(&d, "no_data_status must be between 400 and 499, not 200", path, 12, 25);
+    pf_diags_free(&d);
+    load_bad("rf_bad2",
+             HEAD("rf_bad2") "params:\n"
+                             "  g: {type: string}\n"
+                             "streams:\n"
+                             "  s: {path: \"$.a[*]\"}\n"
+                             "response:\n"
+                             "  format: \"{g}\"\n" /* 10 */
+                             "  colour: red\n",    /* 11 */
+             &d, path, sizeof path);
+    expect_diag(&d, "must name an enum parameter", path, 10, 11);
+    expect_diag(&d, "unknown key 'colour' in response", path, 11, 3);
+    pf_diags_free(&d);
+    load_bad("rf_bad3",
+             HEAD("rf_bad3") "streams:\n"
+                             "  s: {path: \"$.a[*]\"}\n"
+                             "response: {format: csv}\n", /* 7 */
+             &d, path, sizeof path);
+    expect_diag(&d, "response format must be json, syslog or a {parameter}, not 'csv'", path, 7,
+                20);
+    pf_diags_free(&d);
+}
+
+static void test_constraints(void **state)
+{
+    (void)state;
+    pf_template *t = load_good("c_ok", HEAD("c_ok") "params:\n"
+                                                    "  a: {type: string}\n"
+                                                    "  b: {type: string}\n"
+                                                    "  c: {type: boolean}\n"
+                                                    "constraints:\n"
+                                                    "  - exactly_one_of: [a, b]\n"
+                                                    "  - at_most_one_of: [b, c]\n"
+                                                    "  - requires: {c: a, b: a}\n"
+                                                    "streams:\n"
+                                                    "  s: {path: \"$.a[*]\"}\n");
+    assert_int_equal(t->nconstraints, 4);
+    assert_int_equal(t->constraints[0].kind, PF_CONSTRAINT_EXACTLY_ONE);
+    assert_int_equal(t->constraints[0].nparams, 2);
+    assert_int_equal(t->constraints[1].kind, PF_CONSTRAINT_AT_MOST_ONE);
+    assert_int_equal(t->constraints[2].kind, PF_CONSTRAINT_REQUIRES);
+    assert_string_equal(t->constraints[2].params[0], "c");
+    assert_string_equal(t->constraints[2].params[1], "a");
+    assert_string_equal(t->constraints[3].params[0], "b");
+    pf_template_free(t);
+
+    char path[PATH_MAX];
+    pf_diags d = {0};
+    load_bad("c_bad",
+             HEAD("c_bad") "params:\n"
+                           "  a: {type: string}\n"
+                           "constraints:\n"
+                           "  - exactly_one_of: [a, zz]\n"                 /* 8 */
+                           "  - at_most_one_of: [a]\n"                     /* 9 */
+                           "  - requires: {a: q}\n"                        /* 10 */
+                           "  - one_of: [a]\n"                             /* 11 */
+                           "  - {exactly_one_of: [a], requires: {a: a}}\n" /* 12 */
+                           "streams:\n"
+                           "  s: {path: \"$.a[*]\"}\n",
+             &d, path, sizeof path);
+    expect_diag(&d, "exactly_one_of: 'zz' names no parameter", path, 8, 25);
+    expect_diag(&d, "at_most_one_of needs a list of at least 2", path, 9, 21);
+    expect_diag(&d, "requires: 'q' names no parameter", path, 10, 19);
+    expect_diag(&d, "unknown constraint 'one_of'", path, 11, 5);
+    expect_diag(&d, "a constraint has exactly one key", path, 12, 5);
+    pf_diags_free(&d);
+}
+
+static void test_stream_when(void **state)
+{
+    (void)state;
+    pf_template *t = load_good("w_ok", HEAD("w_ok") "params:\n"
+                                                    "  r: {type: enum, values: [x, y, z]}\n"
+                                                    "streams:\n"
+                                                    "  xs: {path: \"$.a[*]\", when: {r: x}}\n"
+                                                    "  yz: {path: \"$.a\", when: {r: [y, z]}}\n");
+    assert_string_equal(t->streams[0].when_param, "r");
+    assert_int_equal(t->streams[0].nwhen_values, 1);
+    assert_int_equal(t->streams[1].nwhen_values, 2);
+    assert_string_equal(t->streams[1].when_values[1], "z");
+    pf_template_drop_stream(t, 0);
+    assert_int_equal(t->nstreams, 1);
+    assert_string_equal(t->streams[0].name, "yz");
+    pf_template_free(t);
+
+    char path[PATH_MAX];
+    pf_diags d = {0};
+    load_bad("w_bad",
+             HEAD("w_bad") "params:\n"
+                           "  r: {type: enum, values: [x, y]}\n"
+                           "  n: {type: integer}\n"
+                           "streams:\n"
+                           "  a: {path: \"$.a[*]\", when: {q: x}}\n"      /* 9 */
+                           "  b: {path: \"$.a[*]\", when: {r: w}}\n"      /* 10 */
+                           "  c: {path: \"$.a[*]\", when: {n: \"1\"}}\n", /* 11 */
+             &d, path, sizeof path);
+    expect_diag(&d, "when: 'q' names no parameter", path, 9, 30);
+    expect_diag(&d, "when: 'w' is not a value of parameter 'r'", path, 10, 33);
+    expect_diag(&d, "when: parameter 'n' must be an enum, string or boolean", path, 11, 30);
+    pf_diags_free(&d);
+}
+
+static void test_url_path_parameters(void **state)
+{
+    (void)state;
+    assert_null(pf_url_path_check("/api/v1/alerts"));
+    assert_null(pf_url_path_check("/a/b%20c/~x:y@z"));
+    assert_non_null(pf_url_path_check("api/v1"));
+    assert_non_null(pf_url_path_check("/a/../b"));
+    assert_non_null(pf_url_path_check("/a/./b"));
+    assert_non_null(pf_url_path_check("/a/.."));
+    assert_non_null(pf_url_path_check("/a?b=1"));
+    assert_non_null(pf_url_path_check("/a#b"));
+    assert_non_null(pf_url_path_check("/a b"));
+    assert_non_null(pf_url_path_check("/a%2"));
+    assert_non_null(pf_url_path_check("/a%zz"));
+    assert_null(pf_url_path_check("/a/..b/.c"));
+
+    pf_template *t = load_good("u_ok", "name: u_ok\n"
+                                       "request:\n"
+                                       "  path: \"{p}\"\n"
+                                       "params:\n"
+                                       "  p: {type: string, url_path: true, default: /a/b}\n"
+                                       "streams:\n"
+                                       "  s: {path: \"$.a[*]\"}\n");
+    assert_true(pf_template_param(t, "p")->url_path);
+    assert_string_equal(t->base_url, "");
+    pf_template_free(t);
+
+    char path[PATH_MAX];
+    pf_diags d = {0};
+    load_bad("u_bad",
+             "name: u_bad\n"
+             "request:\n"
+             "  base_url: https://{host}.example\n"
+             "  path: \"{q}\"\n" /* 4 */
+             "params:\n"
+             "  host: {type: string}\n"
+             "  p: {type: integer, url_path: true}\n"                  /* 7 */
+             "  q: {type: string, url_path: true, default: /a/../b}\n" /* 8 */
+             "  r: {type: string}\n"
+             "streams:\n"
+             "  s: {path: \"$.a[*]\"}\n",
+             &d, path, sizeof path);
+    expect_diag(&d, "url_path is only for string parameters", path, 7, 32);
+    expect_diag(&d, "the default of 'q' must be a URL path without . or ..", path, 8, 46);
+    assert_int_equal(d.count, 2);
+    pf_diags_free(&d);
+    load_bad("u_bad2",
+             "name: u_bad2\n"
+             "request:\n"
+             "  path: \"{r}\"\n" /* 3 */
+             "params:\n"
+             "  r: {type: string}\n"
+             "streams:\n"
+             "  s: {path: \"$.a[*]\"}\n",
+             &d, path, sizeof path);
+    expect_diag(&d, "or be one {param} naming a url_path parameter", path, 3, 9);
+    pf_diags_free(&d);
+}
+
+static void test_manual_template(void **state)
+{
+    (void)state;
+    pf_template *t = NULL;
+    pf_diags d = {0};
+    assert_int_equal(pf_template_load_file(PPFLOW_SOURCE_DIR "/templates/manual.yaml", &t, &d),
+                     PF_OK);
+    assert_true(t->manual);
+    assert_int_equal(t->nstreams, 1);
+    assert_string_equal(t->streams[0].name, "records");
+    assert_string_equal(t->streams[0].path_text, "$");
+    assert_null(t->streams[0].key);
+    assert_string_equal(t->base_url, "");
+    assert_non_null(pf_template_param(t, "since_time"));
+    pf_template_free(t);
+
+    char path[PATH_MAX];
+    load_bad("m_bad",
+             "name: m_bad\n"
+             "manual: true\n"
+             "request:\n" /* 3 */
+             "  path: /x\n"
+             "streams:\n" /* 5 */
+             "  s: {path: $}\n",
+             &d, path, sizeof path);
+    expect_diag(&d, "a manual template takes request from the flow", path, 4, 3);
+    expect_diag(&d, "a manual template takes streams from the flow", path, 6, 3);
+    pf_diags_free(&d);
+}
+
+/* The bundled templates declare what the reference says about their APIs. */
+static void test_bundled_template_rules(void **state)
+{
+    (void)state;
+    pf_template *t = NULL;
+    pf_diags d = {0};
+    assert_int_equal(pf_template_find("tap-campaign-ids", &t, &d), PF_OK);
+    assert_int_equal(t->paging, PF_PAGING_TIME_WINDOW);
+    assert_int_equal(t->window.max_ms, 86400000);
+    assert_int_equal(t->window.min_ms, 30000);
+    assert_int_equal(t->pages.kind, PF_PAGING_PAGE);
+    assert_string_equal(t->pages.size_from, "size");
+    assert_int_equal(pf_template_param(t, "size")->max, 200);
+    assert_int_equal(t->max_pages, 50);
+    assert_int_equal(t->nno_data_status, 1);
+    assert_int_equal(t->no_data_status[0], 404);
+    assert_int_equal(t->auth, PF_AUTH_BASIC);
+    pf_template_free(t);
+
+    assert_int_equal(pf_template_find("tap-forensics", &t, &d), PF_OK);
+    assert_int_equal(t->nconstraints, 2);
+    assert_int_equal(t->constraints[0].kind, PF_CONSTRAINT_EXACTLY_ONE);
+    assert_int_equal(t->constraints[1].kind, PF_CONSTRAINT_REQUIRES);
+    assert_int_equal(pf_template_param(t, "include_campaign_forensics")->ndefaults, 0);
+    pf_template_free(t);
+
+    const char *siem[] = {"tap-siem-all",
+                          "tap-siem-issues",
+                          "tap-siem-messages-delivered",
+                          "tap-siem-messages-blocked",
+                          "tap-siem-clicks-permitted",
+                          "tap-siem-clicks-blocked"};
+    for (size_t i = 0; i < sizeof siem / sizeof siem[0]; i++) {
+        assert_int_equal(pf_template_find(siem[i], &t, &d), PF_OK);
+        assert_string_equal(t->format_param, "format");
+        const pf_param_def *f = pf_template_param(t, "format");
+        assert_int_equal(f->nvalues, 2);
+        assert_string_equal(f->defaults[0], "json");
+        pf_template_free(t);
+    }
+
+    /* Raw-key and header-pair auth, declared in the templates. */
+    assert_int_equal(pf_template_find("trap-incidents", &t, &d), PF_OK);
+    assert_int_equal(t->auth, PF_AUTH_HEADERS);
+    assert_string_equal(t->auth_headers[0].name, "Authorization");
+    assert_string_equal(t->auth_headers[0].value, "{secret}");
+    assert_string_equal(t->base_url, "");
+    assert_string_equal(t->window.query[0].name, "created_after");
+    pf_template_free(t);
+    assert_int_equal(pf_template_find("essentials-users", &t, &d), PF_OK);
+    assert_int_equal(t->nauth_headers, 2);
+    assert_string_equal(t->auth_headers[0].name, "X-User");
+    assert_string_equal(t->auth_headers[1].value, "{secret}");
+    assert_string_equal(t->base_url, "https://{stack}.proofpointessentials.com");
+    pf_template_free(t);
+    assert_int_equal(pf_template_find("eti-domain", &t, &d), PF_OK);
+    assert_int_equal(t->nstreams, 8);
+    for (size_t i = 0; i < t->nstreams; i++) {
+        assert_string_equal(t->streams[i].when_param, "resource");
+        assert_string_equal(t->streams[i].when_values[0], t->streams[i].name);
+    }
+    pf_template_free(t);
+    assert_int_equal(pf_template_find("casb-alerts", &t, &d), PF_OK);
+    assert_true(pf_template_param(t, "alerts_path")->url_path);
+    assert_string_equal(t->path, "{alerts_path}");
+    pf_template_free(t);
+    assert_int_equal(d.count, 0);
+    pf_diags_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +1139,14 @@ int main(void)
         cmocka_unit_test(test_bundled_templates_load_cleanly),
         cmocka_unit_test(test_find_by_name),
         cmocka_unit_test(test_find_honours_search_path_order),
+        cmocka_unit_test(test_page_kinds_load),
+        cmocka_unit_test(test_page_kind_errors),
+        cmocka_unit_test(test_response_format),
+        cmocka_unit_test(test_constraints),
+        cmocka_unit_test(test_stream_when),
+        cmocka_unit_test(test_url_path_parameters),
+        cmocka_unit_test(test_manual_template),
+        cmocka_unit_test(test_bundled_template_rules),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,6 @@
 /* test_window.c: the time-window planner under the TAP SIEM rules (windows of
- * 30 s to 1 h, 7 days of retention, a 1 minute safety margin). */
+ * 30 s to 1 h, 7 days of retention, a 1 minute safety margin), and under the
+ * rules the campaign-IDs and TRAP incident templates declare. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -314,6 +315,57 @@ static void test_siem_template_declares_these_rules(void **state)
     pf_diags_free(&d);
 }
 
+/* Loads bundled template NAME. */
+static pf_template *bundled(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, PPFLOW_SOURCE_DIR "/templates/%s.yaml", name);
+    pf_template *t = NULL;
+    pf_diags d = {0};
+    if (pf_template_load_file(path, &t, &d) != PF_OK)
+        fail_msg("%s: %s", name, d.count ? d.items[0].msg : "?");
+    pf_diags_free(&d);
+    return t;
+}
+
+/* Campaign IDs: intervals of at most a day (no retention limit known); a
+ * 3 day 5 hour backfill is three full days and a 5 hour tail. */
+static void test_campaign_ids_plan_in_days(void **state)
+{
+    (void)state;
+    pf_template *t = bundled("tap-campaign-ids");
+    pf_window_range r;
+    pf_window_range_make(&t->window, T0, T0 + 3 * DAY + 5 * HOUR, T0 + 10 * DAY, &r);
+    assert_false(r.clamped);
+    pf_window w[8];
+    size_t n = plan(&t->window, &r, w, 8);
+    assert_int_equal(n, 4);
+    assert_int_equal(w[0].end_ms - w[0].start_ms, DAY);
+    assert_int_equal(w[3].start_ms, T0 + 3 * DAY);
+    assert_int_equal(w[3].end_ms, T0 + 3 * DAY + 5 * HOUR);
+    /* Old starts are not clamped: the API's look-back is not documented. */
+    pf_window_range_make(&t->window, T0 - 400 * DAY, T0, T0, &r);
+    assert_false(r.clamped);
+    assert_int_equal(pf_window_count(&t->window, &r), 400);
+    pf_template_free(t);
+}
+
+/* TRAP incidents: six-hour slices, and a one-second tail is still fetched. */
+static void test_trap_incidents_plan_in_six_hours(void **state)
+{
+    (void)state;
+    pf_template *t = bundled("trap-incidents");
+    pf_window_range r;
+    pf_window_range_make(&t->window, T0, T0 + 12 * HOUR + SEC, T0 + DAY, &r);
+    pf_window w[8];
+    size_t n = plan(&t->window, &r, w, 8);
+    assert_int_equal(n, 3);
+    assert_int_equal(w[1].start_ms, T0 + 6 * HOUR);
+    assert_int_equal(w[1].end_ms, T0 + 12 * HOUR);
+    assert_int_equal(w[2].end_ms - w[2].start_ms, SEC);
+    pf_template_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +379,8 @@ int main(void)
         cmocka_unit_test(test_59_minutes_is_one_window),
         cmocka_unit_test(test_property_windows_tile_the_range),
         cmocka_unit_test(test_siem_template_declares_these_rules),
+        cmocka_unit_test(test_campaign_ids_plan_in_days),
+        cmocka_unit_test(test_trap_incidents_plan_in_six_hours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
