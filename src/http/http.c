@@ -367,10 +367,10 @@ static CURLcode setup(pf_http_client *c, xfer *x, const char *url, const char *m
 
 /* The outcome of one attempt. */
 typedef struct outcome {
-    pf_status st;      /* PF_OK: a final response arrived (resp->status); else why not */
-    int from_callback; /* st was returned by the caller's body_fn: never retried */
-    char msg[384];     /* for st != PF_OK: complete, redacted message */
-    char why[256];     /* short redacted reason for the retry log; "" = use msg */
+    pf_status st;               /* PF_OK: a final response arrived (resp->status); else why not */
+    int from_callback;          /* st was returned by the caller's body_fn: never retried */
+    char msg[PF_ERROR_MSG_MAX]; /* for st != PF_OK: complete, redacted message */
+    char why[256];              /* short redacted reason for the retry log; "" = use msg */
 } outcome;
 
 static pf_status map_curl(CURLcode rc)
@@ -415,13 +415,44 @@ static void set_outcome(outcome *out, pf_status st, const char *fmt, ...)
 
 static void set_outcome(outcome *out, pf_status st, const char *fmt, ...)
 {
-    char raw[sizeof out->msg];
+    /* Larger than MSG: redacted before it is cut, so a cut never leaves a
+     * secret's beginning in the message. */
+    char raw[4 * sizeof out->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     out->st = st;
     pf_log_redact(raw, out->msg, sizeof out->msg);
+}
+
+/* The message for a TLS or client configuration failure RC with URL: what
+ * failed, libcurl's detail, and which flow key to look at. */
+static void tls_outcome(outcome *out, CURLcode rc, const char *url, const char *detail)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+        set_outcome(out, PF_ECONFIG,
+                    "TLS certificate verification failed for %s: %s (the server's certificate "
+                    "must be signed by a CA in http.ca_file, or in the system store when it is "
+                    "unset, and must name the host)",
+                    url, detail);
+        break;
+    case CURLE_SSL_CACERT_BADFILE:
+        set_outcome(out, PF_ECONFIG, "TLS CA bundle (http.ca_file) cannot be used for %s: %s", url,
+                    detail);
+        break;
+    case CURLE_SSL_CERTPROBLEM:
+        set_outcome(out, PF_ECONFIG,
+                    "TLS client certificate (http.client_cert, http.client_key) cannot be used "
+                    "for %s: %s",
+                    url, detail);
+        break;
+    default:
+        set_outcome(out, PF_ECONFIG, "TLS or client configuration problem with %s: %s", url,
+                    detail);
+        break;
+    }
 }
 
 static int is_redirect(long s)
@@ -479,11 +510,7 @@ static void attempt(pf_http_client *c, const pf_http_request *req, const pf_http
                 snprintf(detail, sizeof detail, "%s%s%s", curl_easy_strerror(rc),
                          c->errbuf[0] ? ": " : "", c->errbuf);
                 if (st == PF_ECONFIG)
-                    set_outcome(out, st, "TLS or client configuration problem with %s: %s%s",
-                                logurl, detail,
-                                rc == CURLE_PEER_FAILED_VERIFICATION
-                                    ? " (is ca_file the CA that signed the server certificate?)"
-                                    : "");
+                    tls_outcome(out, rc, logurl, c->errbuf[0] ? c->errbuf : detail);
                 else
                     set_outcome(out, st, "%s %s: %s", method, logurl, detail);
                 pf_log_redact(detail, out->why, sizeof out->why);

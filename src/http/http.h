@@ -25,6 +25,12 @@
  * redacted the same way before they reach pf_error. Logs show URLs as
  * scheme://host[:port]/path only (no query).
  *
+ * Injection: a CR, LF or NUL in a header name or value, a query parameter
+ * or a path segment (also percent-encoded in the URL) is refused before any
+ * connection is made, with a message that names the header, parameter or
+ * segment and never shows the value; query parameters are percent-encoded
+ * by libcurl's URL API (CURLU_URLENCODE).
+ *
  * Threads: a client is used by one thread at a time; use one client per
  * thread. pf_http_set_cancel_flag is process-wide. */
 #ifndef PF_HTTP_HTTP_H
@@ -119,8 +125,11 @@ void pf_http_client_free(pf_http_client *c);
 /* Performs REQ with retries per the policy above, reusing C's connections.
  *
  * REQ and everything it points to are borrowed for the call. Header names
- * must be RFC 9110 tokens; CR, LF (and so NUL) in names or values, or a
- * missing ':' are PF_EINVAL before anything is sent. Values of the headers
+ * must be RFC 9110 tokens; CR or LF in a header name or value, a missing
+ * ':', or CR, LF or NUL in the URL's path or query (raw or percent-encoded,
+ * see pf_http_url_check) are PF_EINVAL before anything is sent, with a
+ * message naming the header, path segment or parameter but never showing a
+ * value (NUL cannot occur inside the C strings of headers). Values of the headers
  * Authorization, Proxy-Authorization, Cookie and of any header whose name
  * contains "auth", "token", "key", "secret", "pass", "session", "cookie" or
  * "signature" (case-insensitive) are registered as log secrets and, like
@@ -177,29 +186,48 @@ int pf_http_retry_decide(const pf_http_opts *o, int attempt, pf_status transport
  * value is too large to represent), or -1 when VALUE is NULL or invalid. */
 long pf_http_parse_retry_after(const char *value, int64_t now_ms);
 
-/* Appends NAME=VALUE to the query of the URL held in URL, percent-encoding
- * both (RFC 3986 unreserved characters are kept; space becomes %20). The
- * URL is parsed and re-serialised by libcurl's URL API (CURLU), so it may be
- * normalised (e.g. "http://h" becomes "http://h/?a=1").
- * NAME must be non-empty; CR, LF (and so NUL) in NAME or VALUE are PF_EINVAL.
+/* Appends NAME=VALUE to the query of the URL held in URL. NAME and VALUE are
+ * percent-encoded separately by libcurl's URL API (CURLU_URLENCODE: every
+ * byte but the RFC 3986 unreserved characters is encoded, '=' and '&'
+ * included; space becomes '+'), then appended with CURLU_APPENDQUERY. The URL
+ * is parsed and re-serialised by libcurl, so it may be normalised (e.g.
+ * "http://h" becomes "http://h/?a=1").
+ * NAME must be non-empty; CR or LF in NAME or VALUE is PF_EINVAL with a
+ * message naming the parameter but not showing the value.
  * Returns PF_OK; PF_EINVAL (bad name/value, URL not parseable); PF_ETOOBIG
  * (result above URL's cap); PF_ENOMEM. On failure URL is unchanged. */
 pf_status pf_http_url_add_query(pf_buf *url, const char *name, const char *value, pf_error *err);
 
 /* Joins BASE ("http://127.0.0.1:8080", or with a path prefix such as
  * "https://h/api/", no query or fragment) and PATH ("/v2/siem/all", a
- * missing leading '/' is added; may carry a query) and validates the result:
- * scheme http or https, a host, no user:pass@, no CR/LF/space.
+ * missing leading '/' is added; may carry a query) and validates the result
+ * as pf_http_url_check does (so a percent-encoded CR, LF or NUL in PATH is
+ * refused too).
  * OUT: initialised pf_buf; on success its contents are replaced by the
  * normalised URL; on failure it is unchanged.
  * Returns PF_OK, PF_EINVAL (invalid base, path or result), PF_ETOOBIG (OUT's
  * cap) or PF_ENOMEM. */
 pf_status pf_http_url_join(const char *base, const char *path, pf_buf *out, pf_error *err);
 
-/* Checks that URL is an absolute http(s) URL with a host and no credentials.
- * Returns PF_OK or PF_EINVAL (message names what is wrong, never the URL's
- * userinfo), PF_ENOMEM. */
+/* Checks that URL is an absolute http(s) URL with a host, no credentials,
+ * and no CR, LF or NUL in its path or query, raw or percent-encoded (%0D,
+ * %0A, %00). pf_http_fetch runs this on every request and redirect target.
+ * Returns PF_OK or PF_EINVAL (message names what is wrong: the scheme, the
+ * path segment's number or the query parameter's name; never the URL's
+ * userinfo or a parameter's value), PF_ENOMEM. */
 pf_status pf_http_url_check(const char *url, pf_error *err);
+
+/* Checks a value before it becomes part of a request: KIND ("header",
+ * "query parameter", "path parameter"; NULL: "value") and NAME say what it
+ * is, VALUE (LEN bytes; NULL: nothing to check) what it holds.
+ * Returns PF_OK, or PF_EINVAL when NAME holds CR or LF, or VALUE holds CR,
+ * LF or NUL; the message names KIND and NAME (printable ASCII, at most 64
+ * characters) and the byte offset, never the value, which may be a secret.
+ * pf_http_fetch and pf_http_url_add_query call it; a caller that builds a
+ * URL path from values calls it before percent-encoding them, for a message
+ * that names the parameter. */
+pf_status pf_http_check_text(const char *kind, const char *name, const char *value, size_t len,
+                             pf_error *err);
 
 /* Writes the loggable form of URL, "scheme://host[:port]/path" (no
  * userinfo, query or fragment), into OUT (size N > 0, always terminated);

@@ -1,6 +1,7 @@
 /* request.c: validating a pf_http_request before anything is sent (method,
- * URL, headers, Basic auth), registering its secrets with the log module,
- * and building libcurl header lists. */
+ * URL, headers, Basic auth; CR, LF and NUL refused with a message that names
+ * the header or parameter but never shows its value), registering its secrets
+ * with the log module, and building libcurl header lists. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,20 +105,76 @@ static pf_status register_basic(const char *user, const char *pass, pf_error *er
     return st;
 }
 
+/* Writes NAME (LEN bytes) for a message: printable ASCII only, cut at the
+ * first control character, at most 64 characters. */
+static void name_for_message(const char *name, size_t len, char *out, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < n && o < 64; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f) break;
+        out[o++] = c < 0x7f ? (char)c : '?';
+    }
+    out[o] = '\0';
+}
+
+pf_status pf_http_check_text(const char *kind, const char *name, const char *value, size_t len,
+                             pf_error *err)
+{
+    char shown[72];
+    if (!kind) kind = "value";
+    const char *nm = name ? name : "";
+    name_for_message(nm, strlen(nm), shown, sizeof shown);
+    if (strpbrk(nm, "\r\n"))
+        return pf_error_set(err, PF_EINVAL,
+                            "the name of %s '%s...' contains a line break (CR or LF): refused "
+                            "before anything was sent",
+                            kind, shown);
+    if (!value) return PF_OK;
+    for (size_t i = 0; i < len; i++) {
+        char c = value[i];
+        if (c == '\r' || c == '\n' || c == '\0')
+            return pf_error_set(err, PF_EINVAL,
+                                "%s '%s' contains %s at byte %zu: refused before anything was "
+                                "sent (the value is not shown)",
+                                kind, shown,
+                                c == '\0' ? "a NUL character" : "a line break (CR or LF)", i);
+    }
+    return PF_OK;
+}
+
+/* Checks one "Name: value" line; messages name the header, never its value. */
 static pf_status check_header(const char *h, size_t index, size_t *name_len, pf_error *err)
 {
     const char *colon = strchr(h, ':');
-    if (strpbrk(h, "\r\n"))
-        return pf_error_set(err, PF_EINVAL, "header %zu contains CR or LF", index + 1);
-    if (strlen(h) > HEADER_LINE_MAX)
-        return pf_error_set(err, PF_EINVAL, "header %zu is longer than %d bytes", index + 1,
-                            HEADER_LINE_MAX);
-    if (!colon || colon == h)
+    char shown[72];
+    if (!colon || colon == h) {
+        if (strpbrk(h, "\r\n"))
+            return pf_error_set(err, PF_EINVAL,
+                                "header %zu contains a line break (CR or LF): refused before "
+                                "anything was sent",
+                                index + 1);
         return pf_error_set(err, PF_EINVAL, "header %zu is not \"Name: value\"", index + 1);
-    for (const char *p = h; p < colon; p++)
+    }
+    size_t nl = (size_t)(colon - h);
+    name_for_message(h, nl, shown, sizeof shown);
+    for (const char *p = h; p < colon; p++) {
+        if (*p == '\r' || *p == '\n')
+            return pf_error_set(err, PF_EINVAL,
+                                "the name of header %zu ('%s...') contains a line break (CR or "
+                                "LF): refused before anything was sent",
+                                index + 1, shown);
         if (!is_tchar((unsigned char)*p))
-            return pf_error_set(err, PF_EINVAL, "header %zu has an invalid name", index + 1);
-    *name_len = (size_t)(colon - h);
+            return pf_error_set(err, PF_EINVAL, "header %zu ('%s') has an invalid name", index + 1,
+                                shown);
+    }
+    /* The name is a valid token here: SHOWN is the name (cut at 64 characters). */
+    pf_status st = pf_http_check_text("header", shown, colon + 1, strlen(colon + 1), err);
+    if (st != PF_OK) return st;
+    if (strlen(h) > HEADER_LINE_MAX)
+        return pf_error_set(err, PF_EINVAL, "header '%s' is longer than %d bytes", shown,
+                            HEADER_LINE_MAX);
+    *name_len = nl;
     return PF_OK;
 }
 

@@ -1,5 +1,7 @@
-/* url.c: URL checking, joining, query building and the loggable form of a
- * URL, all through libcurl's URL API (CURLU). */
+/* url.c: URL checking (scheme, host, no credentials, no CR/LF/NUL even
+ * percent-encoded), joining, query building (percent-encoding by libcurl's
+ * CURLU_URLENCODE) and the loggable form of a URL, all through libcurl's URL
+ * API (CURLU). */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,7 +18,7 @@ static int has_crlf(const char *s)
 /* Parses URL into a new handle. Returns PF_OK, PF_EINVAL or PF_ENOMEM. */
 static pf_status parse(const char *url, CURLU **out, pf_error *err)
 {
-    if (has_crlf(url)) return pf_error_set(err, PF_EINVAL, "URL contains CR or LF");
+    if (has_crlf(url)) return pf_error_set(err, PF_EINVAL, "URL contains a line break (CR or LF)");
     CURLU *u = curl_url();
     if (!u) return pf_error_set(err, PF_ENOMEM, "out of memory parsing a URL");
     CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
@@ -62,6 +64,78 @@ static pf_status check_parsed(CURLU *u, pf_error *err)
     return PF_OK;
 }
 
+/* Returns 1 when S[0..LEN) holds CR, LF or NUL, raw or percent-encoded
+ * ("%0d", "%0a", "%00" in either case). */
+static int has_ctl(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == '\r' || s[i] == '\n') return 1;
+        if (s[i] == '%' && i + 2 < len && s[i + 1] == '0' && s[i + 2] != '\0' &&
+            strchr("0aAdD", s[i + 2]) != NULL)
+            return 1;
+    }
+    return 0;
+}
+
+/* Refuses a URL whose path or query holds CR, LF or NUL, even
+ * percent-encoded: no part of a request may carry a line break to a server,
+ * proxy or log that decodes it. The message names the path segment or the
+ * query parameter, never its value. */
+static pf_status check_controls(CURLU *u, pf_error *err)
+{
+    char *path = NULL, *query = NULL;
+    pf_status st = PF_OK;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path) {
+        int seg = 0;
+        for (const char *p = path; *p;) {
+            if (*p == '/') p++;
+            const char *e = strchr(p, '/');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            seg++;
+            if (has_ctl(p, l)) {
+                st = pf_error_set(err, PF_EINVAL,
+                                  "URL path segment %d contains a line break or NUL (CR, LF, "
+                                  "%%0D, %%0A or %%00): refused before anything was sent (the "
+                                  "value is not shown)",
+                                  seg);
+                break;
+            }
+            p += l;
+        }
+    }
+    if (st == PF_OK && curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
+        for (const char *p = query; *p;) {
+            const char *amp = strchr(p, '&');
+            size_t l = amp ? (size_t)(amp - p) : strlen(p);
+            const char *eq = memchr(p, '=', l);
+            size_t nl = eq ? (size_t)(eq - p) : l;
+            if (has_ctl(p, nl)) {
+                st = pf_error_set(err, PF_EINVAL,
+                                  "a URL query parameter name contains a line break or NUL (CR, "
+                                  "LF, %%0D, %%0A or %%00): refused before anything was sent");
+                break;
+            }
+            if (eq && has_ctl(eq + 1, l - nl - 1)) {
+                char *name = curl_easy_unescape(NULL, p, (int)nl, NULL);
+                char shown[72];
+                pf_http_copy_printable(name ? name : "?", shown, sizeof shown);
+                curl_free(name);
+                st = pf_error_set(err, PF_EINVAL,
+                                  "query parameter '%s' contains a line break or NUL (CR, LF, "
+                                  "%%0D, %%0A or %%00): refused before anything was sent (the "
+                                  "value is not shown)",
+                                  shown);
+                break;
+            }
+            p += l;
+            if (*p == '&') p++;
+        }
+    }
+    curl_free(path);
+    curl_free(query);
+    return st;
+}
+
 pf_status pf_http_url_check(const char *url, pf_error *err)
 {
     if (!url) return pf_error_set(err, PF_EINVAL, "URL is NULL");
@@ -69,6 +143,7 @@ pf_status pf_http_url_check(const char *url, pf_error *err)
     pf_status st = parse(url, &u, err);
     if (st != PF_OK) return st;
     st = check_parsed(u, err);
+    if (st == PF_OK) st = check_controls(u, err);
     curl_url_cleanup(u);
     return st;
 }
@@ -149,21 +224,26 @@ static pf_status replace_buf(pf_buf *out, const char *s, pf_error *err)
     return PF_OK;
 }
 
-/* Percent-encodes S (everything but RFC 3986 unreserved characters) onto B. */
-static pf_status encode(pf_buf *b, const char *s)
+/* Appends S percent-encoded by libcurl's URL API to OUT (CURLU_URLENCODE on
+ * a query part: every byte but the RFC 3986 unreserved characters is
+ * encoded, '=' and '&' included; space becomes '+'). */
+static pf_status encode_component(const char *s, pf_buf *out, pf_error *err)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        pf_status st;
-        if (isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            st = pf_buf_putc(b, (char)*p);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            st = pf_buf_append(b, e, 3);
-        }
-        if (st != PF_OK) return st;
-    }
-    return PF_OK;
+    if (!*s) return PF_OK;
+    CURLU *t = curl_url();
+    if (!t) return pf_error_set(err, PF_ENOMEM, "out of memory building a URL");
+    char *enc = NULL;
+    CURLUcode rc = curl_url_set(t, CURLUPART_QUERY, s, CURLU_URLENCODE);
+    if (rc == CURLUE_OK) rc = curl_url_get(t, CURLUPART_QUERY, &enc, 0);
+    curl_url_cleanup(t);
+    pf_status st = PF_OK;
+    if (rc != CURLUE_OK)
+        st = pf_error_set(err, rc == CURLUE_OUT_OF_MEMORY ? PF_ENOMEM : PF_EINVAL,
+                          "cannot percent-encode a query parameter: %s", curl_url_strerror(rc));
+    else if (pf_buf_puts(out, enc) != PF_OK)
+        st = pf_error_set(err, PF_ENOMEM, "out of memory building a URL");
+    curl_free(enc);
+    return st;
 }
 
 pf_status pf_http_url_add_query(pf_buf *url, const char *name, const char *value, pf_error *err)
@@ -171,32 +251,31 @@ pf_status pf_http_url_add_query(pf_buf *url, const char *name, const char *value
     if (!url || !name || !value)
         return pf_error_set(err, PF_EINVAL, "pf_http_url_add_query: NULL argument");
     if (!*name) return pf_error_set(err, PF_EINVAL, "query parameter name is empty");
-    if (has_crlf(name) || has_crlf(value))
-        return pf_error_set(err, PF_EINVAL, "query parameter '%.64s' contains CR or LF",
-                            has_crlf(name) ? "(name)" : name);
+    pf_status st = pf_http_check_text("query parameter", name, value, strlen(value), err);
+    if (st != PF_OK) return st;
     pf_buf pair;
     pf_buf_init(&pair, 0);
-    pf_status st = encode(&pair, name);
-    if (st == PF_OK) st = pf_buf_putc(&pair, '=');
-    if (st == PF_OK) st = encode(&pair, value);
-    if (st != PF_OK) {
-        pf_buf_free(&pair);
-        return pf_error_set(err, PF_ENOMEM, "out of memory building a URL");
-    }
-    CURLU *u;
-    st = parse(pf_buf_str(url), &u, err);
-    if (st != PF_OK) {
-        pf_buf_free(&pair);
-        return st;
-    }
     char *full = NULL;
+    CURLU *u = NULL;
+    if ((st = encode_component(name, &pair, err)) != PF_OK) goto out;
+    if (pf_buf_putc(&pair, '=') != PF_OK) {
+        st = pf_error_set(err, PF_ENOMEM, "out of memory building a URL");
+        goto out;
+    }
+    if ((st = encode_component(value, &pair, err)) != PF_OK) goto out;
+    if ((st = parse(pf_buf_str(url), &u, err)) != PF_OK) goto out;
+    /* Already encoded: appended as is ('&' separator added by libcurl). */
     CURLUcode rc = curl_url_set(u, CURLUPART_QUERY, pf_buf_str(&pair), CURLU_APPENDQUERY);
     if (rc == CURLUE_OK) rc = curl_url_get(u, CURLUPART_URL, &full, 0);
-    if (rc != CURLUE_OK)
+    if (rc != CURLUE_OK) {
+        char shown[72];
+        pf_http_copy_printable(name, shown, sizeof shown);
         st = pf_error_set(err, rc == CURLUE_OUT_OF_MEMORY ? PF_ENOMEM : PF_EINVAL,
-                          "cannot add query parameter '%.64s': %s", name, curl_url_strerror(rc));
-    else
+                          "cannot add query parameter '%s': %s", shown, curl_url_strerror(rc));
+    } else {
         st = replace_buf(url, full, err);
+    }
+out:
     curl_free(full);
     curl_url_cleanup(u);
     pf_buf_free(&pair);
@@ -207,7 +286,8 @@ pf_status pf_http_url_join(const char *base, const char *path, pf_buf *out, pf_e
 {
     if (!base || !path || !out)
         return pf_error_set(err, PF_EINVAL, "pf_http_url_join: NULL argument");
-    if (has_crlf(path)) return pf_error_set(err, PF_EINVAL, "URL path contains CR or LF");
+    if (has_crlf(path))
+        return pf_error_set(err, PF_EINVAL, "URL path contains a line break (CR or LF)");
     CURLU *u;
     pf_status st = parse(base, &u, err);
     if (st != PF_OK) {
@@ -246,6 +326,7 @@ pf_status pf_http_url_join(const char *base, const char *path, pf_buf *out, pf_e
     pf_buf_free(&joined);
     if (st != PF_OK) return st;
     st = check_parsed(u, err);
+    if (st == PF_OK) st = check_controls(u, err);
     if (st == PF_OK && curl_url_get(u, CURLUPART_URL, &res, 0) != CURLUE_OK)
         st = pf_error_set(err, PF_ENOMEM, "out of memory building a URL");
     curl_url_cleanup(u);

@@ -4,10 +4,23 @@
  * `{stream}`, giving one file per stream. A commit flushes the buffers and
  * fsyncs every file written to; its resume token records each file's length,
  * and open truncates a file back to that length, so records written after
- * the last durable commit (a crash, a kill) are not delivered twice. Files
- * are created 0600 with missing parent directories. */
+ * the last durable commit (a crash, a kill, a full disk) are not delivered
+ * twice.
+ *
+ * Paths: stream names are restricted to [A-Za-z0-9_-] (at most 128 bytes),
+ * the expanded path is normalised lexically and must stay inside the
+ * directory that precedes the first `{stream}`, and the file must be a
+ * regular file reached without following a symbolic link in its last
+ * component. Files are created 0600 and directories 0700 (never wider,
+ * whatever the umask).
+ *
+ * Write errors (ENOSPC, EFBIG, EIO, ...) are the file system's, not the
+ * batch's: they answer RETRY with a message naming the file and the errno,
+ * so the engine retries and then fails the run; records are never
+ * dead-lettered because a disk is full. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +72,8 @@ static void nd_close(void *p)
         free(s->files[i].path);
         pf_buf_free(&s->files[i].pending);
     }
-    for (size_t i = 0; i < s->nstreams; i++) free(s->streams[i].name);
+    for (size_t i = 0; i < s->nstreams; i++)
+        free(s->streams[i].name);
     free(s->files);
     free(s->streams);
     free(s->token);
@@ -85,17 +99,74 @@ fail:
     return NULL;
 }
 
+#define STREAM_NAME_MAX 128
+
 static int stream_name_ok(const char *s)
 {
+    size_t n = 0;
     if (!*s) return 0;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-'))
+    for (; *s; s++, n++)
+        if (n >= STREAM_NAME_MAX || !((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+                                      (*s >= '0' && *s <= '9') || *s == '_' || *s == '-'))
             return 0;
     return 1;
 }
 
-static pf_sink_result open_file(nd_file *f, json_object *resume_files, char *err, size_t errlen)
+/* The symbolic name of the errno values a file sink meets, for messages
+ * that an operator can search for ("No space left on device (ENOSPC)"). */
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case ENOSPC:
+        return "ENOSPC";
+    case EFBIG:
+        return "EFBIG";
+    case EDQUOT:
+        return "EDQUOT";
+    case EIO:
+        return "EIO";
+    case EROFS:
+        return "EROFS";
+    case EACCES:
+        return "EACCES";
+    case EPERM:
+        return "EPERM";
+    case ENOENT:
+        return "ENOENT";
+    case ELOOP:
+        return "ELOOP";
+    case EISDIR:
+        return "EISDIR";
+    case EMFILE:
+        return "EMFILE";
+    case ENFILE:
+        return "ENFILE";
+    case ENAMETOOLONG:
+        return "ENAMETOOLONG";
+    default:
+        return NULL;
+    }
+}
+
+/* Formats "VERB PATH: strerror (NAME)" into ERR. */
+static void file_error(char *err, size_t errlen, const char *verb, const char *path, int e)
+{
+    const char *name = errno_name(e);
+    if (name)
+        snprintf(err, errlen, "cannot %s %s: %s (%s)", verb, path, strerror(e), name);
+    else
+        snprintf(err, errlen, "cannot %s %s: %s (errno %d)", verb, path, strerror(e), e);
+}
+
+/* Errors that may go away by themselves (space freed, descriptors closed). */
+static int transient_errno(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EIO || e == EINTR || e == EMFILE || e == ENFILE ||
+           e == EFBIG;
+}
+
+static pf_sink_result open_file(nd_file *f, json_object *resume_files, const char *raw_path,
+                                char *err, size_t errlen)
 {
     pf_error e;
     pf_error_clear(&e);
@@ -103,27 +174,95 @@ static pf_sink_result open_file(nd_file *f, json_object *resume_files, char *err
         snprintf(err, errlen, "%s", e.msg);
         return PF_SINK_ERROR;
     }
-    f->fd = open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* Mode 0600 (a umask can only remove bits); O_NOFOLLOW: a symbolic link
+     * planted in the output directory cannot redirect records elsewhere;
+     * O_NONBLOCK: a FIFO in the file's place cannot block the open. */
+    f->fd =
+        open(f->path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    int oe = errno;
     if (f->fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", f->path, strerror(errno));
-        return errno == ENOSPC || errno == EINTR ? PF_SINK_RETRY : PF_SINK_ERROR;
+        if (oe == ELOOP)
+            snprintf(err, errlen,
+                     "cannot open %s: it is a symbolic link (not followed for sink "
+                     "files)",
+                     f->path);
+        else if (oe == ENXIO)
+            snprintf(err, errlen, "cannot use %s: not a regular file", f->path);
+        else
+            file_error(err, errlen, "open", f->path, oe);
+        return transient_errno(oe) ? PF_SINK_RETRY : PF_SINK_ERROR;
     }
-    json_object *len_obj;
-    if (!resume_files || !json_object_object_get_ex(resume_files, f->path, &len_obj)) return PF_SINK_OK;
-    int64_t want = json_object_get_int64(len_obj);
     struct stat st;
     if (fstat(f->fd, &st) != 0) {
-        snprintf(err, errlen, "cannot stat %s: %s", f->path, strerror(errno));
+        file_error(err, errlen, "stat", f->path, errno);
         return PF_SINK_ERROR;
     }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "cannot use %s: not a regular file", f->path);
+        return PF_SINK_ERROR;
+    }
+    int fl = fcntl(f->fd, F_GETFL);
+    if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        file_error(err, errlen, "configure", f->path, errno);
+        return PF_SINK_ERROR;
+    }
+    json_object *len_obj;
+    if (!resume_files || (!json_object_object_get_ex(resume_files, f->path, &len_obj) &&
+                          !json_object_object_get_ex(resume_files, raw_path, &len_obj)))
+        return PF_SINK_OK;
+    int64_t want = json_object_get_int64(len_obj);
     if (st.st_size > want) {
         if (ftruncate(f->fd, want) != 0 || fsync(f->fd) != 0) {
+            int te = errno;
             snprintf(err, errlen, "cannot truncate %s to its last committed length %lld: %s",
-                     f->path, (long long)want, strerror(errno));
-            return PF_SINK_ERROR;
+                     f->path, (long long)want, strerror(te));
+            return transient_errno(te) ? PF_SINK_RETRY : PF_SINK_ERROR;
         }
     }
     return PF_SINK_OK;
+}
+
+/* Expands TMPL for STREAM, normalises the result and checks that it stays in
+ * the directory before the first {stream}. Returns the malloc'd path and the
+ * raw expansion in *RAW (older resume tokens use it), or NULL with ERR set. */
+static char *stream_path(const char *tmpl, const char *stream, char **raw, char *err, size_t errlen)
+{
+    *raw = expand_path(tmpl, stream);
+    if (!*raw) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    char norm[PATH_MAX], dir[PATH_MAX];
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_path_normalize(*raw, norm, sizeof norm, &e) != PF_OK) {
+        snprintf(err, errlen, "sink path for stream %s: %s", stream, e.msg);
+        goto fail;
+    }
+    const char *first = strstr(tmpl, "{stream}");
+    if (first) {
+        /* The directory part of the path before {stream}, e.g. "out/" of
+         * "out/{stream}.ndjson" ("." when there is none). */
+        size_t l = (size_t)(first - tmpl);
+        while (l > 0 && tmpl[l - 1] != '/')
+            l--;
+        if (l >= sizeof dir) l = sizeof dir - 1;
+        memcpy(dir, tmpl, l);
+        dir[l] = '\0';
+        if (!dir[0]) snprintf(dir, sizeof dir, ".");
+        if (!pf_path_within(dir, norm)) {
+            snprintf(err, errlen, "sink path %s for stream %s leaves the directory %s", norm,
+                     stream, dir);
+            goto fail;
+        }
+    }
+    char *p = strdup(norm);
+    if (p) return p;
+    snprintf(err, errlen, "out of memory");
+fail:
+    free(*raw);
+    *raw = NULL;
+    return NULL;
 }
 
 static pf_sink_result nd_open(const pf_sink_host *host, const pf_sink_host_api *api,
@@ -156,15 +295,29 @@ static pf_sink_result nd_open(const pf_sink_host *host, const pf_sink_host_api *
     pf_sink_result r = PF_SINK_OK;
     for (size_t i = 0; i < nstreams && r == PF_SINK_OK; i++) {
         if (!stream_name_ok(streams[i])) {
-            snprintf(err, errlen, "stream name '%s' cannot be used in a file name", streams[i]);
+            char shown[80];
+            size_t k = 0;
+            for (const char *c = streams[i]; *c && k < 64; c++)
+                shown[k++] = *c >= 0x20 && *c < 0x7f ? *c : '?';
+            shown[k] = '\0';
+            snprintf(err, errlen,
+                     "stream name '%s' cannot be used in a file name (letters, digits, '_' and "
+                     "'-' only, at most %d)",
+                     shown, STREAM_NAME_MAX);
             r = PF_SINK_ERROR;
             break;
         }
-        char *path = expand_path(tmpl, streams[i]);
+        char *raw = NULL;
+        char *path = stream_path(tmpl, streams[i], &raw, err, errlen);
+        if (!path) {
+            r = PF_SINK_ERROR;
+            break;
+        }
         s->streams[i].name = strdup(streams[i]);
         s->nstreams++;
-        if (!path || !s->streams[i].name) {
+        if (!s->streams[i].name) {
             free(path);
+            free(raw);
             json_object_put(resume_obj);
             goto oom;
         }
@@ -178,8 +331,9 @@ static pf_sink_result nd_open(const pf_sink_host *host, const pf_sink_host_api *
             f->path = path;
             f->fd = -1;
             pf_buf_init(&f->pending, 0);
-            r = open_file(f, resume_files, err, errlen);
+            r = open_file(f, resume_files, raw, err, errlen);
         }
+        free(raw);
         s->streams[i].file = f;
     }
     json_object_put(resume_obj);
@@ -202,11 +356,12 @@ static pf_sink_result flush_file(nd_file *f, char *err, size_t errlen)
         ssize_t w = write(f->fd, f->pending.data + off, f->pending.len - off);
         if (w < 0) {
             if (errno == EINTR) continue;
-            int e = errno;
-            snprintf(err, errlen, "cannot write %s: %s", f->path, strerror(e));
-            /* Drop what was written partially from the buffer: the resume
-             * token truncates it away on the next open. */
-            return e == ENOSPC || e == EDQUOT || e == EIO ? PF_SINK_RETRY : PF_SINK_ERROR;
+            /* A file-system failure, not the batch's: RETRY (never ERROR,
+             * which would dead-letter good records). What was written
+             * partially is truncated away by the reopen from the last
+             * resume token. */
+            file_error(err, errlen, "write", f->path, errno);
+            return PF_SINK_RETRY;
         }
         off += (size_t)w;
     }
@@ -264,14 +419,14 @@ static pf_sink_result nd_commit(void *p, const char **token, char *err, size_t e
             return r;
         }
         if (f->dirty && s->do_fsync && fsync(f->fd) != 0) {
-            snprintf(err, errlen, "cannot fsync %s: %s", f->path, strerror(errno));
+            file_error(err, errlen, "fsync", f->path, errno);
             json_object_put(root);
             return PF_SINK_RETRY;
         }
         f->dirty = 0;
         struct stat st;
         if (fstat(f->fd, &st) != 0) {
-            snprintf(err, errlen, "cannot stat %s: %s", f->path, strerror(errno));
+            file_error(err, errlen, "stat", f->path, errno);
             json_object_put(root);
             return PF_SINK_RETRY;
         }

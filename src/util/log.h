@@ -2,7 +2,12 @@
  *
  * Every string registered with pf_log_add_secret is replaced by "***" in
  * everything this module prints, so a credential that ends up in a server
- * message or a URL cannot reach the terminal or a log file. */
+ * message or a URL cannot reach the terminal or a log file. A message is
+ * redacted whole before it is cut to the line limit (4 KiB), so no prefix of
+ * a secret survives a cut. Each message is exactly one line: in text format
+ * CR, LF and other control characters are written as \r, \n, \xHH (JSON
+ * format escapes them as JSON does), so text quoted from a server cannot
+ * forge log lines. All functions are thread-safe. */
 #ifndef PF_UTIL_LOG_H
 #define PF_UTIL_LOG_H
 
@@ -27,15 +32,17 @@ int pf_log_set_format(const char *format);
 void pf_log_set_flow(const char *flow);
 
 /* Registers a secret to redact (copied; strings shorter than 3 bytes are
- * ignored so "***" does not replace common letters). Returns 0, or -1 when
- * out of memory or the table is full. */
+ * ignored so "***" does not replace common letters; registering one twice
+ * keeps one copy). Returns 0, or -1 when out of memory or 4096 secrets are
+ * registered already. */
 int pf_log_add_secret(const char *secret);
 
-/* Forgets every registered secret (and frees their copies). */
+/* Forgets every registered secret (their copies are wiped, then freed). */
 void pf_log_clear_secrets(void);
 
-/* Copies SRC into DST (size N, always NUL-terminated) with every registered
- * secret replaced by "***". */
+/* Copies SRC (NULL: "") into DST (size N > 0, always NUL-terminated; N == 0:
+ * nothing written) with every registered secret replaced by "***"; where
+ * several secrets match at one place the longest is replaced. */
 void pf_log_redact(const char *src, char *dst, size_t n);
 
 void pf_log(pf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,4 +1,5 @@
-/* paths.c: search paths, mkdir -p, atomic replace, bounded reads. */
+/* paths.c: search paths, mkdir -p, lexical normalisation and containment,
+ * atomic replace, bounded reads. */
 #include "util/paths.h"
 
 #include <errno.h>
@@ -17,7 +18,8 @@
 void pf_paths_free(char **dirs, size_t n)
 {
     if (!dirs) return;
-    for (size_t i = 0; i < n; i++) free(dirs[i]);
+    for (size_t i = 0; i < n; i++)
+        free(dirs[i]);
     free(dirs);
 }
 
@@ -90,7 +92,7 @@ pf_status pf_mkdirs_for(const char *path, pf_error *err)
     char *slash = strrchr(buf, '/');
     if (!slash || slash == buf) return PF_OK;
     *slash = '\0';
-    for (char *p = buf + 1; ; p++) {
+    for (char *p = buf + 1;; p++) {
         if (*p == '/' || *p == '\0') {
             char c = *p;
             *p = '\0';
@@ -104,6 +106,71 @@ pf_status pf_mkdirs_for(const char *path, pf_error *err)
     return PF_OK;
 }
 
+pf_status pf_path_normalize(const char *path, char *out, size_t n, pf_error *err)
+{
+    if (n == 0) return pf_error_set(err, PF_ETOOBIG, "no room to normalise a path");
+    out[0] = '\0';
+    if (!path || !*path) return pf_error_set(err, PF_EINVAL, "empty path");
+    int abs = path[0] == '/';
+    size_t o = 0, kept = 0; /* kept: segments in OUT that a ".." may remove */
+    if (abs) out[o++] = '/';
+    for (const char *p = path; *p;) {
+        while (*p == '/')
+            p++;
+        if (!*p) break;
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == 1 && p[0] == '.') {
+            p += l;
+            continue;
+        }
+        if (l == 2 && p[0] == '.' && p[1] == '.') {
+            if (kept > 0) {
+                /* Drop the last segment (and the '/' before it). */
+                while (o > (size_t)abs && out[o - 1] != '/')
+                    o--;
+                if (o > (size_t)abs) o--;
+                kept--;
+                p += l;
+                continue;
+            }
+            if (abs) { /* "/.." is "/" */
+                p += l;
+                continue;
+            }
+        }
+        size_t need = (o > (size_t)abs ? 1 : 0) + l;
+        if (o + need + 1 > n) {
+            out[0] = '\0';
+            return pf_error_set(err, PF_ETOOBIG, "path too long: %.200s", path);
+        }
+        if (o > (size_t)abs) out[o++] = '/';
+        memcpy(out + o, p, l);
+        o += l;
+        if (!(l == 2 && p[0] == '.' && p[1] == '.')) kept++;
+        p += l;
+    }
+    if (o == 0) {
+        if (n < 2) return pf_error_set(err, PF_ETOOBIG, "path too long: %.200s", path);
+        out[o++] = '.';
+    }
+    out[o] = '\0';
+    return PF_OK;
+}
+
+int pf_path_within(const char *dir, const char *path)
+{
+    char d[PATH_MAX], p[PATH_MAX];
+    if (!dir || !path || pf_path_normalize(dir, d, sizeof d, NULL) != PF_OK ||
+        pf_path_normalize(path, p, sizeof p, NULL) != PF_OK)
+        return 0;
+    if (strcmp(d, ".") == 0)
+        return p[0] != '/' && !(p[0] == '.' && p[1] == '.' && (p[2] == '/' || p[2] == '\0'));
+    size_t dl = strlen(d);
+    if (strncmp(p, d, dl) != 0) return 0;
+    return p[dl] == '\0' || p[dl] == '/' || (dl == 1 && d[0] == '/');
+}
+
 pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, pf_error *err)
 {
     char tmp[PATH_MAX];
@@ -111,7 +178,12 @@ pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, p
         return pf_error_set(err, PF_EINVAL, "path too long: %s", path);
     pf_status st = pf_mkdirs_for(path, err);
     if (st != PF_OK) return st;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* Exclusive and not through a link: a file planted under the temporary
+     * name cannot redirect the write. A stale one (a kill, a reused pid) is
+     * removed once. */
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(tmp, flags, 0600);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
     if (fd < 0) return pf_error_set(err, PF_EIO, "cannot create %s: %s", tmp, strerror(errno));
     size_t off = 0;
     while (off < len) {
@@ -138,8 +210,10 @@ pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, p
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = '\0';
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);

@@ -4,6 +4,7 @@ Starts the loopback mock Proofpoint API (tests/mock/ppmock.py), writes flow
 files into a scratch directory, runs the ppflow binary there, and checks that
 no test secret ever appears in anything ppflow printed or wrote.
 """
+import base64
 import datetime as dt
 import json
 import os
@@ -22,6 +23,8 @@ PPFLOW = os.environ.get("PPFLOW_BIN") or os.path.join(SOURCE_DIR, "build", "src"
 MOCK = os.path.join(SOURCE_DIR, "tests", "mock", "ppmock.py")
 PRINCIPAL = "mock-principal"
 SECRET = "mock-secret-value"
+# The same secret as it travels in an Authorization header: just as sensitive.
+SECRET_FORMS = (SECRET, base64.b64encode(("%s:%s" % (PRINCIPAL, SECRET)).encode()).decode())
 
 # Template stream name -> the SIEM array it comes from, and its key field.
 SIEM_STREAMS = {
@@ -128,14 +131,35 @@ class E2ETestCase(unittest.TestCase):
         self.outputs = []
 
     def tearDown(self):
-        # No secret in anything ppflow printed or wrote.
+        # No secret in anything ppflow printed or wrote: output, sink files,
+        # checkpoints and dead-letter files (all under self.dir, plus any
+        # directory a test adds to self.output_dirs).
         for text in self.outputs:
-            self.assertNotIn(SECRET, text, "secret leaked into ppflow's output")
-        for root, _, files in os.walk(self.dir):
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    self.assertNotIn(SECRET.encode(), f.read(),
-                                     "secret leaked into " + os.path.join(root, name))
+            for s in SECRET_FORMS:
+                self.assertNotIn(s, text, "secret leaked into ppflow's output")
+        for top in [self.dir] + getattr(self, "output_dirs", []):
+            for root, _, files in os.walk(top):
+                for name in files:
+                    path = os.path.join(root, name)
+                    if not os.path.isfile(path) or os.path.islink(path):
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    for s in SECRET_FORMS:
+                        self.assertNotIn(s.encode(), data, "secret leaked into " + path)
+
+    def assert_no_secret_in_process(self, pid):
+        """The running process's argv (its title in ps) holds no secret."""
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read()
+        ps = ""
+        if shutil.which("ps"):
+            ps = subprocess.run(["ps", "-ww", "-o", "args=", "-p", str(pid)], capture_output=True,
+                                text=True).stdout
+        for s in SECRET_FORMS:
+            self.assertNotIn(s.encode(), argv, "secret in the process's argv")
+            self.assertNotIn(s, ps, "secret in the process title (ps)")
+        return argv
 
     def env(self, **extra):
         e = dict(os.environ)
@@ -145,6 +169,9 @@ class E2ETestCase(unittest.TestCase):
         return e
 
     def ppflow(self, *args, env=None, timeout=120, input=None):
+        # Credentials come from the environment or a file, never from argv.
+        for a in args:
+            self.assertNotIn(SECRET, str(a), "a test put the secret on the command line")
         p = subprocess.run([PPFLOW, *args], cwd=self.dir, env=env or self.env(),
                            capture_output=True, text=True, timeout=timeout, input=input)
         self.outputs += [p.stdout, p.stderr]

@@ -331,10 +331,10 @@ static void test_url_helpers(void **state)
     assert_int_equal(pf_http_url_add_query(&u, "format", "json", &e), PF_OK);
     assert_int_equal(pf_http_url_add_query(&u, "since time", "2024-01-01T00:00:00+01:00&x=y", &e),
                      PF_OK);
-    /* libcurl may normalise percent-encodings to lower-case hex: both are valid. */
-    assert_int_equal(strcasecmp(pf_buf_str(&u),
-                                "https://h.example/api/v2/x?format=json&since%20time="
-                                "2024-01-01T00%3A00%3A00%2B01%3A00%26x%3Dy"),
+    /* CURLU_URLENCODE: lower-case hex (case does not matter), space as '+',
+     * and a literal '+' encoded so it cannot be read as a space. */
+    assert_int_equal(strcasecmp(pf_buf_str(&u), "https://h.example/api/v2/x?format=json&since+time="
+                                                "2024-01-01T00%3A00%3A00%2B01%3A00%26x%3Dy"),
                      0);
     assert_int_equal(pf_http_url_add_query(&u, "a=b", "", &e), PF_OK);
     assert_true(strstr(pf_buf_str(&u), "&a%3Db=") || strstr(pf_buf_str(&u), "&a%3db="));
@@ -1042,6 +1042,168 @@ static void test_cancel(void **state)
     server_stop(s);
 }
 
+/* ---- injection: CR, LF and NUL never reach the wire ---- */
+
+/* Fetches REQ, expecting PF_EINVAL with a message containing WANT and not
+ * SECRET, before any connection is made to S. */
+static void refused(pf_http_client *c, server *s, const pf_http_request *rq, const char *want,
+                    const char *secret)
+{
+    pf_error e;
+    pf_error_clear(&e);
+    int before = server_served(s);
+    pf_status st = pf_http_fetch(c, rq, NULL, NULL, NULL, &e);
+    if (st != PF_EINVAL) fail_msg("expected PF_EINVAL for '%s', got %d (%s)", want, st, e.msg);
+    if (!strstr(e.msg, want)) fail_msg("message '%s' does not name '%s'", e.msg, want);
+    if (secret && strstr(e.msg, secret)) fail_msg("message '%s' shows the value", e.msg);
+    sleep_ms(30);
+    assert_int_equal(server_served(s), before); /* nothing was sent */
+}
+
+static void test_injection_refused_before_sending(void **state)
+{
+    (void)state;
+    reply sc[] = {{OK_BODY(2) "ok", 0, 0}};
+    server *s = server_start(sc, 1);
+    pf_http_opts o = test_opts();
+    pf_http_client *c = client(&o);
+    static const char *const SECRETV = "tok-SECRETVALUE";
+    char h1[128], h2[128], url[256];
+
+    /* A header value with CR LF: named, value not shown. */
+    snprintf(h1, sizeof h1, "Authorization: Bearer %s\r\nX-Injected: 1", SECRETV);
+    const char *hs1[] = {"Accept: application/json", h1, NULL};
+    pf_http_request rq = {.url = url_of(s, "/x"), .headers = hs1};
+    refused(c, s, &rq, "header 'Authorization'", "SECRETVALUE");
+    /* A bare LF, and a CR alone. */
+    snprintf(h2, sizeof h2, "X-Trace: %s\nX-Injected: 1", SECRETV);
+    const char *hs2[] = {h2, NULL};
+    rq.headers = hs2;
+    refused(c, s, &rq, "header 'X-Trace'", "SECRETVALUE");
+    snprintf(h2, sizeof h2, "X-Trace: %s\rX", SECRETV);
+    refused(c, s, &rq, "header 'X-Trace'", "SECRETVALUE");
+    /* A header name with a line break. */
+    const char *hs3[] = {"X-Evil\r\nHost: other: 1", NULL};
+    rq.headers = hs3;
+    refused(c, s, &rq, "name of header 1", NULL);
+
+    /* Percent-encoded CR, LF, NUL in the path: the segment is named. */
+    rq.headers = NULL;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/a%%0D%%0AHost:%%20evil/x", s->port);
+    rq.url = url;
+    refused(c, s, &rq, "URL path segment 2", NULL);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/%%0a", s->port);
+    refused(c, s, &rq, "URL path segment 2", NULL);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/a%%00b", s->port);
+    refused(c, s, &rq, "URL path segment 1", NULL);
+    /* ... and in a query value: the parameter is named, its value not shown. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x?ok=1&api_key=SECRETVALUE%%0d%%0aX:1", s->port);
+    refused(c, s, &rq, "query parameter 'api_key'", "SECRETVALUE");
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x?q%%0A=1", s->port);
+    refused(c, s, &rq, "query parameter name", NULL);
+    /* Raw CR/LF in the URL. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x\r\nHost: evil", s->port);
+    refused(c, s, &rq, "line break", NULL);
+
+    /* Harmless look-alikes pass: %0 followed by another digit, %250A (an
+     * encoded "%0A" text), and the request really reaches the server. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x%%09y/%%0Fz?q=%%250A&r=%%01", s->port);
+    rq.url = url;
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_http_fetch(c, &rq, NULL, NULL, NULL, &e) != PF_OK) fail_msg("%s", e.msg);
+    assert_int_equal(server_served(s), 1);
+    assert_non_null(strstr(s->req[0], "GET /x%09y/%0Fz?q=%250A&r=%01 HTTP/1.1\r\n"));
+    pf_http_client_free(c);
+    server_stop(s);
+}
+
+static void test_check_text_and_query_encoding(void **state)
+{
+    (void)state;
+    pf_error e;
+    assert_int_equal(pf_http_check_text("header", "X-A", "plain value", 11, &e), PF_OK);
+    assert_int_equal(pf_http_check_text("header", "X-A", NULL, 0, &e), PF_OK);
+    static const char with_nul[] = {'a', 'b', '\0', 'c'};
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_check_text("path parameter", "id", with_nul, 4, &e), PF_EINVAL);
+    assert_non_null(strstr(e.msg, "path parameter 'id'"));
+    assert_non_null(strstr(e.msg, "NUL"));
+    assert_non_null(strstr(e.msg, "byte 2"));
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_check_text("query parameter", "q", "x\ry", 3, &e), PF_EINVAL);
+    assert_non_null(strstr(e.msg, "query parameter 'q'"));
+    assert_non_null(strstr(e.msg, "line break"));
+    assert_null(strstr(e.msg, "x\ry"));
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_check_text(NULL, "a\nb", "v", 1, &e), PF_EINVAL);
+    assert_non_null(strstr(e.msg, "name of value 'a...'"));
+
+    /* The query is encoded by libcurl's URL API; the result decodes back to
+     * exactly what was given (checked by a decoder written here). */
+    static const char *const values[] = {
+        "a b",   "k=v&x=y", "100%", "+01:00",        "\xc3\xa9t\xc3\xa9",
+        "#frag", "/path?q", "",     "~unreserved-._"};
+    pf_buf u;
+    pf_buf_init(&u, 0);
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        pf_buf_reset(&u);
+        assert_int_equal(pf_buf_puts(&u, "http://h/p"), PF_OK);
+        assert_int_equal(pf_http_url_add_query(&u, "n a=me", values[i], &e), PF_OK);
+        const char *q = strchr(pf_buf_str(&u), '?');
+        assert_non_null(q);
+        q++;
+        assert_null(strchr(q, '#'));
+        assert_null(strchr(q, ' '));
+        const char *eq = strchr(q, '=');
+        assert_non_null(eq);
+        assert_null(strchr(eq + 1, '=')); /* '=' in name and value encoded */
+        assert_null(strchr(q, '&'));
+        char dec[2][128];
+        const char *parts[2] = {q, eq + 1};
+        size_t lens[2] = {(size_t)(eq - q), strlen(eq + 1)};
+        for (int k = 0; k < 2; k++) {
+            size_t o = 0;
+            for (size_t j = 0; j < lens[k]; j++) {
+                char ch = parts[k][j];
+                if (ch == '+') {
+                    ch = ' ';
+                } else if (ch == '%') {
+                    unsigned v;
+                    assert_int_equal(sscanf(parts[k] + j + 1, "%2x", &v), 1);
+                    ch = (char)v;
+                    j += 2;
+                }
+                dec[k][o++] = ch;
+            }
+            dec[k][o] = '\0';
+        }
+        assert_string_equal(dec[0], "n a=me");
+        assert_string_equal(dec[1], values[i]);
+    }
+    pf_buf_free(&u);
+}
+
+static void test_redirect_to_encoded_line_break_refused(void **state)
+{
+    (void)state;
+    static const char loc[] = "HTTP/1.1 302 Found\r\nLocation: /a%0d%0aSet-Cookie:%20x=1\r\n"
+                              "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    reply sc[] = {{loc, 0, 0}, {OK_BODY(2) "ok", 0, 0}};
+    server *s = server_start(sc, 2);
+    pf_http_opts o = test_opts();
+    o.follow_redirects = 1;
+    pf_http_client *c = client(&o);
+    pf_http_request rq = {.url = url_of(s, "/start")};
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, NULL, &e), PF_EHTTP);
+    assert_non_null(strstr(e.msg, "redirect"));
+    assert_int_equal(server_served(s), 1); /* the redirect target was not requested */
+    pf_http_client_free(c);
+    server_stop(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1066,6 +1228,9 @@ int main(void)
         cmocka_unit_test(test_redirects),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_injection_refused_before_sending),
+        cmocka_unit_test(test_check_text_and_query_encoding),
+        cmocka_unit_test(test_redirect_to_encoded_line_break_refused),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pf_log_clear_secrets();

@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -529,6 +531,187 @@ static void test_option_validation(void **state)
     pf_diags_free(&d);
 }
 
+/* Expects pf_sink_open to fail with a message containing WANT. */
+static void open_refused(const pf_sink_config *cfg, const char *const *streams, size_t n,
+                         const char *want)
+{
+    pf_sink *s = (pf_sink *)(uintptr_t)1;
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_sink_open(cfg, streams, n, NULL, &s, &e) == PF_OK)
+        fail_msg("open succeeded; expected '%s'", want);
+    assert_null(s);
+    if (!strstr(e.msg, want)) fail_msg("message '%s' lacks '%s'", e.msg, want);
+}
+
+static void test_stream_names_cannot_escape(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "esc/{stream}.ndjson");
+    char longname[200];
+    memset(longname, 'a', 129);
+    longname[129] = '\0';
+    const char *bad[] = {"../x", "a/b", ".", "..", "", "a b", "a\nb", "x.y", longname};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *one[] = {bad[i]};
+        open_refused(&cfg, one, 1, "cannot be used in a file name");
+    }
+    /* Nothing was created outside (or inside) the directory. */
+    char p[300];
+    snprintf(p, sizeof p, "%s/x.ndjson", tmpdir);
+    assert_int_equal(access(p, F_OK), -1);
+    snprintf(p, sizeof p, "%s/esc", tmpdir);
+    assert_int_equal(access(p, F_OK), -1);
+    /* The widest accepted names work. */
+    memset(longname, 'b', 128);
+    longname[128] = '\0';
+    const char *good[] = {"UPPER_lower-09", longname};
+    pf_sink *s = open_ok(&cfg, good, 2, NULL);
+    pf_sink_close(s);
+    snprintf(p, sizeof p, "%s/esc/UPPER_lower-09.ndjson", tmpdir);
+    assert_int_equal(access(p, F_OK), 0);
+    pf_sink_config_free(&cfg);
+
+    /* A configured path whose part after {stream} climbs out of the directory. */
+    make_config(&cfg, "esc/{stream}/../../../x.ndjson");
+    const char *one[] = {"ev"};
+    open_refused(&cfg, one, 1, "leaves the directory");
+    pf_sink_config_free(&cfg);
+}
+
+static void test_paths_normalised(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "n/./a//b/../{stream}.ndjson");
+    const char *streams[] = {"ev"};
+    char p[300], raw[300];
+    snprintf(p, sizeof p, "%s/n/a/ev.ndjson", tmpdir);
+    snprintf(raw, sizeof raw, "%s/n/./a//b/../ev.ndjson", tmpdir);
+    pf_sink *s = open_ok(&cfg, streams, 1, NULL);
+    pf_sink_record r = rec("ev", "{\"n\":1}");
+    write_ok(s, &r, 1);
+    char *tok = commit_ok(s);
+    pf_sink_close(s);
+    assert_int_equal(token_len(tok, p), 8); /* keyed by the normalised path */
+    assert_int_equal(token_len(tok, raw), -1);
+    free(tok);
+
+    /* A token written before paths were normalised (keyed by the raw
+     * expansion) still truncates the file. */
+    int fd = open(p, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "{\"torn\":", 8), 8);
+    close(fd);
+    char old[600];
+    snprintf(old, sizeof old, "{\"files\":{\"%s\":8}}", raw);
+    s = open_ok(&cfg, streams, 1, old);
+    pf_sink_close(s);
+    assert_int_equal(file_size(p), 8);
+    pf_sink_config_free(&cfg);
+}
+
+static void test_files_private_whatever_the_umask(void **state)
+{
+    (void)state;
+    mode_t old = umask(0);
+    pf_sink_config cfg;
+    make_config(&cfg, "um/{stream}.ndjson");
+    const char *streams[] = {"s1", "s2"};
+    pf_sink *s = open_ok(&cfg, streams, 2, NULL);
+    pf_sink_close(s);
+    umask(old);
+    const char *names[] = {"um/s1.ndjson", "um/s2.ndjson", "um"};
+    for (int i = 0; i < 3; i++) {
+        char p[300];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", tmpdir, names[i]);
+        assert_int_equal(stat(p, &st), 0);
+        assert_int_equal(st.st_mode & 0777, i < 2 ? 0600 : 0700);
+    }
+    pf_sink_config_free(&cfg);
+}
+
+static void test_symlinks_and_special_files_refused(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "ln/{stream}.ndjson");
+    char p[300], victim[300];
+    snprintf(p, sizeof p, "%s/ln", tmpdir);
+    assert_int_equal(mkdir(p, 0700), 0);
+    snprintf(victim, sizeof victim, "%s/victim.txt", tmpdir);
+    write_file(victim, "keep\n");
+    snprintf(p, sizeof p, "%s/ln/ev.ndjson", tmpdir);
+    assert_int_equal(symlink(victim, p), 0);
+    const char *streams[] = {"ev"};
+    open_refused(&cfg, streams, 1, "symbolic link");
+    size_t len;
+    char *text = slurp(victim, &len);
+    assert_string_equal(text, "keep\n");
+    free(text);
+    unlink(p);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    open_refused(&cfg, streams, 1, "not a regular file");
+    pf_sink_config_free(&cfg);
+}
+
+/* A write error (here EFBIG from RLIMIT_FSIZE, as on a full disk) is a
+ * RETRY naming the file and the errno, never an ERROR that would
+ * dead-letter good records; a reopen from the last token cuts the partial
+ * write away and the batch then goes through exactly once. */
+static void test_write_error_is_retry_and_recoverable(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "full/{stream}.ndjson");
+    const char *streams[] = {"ev"};
+    char p[300];
+    snprintf(p, sizeof p, "%s/full/ev.ndjson", tmpdir);
+    pf_sink *s = open_ok(&cfg, streams, 1, NULL);
+    pf_sink_record r1 = rec("ev", "{\"n\":1}");
+    write_ok(s, &r1, 1);
+    char *tok = commit_ok(s);
+
+    struct rlimit saved;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &saved), 0);
+    void (*oldsig)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = saved;
+    lim.rlim_cur = 4096;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    static char big[1024];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "{\"pad\":\"", 8);
+    memcpy(big + sizeof big - 3, "\"}", 3);
+    pf_sink_record b = rec("ev", big);
+    pf_error e;
+    pf_error_clear(&e);
+    pf_sink_result res = PF_SINK_OK;
+    for (int i = 0; i < 8 && res == PF_SINK_OK; i++)
+        res = pf_sink_write(s, &b, 1, &e);
+    const char *tk = NULL;
+    if (res == PF_SINK_OK) res = pf_sink_commit(s, NULL, &tk, &e);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &saved), 0);
+    signal(SIGXFSZ, oldsig);
+    assert_int_equal(res, PF_SINK_RETRY);
+    if (!strstr(e.msg, p) || !strstr(e.msg, "EFBIG"))
+        fail_msg("message '%s' should name %s and EFBIG", e.msg, p);
+    pf_sink_close(s);
+    assert_true(file_size(p) > 8); /* the partial write is there */
+
+    /* Space again: reopen from the last token, the same batch, once. */
+    s = open_ok(&cfg, streams, 1, tok);
+    assert_int_equal(file_size(p), 8);
+    for (int i = 0; i < 8; i++)
+        write_ok(s, &b, 1);
+    free(commit_ok(s));
+    pf_sink_close(s);
+    assert_int_equal(file_size(p), 8 + 8 * (long long)(sizeof big));
+    free(tok);
+    pf_sink_config_free(&cfg);
+}
+
 static void test_registry_lookup(void **state)
 {
     (void)state;
@@ -560,6 +743,11 @@ int main(void)
         cmocka_unit_test(test_open_refuses_bad_input),
         cmocka_unit_test(test_option_validation),
         cmocka_unit_test(test_registry_lookup),
+        cmocka_unit_test(test_stream_names_cannot_escape),
+        cmocka_unit_test(test_paths_normalised),
+        cmocka_unit_test(test_files_private_whatever_the_umask),
+        cmocka_unit_test(test_symlinks_and_special_files_refused),
+        cmocka_unit_test(test_write_error_is_retry_and_recoverable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
