@@ -20,11 +20,13 @@ static void show_param(const pf_param_def *p)
            p->required ? " required" : " optional", bounds);
     if (p->ndefaults) {
         printf(" default:");
-        for (size_t i = 0; i < p->ndefaults; i++) printf("%s%s", i ? "," : " ", p->defaults[i]);
+        for (size_t i = 0; i < p->ndefaults; i++)
+            printf("%s%s", i ? "," : " ", p->defaults[i]);
     }
     if (p->nvalues) {
         printf(" values:");
-        for (size_t i = 0; i < p->nvalues; i++) printf("%s%s", i ? "," : " ", p->values[i]);
+        for (size_t i = 0; i < p->nvalues; i++)
+            printf("%s%s", i ? "," : " ", p->values[i]);
     }
     printf("\n");
     if (p->description) printf("      %s\n", p->description);
@@ -42,23 +44,56 @@ static int show_one(const char *name)
     pf_diags_free(&d);
     printf("%s: %s\n", t->name, t->description ? t->description : "");
     printf("file:    %s\n", t->file);
-    printf("request: %s %s%s\n", t->method, t->base_url, t->path);
+    if (t->manual)
+        printf("request: given by the flow (source.url, method, headers, records, pagination)\n");
+    else if (!t->base_url || !t->base_url[0])
+        printf("request: %s <source.base_url>%s (the API has no fixed host: set "
+               "source.base_url)\n",
+               t->method, t->path);
+    else
+        printf("request: %s %s%s\n", t->method, t->base_url, t->path);
     printf("auth:    %s%s\n",
            t->auth == PF_AUTH_BASIC     ? "basic (source.auth principal + secret)"
            : t->auth == PF_AUTH_HEADERS ? "headers (source.auth principal/secret)"
                                         : "none",
            t->auth_optional ? ", optional" : "");
-    if (t->paging == PF_PAGING_TIME_WINDOW)
-        printf("paging:  time windows of %lld s to %lld s, data kept %lld days\n",
-               (long long)(t->window.min_ms / 1000), (long long)(t->window.max_ms / 1000),
-               (long long)(t->window.retention_ms / 86400000));
+    printf("format:  %s\n", t->format_param                   ? "json or syslog (parameter)"
+                            : t->format == PF_RESPONSE_SYSLOG ? "syslog"
+                                                              : "json");
+    if (t->paging == PF_PAGING_TIME_WINDOW) {
+        printf("paging:  time windows of %lld s to %lld s", (long long)(t->window.min_ms / 1000),
+               (long long)(t->window.max_ms / 1000));
+        if (t->window.retention_ms)
+            printf(", data kept %lld days", (long long)(t->window.retention_ms / 86400000));
+        printf("\n");
+    }
+    if (t->pages.kind != PF_PAGING_NONE)
+        printf("paging:  %s%s%s%s\n", pf_paging_kind_name(t->pages.kind),
+               t->pages.position_param ? " (parameter " : "",
+               t->pages.position_param ? t->pages.position_param : "",
+               t->pages.position_param ? ")" : "");
+    if (t->paging != PF_PAGING_NONE || t->pages.kind != PF_PAGING_NONE)
+        printf("limit:   %lld requests per run (source.max_pages)\n", (long long)t->max_pages);
+    for (size_t i = 0; i < t->nconstraints; i++) {
+        const pf_constraint *k = &t->constraints[i];
+        if (k->kind == PF_CONSTRAINT_REQUIRES && k->nparams == 2) {
+            printf("rule:    %s needs %s\n", k->params[0], k->params[1]);
+            continue;
+        }
+        printf("rule:    %s",
+               k->kind == PF_CONSTRAINT_EXACTLY_ONE ? "exactly one of" : "at most one of");
+        for (size_t j = 0; j < k->nparams; j++)
+            printf("%s%s", j ? ", " : " ", k->params[j]);
+        printf("\n");
+    }
     printf("streams:\n");
     for (size_t i = 0; i < t->nstreams; i++)
         printf("  %-20s %s%s%s\n", t->streams[i].name, t->streams[i].path_text,
                t->streams[i].key_text ? "  key " : "",
                t->streams[i].key_text ? t->streams[i].key_text : "");
     printf("parameters:\n");
-    for (size_t i = 0; i < t->nparams; i++) show_param(&t->params[i]);
+    for (size_t i = 0; i < t->nparams; i++)
+        show_param(&t->params[i]);
     pf_template_free(t);
     return PF_EXIT_OK;
 }

@@ -1,4 +1,5 @@
 /* main.c: the ppflow command: global options and dispatch to subcommands. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -43,6 +44,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* Past a file-size limit (ulimit -f), writes fail with EFBIG and the
+     * sink reports it cleanly, instead of the process being killed. */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         if (argc > 2 && strcmp(cmd, "help") == 0) {

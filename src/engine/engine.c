@@ -233,6 +233,12 @@ static int adopt_stored_checkpoint(run_ctx *c, pf_error *err, pf_status *st)
     c->state.cursor_ms = s.cursor_ms;
     pf_status a = pf_state_set_str(&c->state.template_name, s.template_name);
     if (a == PF_OK && s.sink_token) a = pf_state_set_str(&c->state.sink_token, s.sink_token);
+    /* The page position inside the unit, so a paged unit resumes at its
+     * next page too. */
+    if (a == PF_OK) a = pf_state_set_str(&c->state.page_kind, s.page_kind);
+    if (a == PF_OK) a = pf_state_set_str(&c->state.page_token, s.page_token);
+    c->state.page_number = s.page_number;
+    c->state.page_window_end_ms = s.page_window_end_ms;
     pf_state_free(&s);
     if (a != PF_OK) *st = pf_error_set(err, PF_ENOMEM, "out of memory");
     return 1;
@@ -667,7 +673,8 @@ static pf_status make_http(run_ctx *c, pf_error *err)
     pf_http_opts_default(&o);
     o.connect_timeout_ms = (long)h->connect_timeout_ms;
     o.timeout_ms = (long)h->timeout_ms;
-    o.low_speed_time_s = (long)(h->low_speed_time_ms / 1000);
+    /* libcurl counts whole seconds and 0 turns stall detection off: round up. */
+    o.low_speed_time_s = (long)((h->low_speed_time_ms + 999) / 1000);
     o.max_body = (size_t)h->max_body;
     o.max_attempts = (int)h->max_attempts;
     o.backoff_base_ms = (long)h->backoff_ms;
