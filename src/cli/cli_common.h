@@ -5,7 +5,13 @@
 
 #include "flow/flow.h"
 
-enum { PF_EXIT_OK = 0, PF_EXIT_FAIL = 1, PF_EXIT_USAGE = 2, PF_EXIT_INTERRUPTED = 130 };
+enum {
+    PF_EXIT_OK = 0,
+    PF_EXIT_FAIL = 1,
+    PF_EXIT_USAGE = 2,
+    PF_EXIT_GAP = 3, /* the run completed, but a range was lost (gap record written) */
+    PF_EXIT_INTERRUPTED = 130
+};
 
 /* Maps a status to an exit code: configuration and syntax problems are 2,
  * interruptions 130, everything else 1. */

@@ -15,41 +15,41 @@
 static void usage(FILE *f, int test)
 {
     if (test)
-        fprintf(f,
-                "usage: ppflow test [options] FLOW.yaml\n\n"
-                "Fetches the first window or page of the flow and prints its records as NDJSON\n"
-                "on stdout. Writes nothing to the sink and does not touch the checkpoint.\n\n"
-                "options:\n"
-                "  -n, --limit N          print at most N records (default 10; -1: all)\n"
-                "  -s, --set NAME=VALUE   override a template parameter (or a dotted flow key,\n"
-                "                         e.g. sink.path=out/x.ndjson)\n"
-                "  -v, --verbose          log requests\n"
-                "  -h, --help             this help\n");
+        fprintf(f, "usage: ppflow test [options] FLOW.yaml\n\n"
+                   "Fetches the first window or page of the flow and prints its records as NDJSON\n"
+                   "on stdout. Writes nothing to the sink and does not touch the checkpoint.\n\n"
+                   "options:\n"
+                   "  -n, --limit N          print at most N records (default 10; -1: all)\n"
+                   "  -s, --set NAME=VALUE   override a template parameter (or a dotted flow key,\n"
+                   "                         e.g. sink.path=out/x.ndjson)\n"
+                   "  -v, --verbose          log requests\n"
+                   "  -h, --help             this help\n");
     else
-        fprintf(f,
-                "usage: ppflow run [options] FLOW.yaml\n\n"
-                "Runs the flow once: plans the requests (time windows of at most the API's\n"
-                "limit), fetches them, extracts the records, writes them to the sink and\n"
-                "advances the checkpoint after each window the sink reports durable. A run\n"
-                "that is stopped resumes at the last durable window.\n\n"
-                "options:\n"
-                "  -s, --set NAME=VALUE   override a template parameter (or a dotted flow key)\n"
-                "  -q, --quiet            log warnings and errors only\n"
-                "  -v, --verbose          log requests\n"
-                "      --log-format F     text (default) or json\n"
-                "  -h, --help             this help\n\n"
-                "SIGINT/SIGTERM stop after the window in flight; a second signal aborts.\n"
-                "Exit codes: 0 done, 1 failed (network, sink, data), 2 configuration error,\n"
-                "130 interrupted.\n");
+        fprintf(f, "usage: ppflow run [options] FLOW.yaml\n\n"
+                   "Runs the flow once: plans the requests (time windows of at most the API's\n"
+                   "limit), fetches them, extracts the records, writes them to the sink and\n"
+                   "advances the checkpoint after each window the sink reports durable. A run\n"
+                   "that is stopped resumes at the last durable window.\n\n"
+                   "options:\n"
+                   "  -s, --set NAME=VALUE   override a template parameter (or a dotted flow key)\n"
+                   "  -q, --quiet            log warnings and errors only\n"
+                   "  -v, --verbose          log requests\n"
+                   "      --log-format F     text (default) or json\n"
+                   "  -h, --help             this help\n\n"
+                   "SIGINT/SIGTERM stop after the window in flight; a second signal aborts.\n"
+                   "Exit codes: 0 done, 1 failed (network, sink, data), 2 configuration error,\n"
+                   "130 interrupted.\n");
 }
 
 static int run_or_test(int argc, char **argv, int test)
 {
-    static const struct option longopts[] = {
-        {"set", required_argument, NULL, 's'},   {"limit", required_argument, NULL, 'n'},
-        {"quiet", no_argument, NULL, 'q'},       {"verbose", no_argument, NULL, 'v'},
-        {"log-format", required_argument, NULL, 'L'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"set", required_argument, NULL, 's'},
+                                             {"limit", required_argument, NULL, 'n'},
+                                             {"quiet", no_argument, NULL, 'q'},
+                                             {"verbose", no_argument, NULL, 'v'},
+                                             {"log-format", required_argument, NULL, 'L'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     pf_flow_override sets[MAX_SETS];
     size_t nsets = 0;
     long limit = 10;
@@ -75,15 +75,21 @@ static int run_or_test(int argc, char **argv, int test)
             }
             break;
         }
-        case 'q': pf_log_set_level(PF_LOG_WARN); break;
-        case 'v': pf_log_set_level(PF_LOG_DEBUG); break;
+        case 'q':
+            pf_log_set_level(PF_LOG_WARN);
+            break;
+        case 'v':
+            pf_log_set_level(PF_LOG_DEBUG);
+            break;
         case 'L':
             if (pf_log_set_format(optarg) != 0) {
                 fprintf(stderr, "ppflow: --log-format must be text or json\n");
                 return PF_EXIT_USAGE;
             }
             break;
-        case 'h': usage(stdout, test); return PF_EXIT_OK;
+        case 'h':
+            usage(stdout, test);
+            return PF_EXIT_OK;
         default:
             fprintf(stderr, "ppflow %s: unknown or incomplete option '%s'\n", argv[0],
                     argv[optind - 1]);
@@ -111,8 +117,9 @@ static int run_or_test(int argc, char **argv, int test)
     if (st != PF_OK) {
         pf_cli_print_error(argv[0], &err);
         if (!test && st != PF_ECONFIG)
-            fprintf(stderr, "ppflow run: %lld records delivered before the failure; the "
-                            "checkpoint is at the last durable window\n",
+            fprintf(stderr,
+                    "ppflow run: %lld records delivered before the failure; the "
+                    "checkpoint is at the last durable window\n",
                     stats.records);
     } else if (!test) {
         char cur[PF_TIME_FMT_SIZE] = "none";
@@ -121,13 +128,28 @@ static int run_or_test(int argc, char **argv, int test)
         pf_log_info("done: %lld records, %lld %s, %lld bytes received; checkpoint %s",
                     stats.records, stats.windows, windowed ? "windows" : "requests", stats.bytes,
                     cur);
+        if (stats.late_arrivals || stats.duplicates)
+            pf_log_info("late arrivals: %lld new records found in the look-back, %lld already "
+                        "delivered and dropped",
+                        stats.late_arrivals, stats.duplicates);
     }
     int exit_code = pf_cli_exit_code(st);
+    if (!test && stats.gap) {
+        char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
+        pf_time_format(stats.gap_start_ms, a);
+        pf_time_format(stats.gap_end_ms, b);
+        fprintf(stderr,
+                "ppflow %s: gap: events from %s to %s were lost (older than the API "
+                "keeps); a gap record was written to stream 'gaps'\n",
+                argv[0], a, b);
+        if (exit_code == PF_EXIT_OK) exit_code = PF_EXIT_GAP;
+    }
     if (!test && stats.dead_letters > 0) {
         /* Records the sink refused are kept, not lost; the run still fails
          * so that monitoring notices. */
-        fprintf(stderr, "ppflow %s: %lld records were refused by the sink and written to "
-                        "%s.deadletter.ndjson with the reason\n",
+        fprintf(stderr,
+                "ppflow %s: %lld records were refused by the sink and written to "
+                "%s.deadletter.ndjson with the reason\n",
                 argv[0], stats.dead_letters, f->state_path);
         if (exit_code == PF_EXIT_OK) exit_code = PF_EXIT_FAIL;
     }

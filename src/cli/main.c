@@ -35,7 +35,8 @@ static void usage(FILE *f)
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "\n`ppflow COMMAND --help` describes a command.\n"
-               "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.\n");
+               "Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error,\n"
+               "3 a run completed but lost a range the API no longer holds (gap).\n");
 }
 
 int main(int argc, char **argv)

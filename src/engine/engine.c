@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/extract.h"
+#include "engine/keyledger.h"
 #include "engine/paging.h"
 #include "engine/request.h"
 #include "engine/window.h"
@@ -17,9 +18,12 @@
 #include "state/state.h"
 #include "util/log.h"
 #include "util/paths.h"
+#include "util/progress.h"
 #include "util/timeutil.h"
 
 #define SINK_CHUNK 5000
+/* The stream that gap records (ranges the API no longer holds) go to. */
+#define GAP_STREAM "gaps"
 #define DEFAULT_LOOKBACK_MS 3600000
 
 void pf_run_opts_default(pf_run_opts *o)
@@ -43,6 +47,16 @@ typedef struct run_ctx {
      * checkpoint-storing sinks with the unit's final commit. */
     int pend_set;
     int64_t pend_cursor_ms;
+    /* Late arrivals: records delivered in the last look-back, and the cursor
+     * the run started from (windows before it are re-sweeps). */
+    size_t nstreams;
+    pf_keyledger *ledger;
+    int64_t lookback_ms;
+    int64_t late_until_ms;
+    /* A gap found when planning, delivered with the first window. */
+    char *gap_json;
+    char gap_key[128];
+    pf_progress progress;
 } run_ctx;
 
 /* ---- range ------------------------------------------------------------- */
@@ -56,10 +70,12 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
     const char *since_seconds = pf_flow_param_str(f, "since_seconds");
     const char *until = pf_flow_param_str(f, "until");
     if (interval && pf_interval_parse(interval, &istart, &iend, err) != PF_OK) return PF_ECONFIG;
-    if (interval) end = iend;
-    else if (until && pf_time_parse(until, &end, err) != PF_OK) return PF_ECONFIG;
+    if (interval)
+        end = iend;
+    else if (until && pf_time_parse(until, &end, err) != PF_OK)
+        return PF_ECONFIG;
     if (c->state.has_cursor) {
-        start = c->state.cursor_ms;
+        start = c->state.cursor_ms - c->lookback_ms;
     } else if (since_time) {
         if (pf_time_parse(since_time, &start, err) != PF_OK) return PF_ECONFIG;
     } else if (since_seconds) {
@@ -72,6 +88,44 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
                     "ago");
     }
     pf_window_range_make(&f->tmpl->window, start, end, now, r);
+    if (c->lookback_ms && c->state.has_cursor) {
+        c->late_until_ms = c->state.cursor_ms;
+        if (r->clamped && c->state.cursor_ms >= r->start_ms) r->clamped = 0; /* only the re-sweep */
+    }
+    if (r->clamped && c->state.has_cursor && !c->o->test) {
+        /* The checkpoint is older than the API keeps (an outage longer than
+         * the retention): the range in between is lost. Say so in the sink,
+         * not only in the log, and continue from the oldest reachable time. */
+        char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE], d[PF_TIME_FMT_SIZE];
+        pf_time_format(c->state.cursor_ms, a);
+        pf_time_format(r->start_ms, b);
+        pf_time_format(now, d);
+        pf_log_error("gap: the checkpoint %s is older than the API keeps; events from %s to %s "
+                     "can no longer be fetched. A gap record goes to stream '" GAP_STREAM
+                     "' and the run continues from %s",
+                     a, a, b, b);
+        json_object *g = json_object_new_object();
+        if (!g) return pf_error_set(err, PF_ENOMEM, "out of memory");
+        json_object_object_add(g, "type", json_object_new_string("gap"));
+        json_object_object_add(g, "flow", json_object_new_string(f->name));
+        json_object_object_add(g, "template", json_object_new_string(f->tmpl->name));
+        json_object_object_add(g, "lost_start", json_object_new_string(a));
+        json_object_object_add(g, "lost_end", json_object_new_string(b));
+        json_object_object_add(g, "reason",
+                               json_object_new_string("the checkpoint is older than the "
+                                                      "API's retention"));
+        json_object_object_add(g, "detected", json_object_new_string(d));
+        const char *text = json_object_to_json_string_ext(g, JSON_C_TO_STRING_PLAIN);
+        free(c->gap_json);
+        c->gap_json = text ? strdup(text) : NULL;
+        json_object_put(g);
+        if (!c->gap_json) return pf_error_set(err, PF_ENOMEM, "out of memory");
+        snprintf(c->gap_key, sizeof c->gap_key, "gap:%s", a);
+        c->stats->gap = 1;
+        c->stats->gap_start_ms = c->state.cursor_ms;
+        c->stats->gap_end_ms = r->start_ms;
+        return PF_OK;
+    }
     if (r->clamped) {
         char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
         pf_time_format(r->requested_start_ms, a);
@@ -174,7 +228,7 @@ static pf_status open_sink(run_ctx *c, pf_error *err)
             pf_log_warn("the checkpoint's sink state belongs to sink %s, not %s; ignoring it",
                         c->state.sink_type ? c->state.sink_type : "?", type);
     }
-    return pf_sink_open(&c->f->sink, c->streams, c->f->tmpl->nstreams, resume, &c->sink, err);
+    return pf_sink_open(&c->f->sink, c->streams, c->nstreams, resume, &c->sink, err);
 }
 
 /* Commits the sink and records its token in the in-memory state. FINAL:
@@ -237,6 +291,7 @@ static int adopt_stored_checkpoint(run_ctx *c, pf_error *err, pf_status *st)
      * next page too. */
     if (a == PF_OK) a = pf_state_set_str(&c->state.page_kind, s.page_kind);
     if (a == PF_OK) a = pf_state_set_str(&c->state.page_token, s.page_token);
+    if (a == PF_OK) a = pf_state_set_str(&c->state.ledger, s.ledger);
     c->state.page_number = s.page_number;
     c->state.page_window_end_ms = s.page_window_end_ms;
     pf_state_free(&s);
@@ -246,8 +301,7 @@ static int adopt_stored_checkpoint(run_ctx *c, pf_error *err, pf_status *st)
 
 /* Closes the sink and opens it again from the last durable point, which
  * discards whatever was written since. Retries while the open is transient. */
-static pf_status reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attempts,
-                             pf_error *err)
+static pf_status reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attempts, pf_error *err)
 {
     pf_sink_close(c->sink);
     c->sink = NULL;
@@ -305,7 +359,8 @@ static pf_status write_commit(run_ctx *c, const pf_sink_record *recs, size_t cou
         pf_log_warn("%s; retrying in %.1f s (attempt %d/%d)", msg, (double)delay / 1000,
                     attempt + 1, attempts);
         if (pf_http_sleep_ms((long)delay) != PF_OK)
-            return pf_error_set(err, PF_EINTERRUPTED, "interrupted while waiting to retry the sink");
+            return pf_error_set(err, PF_EINTERRUPTED,
+                                "interrupted while waiting to retry the sink");
         delay *= 2;
         pf_status st = reopen_sink(c, &delay, &attempt, attempts, err);
         if (st != PF_OK) return st;
@@ -336,12 +391,11 @@ static pf_status dead_letter(run_ctx *c, const pf_sink_record *rec, const char *
     json_object_object_add(o, "time", json_object_new_string(now));
     json_object_object_add(o, "flow", json_object_new_string(c->f->name));
     json_object_object_add(o, "stream", json_object_new_string(rec->stream ? rec->stream : ""));
-    json_object_object_add(o, "key", rec->key ? json_object_new_string_len(rec->key,
-                                                                             (int)rec->key_len)
-                                              : NULL);
+    json_object_object_add(
+        o, "key", rec->key ? json_object_new_string_len(rec->key, (int)rec->key_len) : NULL);
     json_object_object_add(o, "reason", json_object_new_string(clean));
-    const char *head = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-                                                             JSON_C_TO_STRING_NOSLASHESCAPE);
+    const char *head =
+        json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
     /* The record goes in as its own JSON text, unchanged: {...,"record":<rec>} */
     pf_status st = PF_OK;
     size_t hl = head ? strlen(head) : 0;
@@ -357,8 +411,8 @@ static pf_status dead_letter(run_ctx *c, const pf_sink_record *rec, const char *
     }
     fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0 || !(fp = fdopen(fd, "a"))) {
-        st = pf_error_set(err, PF_EIO, "cannot open dead-letter file %s: %s", path,
-                          strerror(errno));
+        st =
+            pf_error_set(err, PF_EIO, "cannot open dead-letter file %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         goto out;
     }
@@ -442,6 +496,75 @@ static void print_records(run_ctx *c, const pf_records *recs)
 
 /* ---- one unit of work ---------------------------------------------------- */
 
+/* Late arrivals: drops from RECS every record the ledger says was already
+ * delivered; counts the rest as new (and as late arrivals when window W lies
+ * before the cursor the run started from). */
+static void drop_delivered(run_ctx *c, const pf_window *w, pf_records *recs, size_t *dropped,
+                           size_t *late)
+{
+    *dropped = *late = 0;
+    if (!c->ledger || !w) return;
+    size_t k = 0;
+    for (size_t i = 0; i < recs->count; i++) {
+        pf_sink_record *r = &recs->recs[i];
+        uint64_t h = pf_keyledger_hash(r->stream, r->key, r->key_len, r->json, r->json_len);
+        if (pf_keyledger_contains(c->ledger, h)) {
+            free((char *)r->json);
+            free((char *)r->key);
+            (*dropped)++;
+            continue;
+        }
+        recs->recs[k++] = *r;
+    }
+    recs->count = k;
+    if (w->end_ms <= c->late_until_ms) *late = k;
+}
+
+/* Adds RECS (delivered in window W) to the ledger, prunes what fell out of
+ * the look-back, and stores it in the checkpoint text. On failure the
+ * ledger is left as it was in the checkpoint. */
+static pf_status remember_delivered(run_ctx *c, const pf_window *w, const pf_records *recs,
+                                    int64_t cursor_after, pf_error *err)
+{
+    if (!c->ledger || !w) return PF_OK;
+    for (size_t i = 0; i < recs->count; i++) {
+        const pf_sink_record *r = &recs->recs[i];
+        pf_status st = pf_keyledger_add(
+            c->ledger, pf_keyledger_hash(r->stream, r->key, r->key_len, r->json, r->json_len),
+            w->end_ms, err);
+        if (st != PF_OK) return st;
+    }
+    /* A record fetched in a window that ends before cursor - look-back can
+     * never be fetched again by a re-sweep. */
+    pf_keyledger_prune(c->ledger, cursor_after - c->lookback_ms + 1);
+    char *text = NULL;
+    pf_status st = pf_keyledger_to_json(c->ledger, &text, err);
+    if (st != PF_OK) return st;
+    free(c->state.ledger);
+    c->state.ledger = text;
+    return PF_OK;
+}
+
+/* Puts the pending gap record in front of RECS. */
+static pf_status add_gap_record(run_ctx *c, pf_records *recs, pf_error *err)
+{
+    if (!c->gap_json) return PF_OK;
+    pf_sink_record *v = realloc(recs->recs, (recs->count + 1) * sizeof *v);
+    if (!v) return pf_error_set(err, PF_ENOMEM, "out of memory");
+    recs->recs = v;
+    char *json = strdup(c->gap_json), *key = strdup(c->gap_key);
+    if (!json || !key) {
+        free(json);
+        free(key);
+        return pf_error_set(err, PF_ENOMEM, "out of memory");
+    }
+    memmove(v + 1, v, recs->count * sizeof *v);
+    v[0] = (pf_sink_record){GAP_STREAM, key, strlen(key), json, strlen(json)};
+    recs->count++;
+    recs->cap = recs->count;
+    return PF_OK;
+}
+
 /* "window A/B page 3", "window A/B", "page 3" or "" for messages. */
 static void describe_unit(const pf_window *w, const pf_pager *pg, char *buf, size_t n)
 {
@@ -485,6 +608,14 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
     }
     if (recs.missing_keys)
         pf_log_warn("%zu records have no value at their key path", recs.missing_keys);
+    size_t fetched = recs.count, dropped = 0, late = 0;
+    if (!c->o->test) {
+        drop_delivered(c, w, &recs, &dropped, &late);
+        if ((st = add_gap_record(c, &recs, err)) != PF_OK) {
+            pf_records_free(&recs);
+            return st;
+        }
+    }
     if (c->o->test) {
         print_records(c, &recs);
         c->stats->windows++;
@@ -499,6 +630,11 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
     int64_t old_wend = c->state.page_window_end_ms;
     int old_has_cursor = c->state.has_cursor;
     int64_t old_cursor = c->state.cursor_ms;
+    char *old_ledger = c->state.ledger ? strdup(c->state.ledger) : NULL;
+    /* The cursor never moves back: a re-swept window ends before it. */
+    int64_t cursor_after = w && (!c->state.has_cursor || w->end_ms > c->state.cursor_ms)
+                               ? w->end_ms
+                               : c->state.cursor_ms;
     c->state.page_kind = c->state.page_token = NULL;
     c->state.page_number = 0;
     c->state.page_window_end_ms = 0;
@@ -508,15 +644,36 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
         c->state.has_cursor = 1;
         c->state.cursor_ms = w->start_ms;
     }
-    if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
+    if (c->state.ledger && !old_ledger) {
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
+    } else if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
+        st = pf_error_set(err, PF_ENOMEM, "out of memory");
+    } else if (unit_done && (st = remember_delivered(c, w, &recs, cursor_after, err)) != PF_OK) {
+        /* st set */
     } else {
         c->pend_set = unit_done && w != NULL;
-        c->pend_cursor_ms = w ? w->end_ms : 0;
+        c->pend_cursor_ms = cursor_after;
         st = deliver(c, &recs, err);
         c->pend_set = 0;
     }
     if (st != PF_OK) {
+        /* The in-memory ledger may hold this batch: rebuild it from the
+         * checkpoint's text. */
+        free(c->state.ledger);
+        c->state.ledger = old_ledger;
+        old_ledger = NULL;
+        if (c->ledger) {
+            pf_keyledger *l = NULL;
+            pf_error le;
+            if (c->state.ledger && pf_keyledger_from_json(c->state.ledger, strlen(c->state.ledger),
+                                                          &l, &le) == PF_OK) {
+                pf_keyledger_free(c->ledger);
+                c->ledger = l;
+            } else if (!c->state.ledger) {
+                pf_keyledger_free(c->ledger);
+                c->ledger = pf_keyledger_new();
+            }
+        }
         free(c->state.page_kind);
         free(c->state.page_token);
         c->state.page_kind = old_kind;
@@ -530,16 +687,27 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
     }
     free(old_kind);
     free(old_token);
+    free(old_ledger);
+    if (c->gap_json) {
+        free(c->gap_json);
+        c->gap_json = NULL;
+    }
     if (unit_done && w) {
         c->state.has_cursor = 1;
-        c->state.cursor_ms = w->end_ms;
+        c->state.cursor_ms = cursor_after;
     }
     c->stats->records += (long long)recs.count;
+    c->stats->late_arrivals += (long long)late;
+    c->stats->duplicates += (long long)dropped;
     c->stats->windows++;
     c->state.run_records = c->stats->records;
     c->state.run_windows = c->stats->windows;
     st = save_state(c, err);
-    if (st == PF_OK && where[0])
+    pf_progress_update(&c->progress, c->stats->windows, c->stats->records, c->stats->bytes, 0);
+    if (st == PF_OK && where[0] && c->ledger && w)
+        pf_log_info("%s: %zu records, %zu new (%zu late arrivals), %zu already delivered", where,
+                    fetched, fetched - dropped, late, dropped);
+    else if (st == PF_OK && where[0])
         pf_log_info("%s: %zu records%s", where, recs.count,
                     no_data ? " (the server answered: no data)" : "");
     pf_records_free(&recs);
@@ -569,6 +737,19 @@ static pf_status run_units(run_ctx *c, pf_error *err)
         st = do_unit(c, NULL, NULL, &body, &url, err);
         goto out;
     }
+    if (windowed && !c->o->test && !t->pages.kind && f->lookback_ms > 0 && !c->state.page_kind) {
+        /* Late arrivals: fetch the look-back before the cursor again and
+         * drop what the ledger says was delivered. */
+        c->lookback_ms = f->lookback_ms;
+        if (c->state.ledger)
+            st = pf_keyledger_from_json(c->state.ledger, strlen(c->state.ledger), &c->ledger, err);
+        else if (!(c->ledger = pf_keyledger_new()))
+            st = pf_error_set(err, PF_ENOMEM, "out of memory");
+        if (st != PF_OK) {
+            pf_error_prefix(err, "checkpoint %s", f->state_path);
+            goto out;
+        }
+    }
     if (windowed) {
         st = plan_range(c, now, &r, err);
         if (st != PF_OK) goto out;
@@ -595,8 +776,7 @@ static pf_status run_units(run_ctx *c, pf_error *err)
         pf_time_format(r.end_ms, b);
         if (r.end_ms < now && r.end_ms - r.start_ms < t->window.min_ms &&
             (pf_flow_param_str(f, "until") || pf_flow_param_str(f, "interval")))
-            pf_log_info("nothing to fetch: the range ends at %s and the checkpoint is at %s", b,
-                        a);
+            pf_log_info("nothing to fetch: the range ends at %s and the checkpoint is at %s", b, a);
         else
             pf_log_info("nothing to fetch yet: less than the API's shortest window has passed "
                         "since %s; the next run continues from there",
@@ -618,11 +798,21 @@ static pf_status run_units(run_ctx *c, pf_error *err)
     }
     long long requests = 0;
     int64_t from = r.start_ms;
+    if (!c->o->test)
+        pf_progress_start(&c->progress,
+                          windowed        ? "windows"
+                          : t->pages.kind ? "pages"
+                                          : "requests",
+                          windowed && !t->pages.kind ? c->stats->planned : 0,
+                          pf_log_get_level() >= PF_LOG_INFO, stderr, 0);
     for (int unit = 0;; unit++) {
         const pf_window *wp = NULL;
         if (windowed) {
             if (!pf_window_next(&t->window, &r, from, &w)) break;
             if (unit == 0 && resume) w.end_ms = c->state.page_window_end_ms;
+            /* The re-sweep of the look-back ends at the old cursor. */
+            if (w.start_ms < c->late_until_ms && w.end_ms > c->late_until_ms)
+                w.end_ms = c->late_until_ms;
             wp = &w;
         } else if (unit > 0) {
             break;
@@ -659,6 +849,7 @@ static pf_status run_units(run_ctx *c, pf_error *err)
         if (windowed) from = w.end_ms;
     }
 out:
+    pf_progress_finish(&c->progress);
     pf_buf_free(&url);
     pf_buf_free(&body);
     return st;
@@ -697,9 +888,17 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     int lockfd = -1;
     pf_status st = PF_OK;
     pf_log_set_flow(f->name);
-    c.streams = calloc(f->tmpl->nstreams, sizeof *c.streams);
+    /* Windowed templates with a retention limit may report a gap: their
+     * sinks also get the gap stream. */
+    size_t nstreams = f->tmpl->nstreams;
+    c.streams = calloc(nstreams + 1, sizeof *c.streams);
     if (!c.streams) return pf_error_set(err, PF_ENOMEM, "out of memory");
-    for (size_t i = 0; i < f->tmpl->nstreams; i++) c.streams[i] = f->tmpl->streams[i].name;
+    for (size_t i = 0; i < nstreams; i++)
+        c.streams[i] = f->tmpl->streams[i].name;
+    if (f->tmpl->paging == PF_PAGING_TIME_WINDOW && f->tmpl->window.retention_ms > 0 &&
+        !f->local_file)
+        c.streams[nstreams++] = GAP_STREAM;
+    c.nstreams = nstreams;
 
     if (!o->test && (lockfd = pf_state_lock(f->state_path, err)) < 0) {
         st = err ? err->code : PF_ESTATE;
@@ -743,8 +942,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
             pf_error_format(err, msg, sizeof msg);
             pf_log_redact(msg, clean, sizeof clean);
         }
-        pf_state_set_str(&c.state.run_outcome, st == PF_OK ? "ok"
-                                                : st == PF_EINTERRUPTED ? "interrupted"
+        pf_state_set_str(&c.state.run_outcome, st == PF_OK             ? "ok"
+                                               : st == PF_EINTERRUPTED ? "interrupted"
                                                                        : "failed");
         pf_state_set_str(&c.state.run_error, st == PF_OK ? NULL : clean);
         c.state.run_ended_ms = pf_time_real_ms();
@@ -763,6 +962,8 @@ done:
     pf_http_client_free(c.http);
     pf_state_free(&c.state);
     pf_state_unlock(lockfd);
+    pf_keyledger_free(c.ledger);
+    free(c.gap_json);
     free(c.streams);
     return st;
 }

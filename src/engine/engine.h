@@ -34,6 +34,10 @@ typedef struct pf_run_stats {
     int64_t range_start_ms, range_end_ms; /* windowed: the planned range */
     int clamped;          /* windowed: start moved to the retention limit */
     long long dead_letters; /* records the sink refused, written to the dead-letter file */
+    long long late_arrivals; /* new records found by re-sweeping the look-back */
+    long long duplicates;   /* re-swept records dropped as already delivered */
+    int gap;                /* the checkpoint was older than the API keeps: a gap record */
+    int64_t gap_start_ms, gap_end_ms; /* the lost range */
 } pf_run_stats;
 
 /* Runs F once (or tests it, per O). Returns PF_OK when every planned window

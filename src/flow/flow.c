@@ -627,10 +627,10 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
 {
     static const char *const top_keys[] = {"name",  "description", "source", "sink",
                                            "state", "schedule",    NULL};
-    static const char *const src_keys[] = {"template", "base_url",   "file",    "auth",    "params",
-                                           "http",     "max_pages",  "streams", "url",     "method",
-                                           "headers",  "query",      "body",    "records", "key",
-                                           "response", "pagination", NULL};
+    static const char *const src_keys[] = {
+        "template", "base_url", "file",       "auth",     "params", "http", "max_pages",
+        "streams",  "url",      "method",     "headers",  "query",  "body", "records",
+        "key",      "response", "pagination", "lookback", NULL};
     static const char *const state_keys[] = {"path", NULL};
     *out = NULL;
     size_t before = d->count;
@@ -731,6 +731,23 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
             f->max_pages = f->tmpl->max_pages;
             if ((x = pf_ymap_get(src, "max_pages")))
                 pf_ys_int(x, "source.max_pages", 1, PF_MAX_PAGES_LIMIT, &f->max_pages, d);
+            f->lookback_ms = f->tmpl->window.lookback_ms;
+            if ((x = pf_ymap_get(src, "lookback"))) {
+                if (f->tmpl->paging != PF_PAGING_TIME_WINDOW)
+                    pf_ys_error(d, x, PF_ECONFIG,
+                                "source.lookback needs a time-window template (%s has none)",
+                                f->tmpl->name);
+                else if (pf_ys_duration(x, "source.lookback", &f->lookback_ms, d) == 0 &&
+                         f->lookback_ms != 0 &&
+                         (f->lookback_ms < f->tmpl->window.min_ms ||
+                          (f->tmpl->window.max_ms && f->lookback_ms > f->tmpl->window.max_ms)))
+                    /* The re-sweep is one request: it must be a window the API accepts. */
+                    pf_ys_error(d, x, PF_ECONFIG,
+                                "source.lookback must be 0 (off) or between %llds and %llds, "
+                                "the windows %s accepts",
+                                (long long)(f->tmpl->window.min_ms / 1000),
+                                (long long)(f->tmpl->window.max_ms / 1000), f->tmpl->name);
+            }
         }
         if (f->tmpl && !f->base_url && f->local_file && !(f->base_url = strdup("")))
             pf_ys_error(d, src, PF_ENOMEM, "out of memory");

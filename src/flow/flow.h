@@ -51,6 +51,7 @@ typedef struct pf_flow {
     pf_flow_http http;
     pf_response_format format; /* JSON or SIEM syslog, resolved from the template */
     int64_t max_pages;         /* requests per run at most: source.max_pages or the template's */
+    int64_t lookback_ms;       /* late-arrival re-sweep: source.lookback or the template's */
     pf_sink_config sink;
     char *state_path;
     pf_schedule *schedule; /* the `schedule:` key; NULL when the flow has none */

@@ -755,7 +755,7 @@ static void load_pages(pf_template *t, pf_pages_def *p, pf_paging_kind kind, con
 static void load_pagination(pf_template *t, const pf_ynode *pg, pf_diags *d)
 {
     static const char *const window_keys[] = {
-        "kind", "max_pages", "min", "max", "retention", "retention_margin", "query", "pages", NULL};
+        "kind", "max_pages", "min", "max", "retention", "retention_margin", "late_lookback", "query", "pages", NULL};
     static const char *const none_keys[] = {"kind", "max_pages", NULL};
     static const char *const window_builtins[] = {"window_start", "window_end", NULL};
     pagination_clear(t);
@@ -796,6 +796,8 @@ static void load_pagination(pf_template *t, const pf_ynode *pg, pf_diags *d)
         if ((x = pf_ymap_get(pg, "retention"))) pf_ys_duration(x, "retention", &w->retention_ms, d);
         if ((x = pf_ymap_get(pg, "retention_margin")))
             pf_ys_duration(x, "retention_margin", &w->margin_ms, d);
+        if ((x = pf_ymap_get(pg, "late_lookback")))
+            pf_ys_duration(x, "late_lookback", &w->lookback_ms, d);
         if (w->max_ms <= 0 || w->min_ms > w->max_ms)
             pf_ys_error(d, pg, PF_ECONFIG, "pagination window needs 0 <= min <= max and max > 0");
         const pf_ynode *q = pf_ymap_get(pg, "query");

@@ -105,6 +105,8 @@ typedef struct pf_window_def {
     int64_t max_ms;       /* longest window the API accepts */
     int64_t retention_ms; /* how far back the API keeps data; 0: unlimited */
     int64_t margin_ms;    /* start clamps to now - retention + margin */
+    int64_t lookback_ms;  /* late arrivals: every run fetches this much before the cursor
+                             again and drops what it delivered already; 0: off */
     pf_kv *query;         /* query parameters per window: {window_start}, {window_end} */
     size_t nquery;
 } pf_window_def;

@@ -30,6 +30,7 @@ void pf_state_free(pf_state *st)
     free(st->template_name);
     free(st->page_kind);
     free(st->page_token);
+    free(st->ledger);
     free(st->sink_type);
     free(st->sink_token);
     free(st->run_outcome);
@@ -93,7 +94,8 @@ static pf_status parse_page_cursor(json_object *c, const char *path, pf_state *s
                                 kinds[i], i < 2 ? "a number >= 0" : "a string");
         if (pf_state_set_str(&st->page_kind, kinds[i]) != PF_OK)
             return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
-        if (i < 2) st->page_number = json_object_get_int64(v);
+        if (i < 2)
+            st->page_number = json_object_get_int64(v);
         else if (pf_state_set_str(&st->page_token, json_object_get_string(v)) != PF_OK)
             return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
         break;
@@ -117,8 +119,10 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
     pf_status ret = PF_OK;
     json_object *v, *sink, *run;
     if (!root || !complete || !json_object_is_type(root, json_type_object)) {
-        ret = pf_error_set(err, PF_ESTATE, "checkpoint %s is not valid JSON; move it away to "
-                           "start over, or restore it", path);
+        ret = pf_error_set(err, PF_ESTATE,
+                           "checkpoint %s is not valid JSON; move it away to "
+                           "start over, or restore it",
+                           path);
         goto done;
     }
     if (!json_object_object_get_ex(root, "version", &v) ||
@@ -153,6 +157,12 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
                 PF_OK)
             goto oom;
     }
+    json_object *led;
+    if (json_object_object_get_ex(root, "ledger", &led) &&
+        json_object_is_type(led, json_type_object) &&
+        pf_state_set_str(&st->ledger,
+                         json_object_to_json_string_ext(led, JSON_C_TO_STRING_PLAIN)) != PF_OK)
+        goto oom;
     if (json_object_object_get_ex(root, "last_run", &run) &&
         json_object_is_type(run, json_type_object)) {
         st->run_started_ms = get_time(run, "started", &ok);
@@ -160,8 +170,10 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
         if (pf_state_set_str(&st->run_outcome, get_str(run, "outcome")) != PF_OK ||
             pf_state_set_str(&st->run_error, get_str(run, "error")) != PF_OK)
             goto oom;
-        if (json_object_object_get_ex(run, "records", &v)) st->run_records = json_object_get_int64(v);
-        if (json_object_object_get_ex(run, "windows", &v)) st->run_windows = json_object_get_int64(v);
+        if (json_object_object_get_ex(run, "records", &v))
+            st->run_records = json_object_get_int64(v);
+        if (json_object_object_get_ex(run, "windows", &v))
+            st->run_windows = json_object_get_int64(v);
         if (json_object_object_get_ex(run, "bytes", &v)) st->run_bytes = json_object_get_int64(v);
     }
     goto done;
@@ -208,6 +220,14 @@ pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty
         json_object_object_add(root, "cursor", NULL);
     }
     pf_status ret = PF_OK;
+    if (st->ledger) {
+        json_object *led = json_tokener_parse(st->ledger);
+        if (!led) {
+            ret = pf_error_set(err, PF_ESTATE, "the record ledger is not JSON");
+            goto done;
+        }
+        json_object_object_add(root, "ledger", led);
+    }
     if (st->sink_type) {
         json_object *sink = json_object_new_object();
         json_object_object_add(root, "sink", sink);
@@ -242,8 +262,7 @@ done:
     return ret;
 }
 
-pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name,
-                        pf_error *err)
+pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name, pf_error *err)
 {
     char *text = NULL;
     pf_status ret = pf_state_to_json(st, flow_name, 1, &text, err);

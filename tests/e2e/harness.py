@@ -185,11 +185,14 @@ class E2ETestCase(unittest.TestCase):
         return path
 
     def siem_flow(self, name="siem", template="tap-siem-all", params=None, http=None,
-                  sink_path="out/{stream}.ndjson", auth=True, base_url=None, sink=None):
+                  sink_path="out/{stream}.ndjson", auth=True, base_url=None, sink=None,
+                  lookback=None):
         """A flow over a SIEM template. SINK, a dict, replaces the NDJSON sink
         (its items become the `sink:` mapping, `type` first)."""
         lines = ["name: %s" % name, "source:", "  template: %s" % template,
                  "  base_url: %s" % (base_url or self.mock.url)]
+        if lookback is not None:
+            lines.append("  lookback: %s" % lookback)
         if auth:
             lines += ["  auth:", "    principal: ${PP_PRINCIPAL}", "    secret: ${PP_SECRET}"]
         if params:

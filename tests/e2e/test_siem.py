@@ -40,13 +40,17 @@ class SiemBackfill(E2ETestCase):
             self.assertEqual(b1, a2, "windows must be consecutive and non-overlapping")
         self.assertEqual(self.state()["cursor"], end)
 
-        # A second run right after writes nothing and asks for nothing.
+        # A second run right after re-sweeps only the 30-minute look-back
+        # before the checkpoint (late arrivals) and writes nothing.
         before = {s: slurp(os.path.join(self.dir, "out", s + ".ndjson"), "rb")
                   for s in SIEM_STREAMS}
         self.mock.reset()
         r = self.ppflow("run", flow)
         self.assertEqual(r.code, 0, r)
-        self.assertEqual(self.mock.requests("/v2/siem/"), [])
+        look = iso(hour_floor(-1) - dt.timedelta(minutes=30))
+        self.assertEqual([q["params"]["interval"][0] for q in self.mock.requests("/v2/siem/")],
+                         [look + "/" + end])
+        self.assertIn("0 new (0 late arrivals)", r.err)
         for s in SIEM_STREAMS:
             self.assertEqual(slurp(os.path.join(self.dir, "out", s + ".ndjson"), "rb"),
                              before[s])
@@ -58,9 +62,21 @@ class SiemBackfill(E2ETestCase):
         self.mock.reset()
         r = self.ppflow("run", "--set", "until=" + end, flow)
         self.assertEqual(r.code, 0, r)
+        # The look-back window before the checkpoint, then on from the checkpoint.
+        intervals = [q["params"]["interval"][0] for q in self.mock.requests("/v2/siem/all")]
+        look = iso(hour_floor(-4) - dt.timedelta(minutes=30))
+        self.assertEqual(intervals[0], look + "/" + mid)
+        self.assertTrue(intervals[1].startswith(mid + "/"), intervals)
+        self.assert_exact_siem(start, end)
+        # With the look-back turned off, the run starts at the checkpoint.
+        flow = self.siem_flow(name="nolook", params={"since_time": start, "until": mid})
+        self.write("nolook.yaml", open(flow).read().replace("source:\n", "source:\n  lookback: 0s\n"))
+        self.assertEqual(self.ppflow("run", flow).code, 0)
+        self.mock.reset()
+        r = self.ppflow("run", "--set", "until=" + end, flow)
+        self.assertEqual(r.code, 0, r)
         first = self.mock.requests("/v2/siem/all")[0]["params"]["interval"][0]
         self.assertTrue(first.startswith(mid + "/"), first)
-        self.assert_exact_siem(start, end)
 
     def test_single_stream_template_and_filters(self):
         start, end = iso(hour_floor(-3)), iso(hour_floor(-2))

@@ -1587,7 +1587,7 @@ class App(OtherApis, GenericApi):
         self.requests = []
         self.faults = []
         self.cfg = {'empty_204': False, 'rate': args.rate, 'chunked': False, 'gzip': False,
-                    'trap_wrap_result': False}
+                    'trap_wrap_result': False, 'late_pct': 0, 'late_delay': 0}
         self.stopping = threading.Event()
         self.logf = open(args.log, 'a', encoding='utf-8') if args.log else None
         self.routes = []
@@ -1709,6 +1709,11 @@ class App(OtherApis, GenericApi):
             end = max(start, floor_to(now, NS))
         return start, end
 
+    def visible(self, ev, now):
+        """Late indexing: whether the API would return EV at NOW."""
+        late = R(self.gen.seed, 'late', ev['stream'], ev['b'], ev['i']).below(100) < self.cfg['late_pct']
+        return not late or ev['t'] + self.cfg.get('late_delay', 0) * NS <= now
+
     def siem(self, req):
         bad = self.basic_required(req)
         if bad:
@@ -1722,6 +1727,8 @@ class App(OtherApis, GenericApi):
         rate = self.cfg['rate']
         streams = SIEM_PATHS[req.path]
         found = {s: self.gen.events(s, start, end, rate, statuses, types) for s in streams}
+        if self.cfg.get('late_pct'):
+            found = {s: [ev for ev in evs if self.visible(ev, now)] for s, evs in found.items()}
         if self.cfg['empty_204'] and not any(found.values()):
             return Resp(204, b'', None)
         if fmt == 'json':
@@ -1781,6 +1788,12 @@ class App(OtherApis, GenericApi):
                         if not isinstance(v, int) or v < 0:
                             raise BadRequest('rate must be an integer >= 0')
                         self.cfg['rate'] = v
+                    elif k in ('late_pct', 'late_delay'):
+                        # Late indexing: late_pct percent of SIEM events become
+                        # visible only late_delay seconds after their time.
+                        if not isinstance(v, int) or v < 0 or (k == 'late_pct' and v > 100):
+                            raise BadRequest('%s must be an integer (late_pct 0..100)' % k)
+                        self.cfg[k] = v
                     elif k in self.cfg:
                         self.cfg[k] = bool(v)
                     else:

@@ -207,7 +207,7 @@ static void test_saved_file_has_only_documented_fields(void **state)
 {
     (void)state;
     static const char *const top[] = {"version", "flow",     "seq",     "template", "cursor",
-                                      "sink",    "last_run", "updated", NULL};
+                                      "sink",    "last_run", "updated", "ledger",   NULL};
     static const char *const sink[] = {"type", "resume", NULL};
     static const char *const run[] = {"started", "ended", "outcome", "records",
                                       "windows", "bytes",   "error", NULL};
