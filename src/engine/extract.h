@@ -1,10 +1,17 @@
-/* extract.h: pulling records out of a response body.
+/* extract.h: pulling records out of a whole response body (the buffered
+ * path; stream_extract.h streams the common shapes and falls back here).
  *
- * The body is parsed with json-c (nesting capped), each stream's JSONPath is
- * evaluated, and every selected node becomes one record: its JSON text
- * (compact, members in their original order) and its key (the key path's
- * value: a string as is, a number as its text). An empty body (HTTP 204) has
- * no records. */
+ * The body is first checked exactly as the streaming path checks it
+ * (pf_sx_check_body: strict RFC 8259, UTF-8, nesting, repeated member names
+ * on the stream paths), so both paths refuse the same bodies with the same
+ * errors. It is then parsed with json-c, each stream's JSONPath is evaluated,
+ * and every selected node becomes one record: its JSON text (compact json-c
+ * text, members in their original order; strings are decoded and re-escaped
+ * by json-c, numbers keep the text they were sent with) and its key (the key
+ * path's first value: a string's value, which may hold NUL bytes, or a
+ * number's text as sent; anything else gives no key). A top-level scalar is
+ * valid and has no records unless a path selects it. An empty body (HTTP
+ * 204) or one of only whitespace has no records. */
 #ifndef PF_ENGINE_EXTRACT_H
 #define PF_ENGINE_EXTRACT_H
 
@@ -19,13 +26,16 @@
 typedef struct pf_records {
     pf_sink_record *recs; /* json and key point into owned copies */
     size_t count, cap;
-    size_t missing_keys;  /* records whose key path selected nothing */
+    size_t missing_keys; /* records whose key path selected nothing */
 } pf_records;
 
 /* Parses BODY (LEN bytes) and appends the records of every stream of T to
- * OUT (zero-initialised by the caller). PF_EDATA with the byte offset for a
- * body that is not JSON; PF_EDEPTH when nested deeper than
- * PF_EXTRACT_MAX_NESTING. On failure OUT keeps what it had before the call. */
+ * OUT (zero-initialised by the caller), stream by stream in template order,
+ * each in RFC 9535 order. Fails with PF_EDATA for a body that is not JSON
+ * (the message says what, e.g. "truncated JSON (12 bytes)", and the error
+ * carries the byte offset), PF_EDEPTH when nested deeper than
+ * PF_EXTRACT_MAX_NESTING, PF_ETOOBIG over 2 GiB, or PF_ENOMEM. On failure
+ * OUT keeps what it had before the call. */
 pf_status pf_extract_records(const pf_template *t, const char *body, size_t len, pf_records *out,
                              pf_error *err);
 

@@ -1,5 +1,6 @@
 /* test_extract.c: turning a TAP SIEM response body into per-stream records
- * with the bundled tap-siem-all template. */
+ * with the bundled tap-siem-all template (the buffered path: json-c and the
+ * JSONPath evaluator, behind the streaming path's checks). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -329,14 +330,9 @@ static void test_failure_keeps_previous_records(void **state)
 static void test_top_level_scalar_is_json(void **state)
 {
     (void)state;
-    /* BUG: pf_extract_records (src/engine/extract.c:62-67) treats
-     * json_tokener_continue as "truncated", but json-c also answers continue
-     * for a complete top-level number or literal that is not followed by a
-     * delimiter, so the valid JSON bodies 12, -1.5, true and null are rejected
-     * as "response is truncated JSON" (while "12 " with a trailing space is
-     * accepted). Skipped until fixed so the suite stays green. */
-    skip();
-    static const char *const bodies[] = {"12", "-1.5", "true", "null", "false"};
+    /* A bare number or literal is a complete JSON text (json-c alone would
+     * wait for a delimiter after it). */
+    static const char *const bodies[] = {"12", "-1.5", "true", "null", "false", "\"x\"", " 0 "};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         pf_records out = {0};
         pf_error e;
@@ -344,31 +340,132 @@ static void test_top_level_scalar_is_json(void **state)
             fail_msg("valid JSON body '%s' refused: %s", bodies[i], e.msg);
         assert_int_equal(out.count, 0);
     }
+    /* Still invalid: a truncated number, a literal cut short. */
+    pf_records out = {0};
+    pf_error e;
+    assert_int_equal(extract("-", &out, &e), PF_EDATA);
+    assert_non_null(strstr(e.msg, "truncated"));
+    assert_int_equal(extract("1.", &out, &e), PF_EDATA);
+    assert_int_equal(extract("tru", &out, &e), PF_EDATA);
+    assert_int_equal(extract("12 13", &out, &e), PF_EDATA);
+    assert_int_equal(e.offset, 3);
 }
 
 static void test_non_json_numbers_are_refused(void **state)
 {
     (void)state;
-    /* BUG: pf_extract_records (src/engine/extract.c:58-60) relies on json-c's
-     * JSON_TOKENER_STRICT, which in json-c 0.16 still accepts NaN, Infinity
-     * and -Infinity; they are re-serialised verbatim, so the sink receives
-     * {"GUID":"g","score":NaN}, a record that is not JSON and that NDJSON
-     * consumers cannot parse. Skipped until fixed so the suite stays green. */
-    skip();
-    static const char *const bodies[] = {
-        "{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": NaN}]}",
-        "{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": Infinity}]}",
-        "{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": -Infinity}]}",
+    /* json-c accepts NaN, Infinity and -Infinity (and "1."); a record holding
+     * them would not be JSON, so they are refused at their offset. */
+    static const struct {
+        const char *body;
+        long offset;
+    } cases[] = {
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": NaN}]}", 46},
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": Infinity}]}", 46},
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": -Infinity}]}", 47},
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": 1.}]}", 48},
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": .5}]}", 46},
+        {"{\"messagesDelivered\": [{\"GUID\": \"g\", \"score\": +1}]}", 46},
+        {"NaN", 0},
     };
-    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pf_records out = {0};
         pf_error e;
-        pf_status st = extract(bodies[i], &out, &e);
+        pf_status st = extract(cases[i].body, &out, &e);
         if (st != PF_EDATA)
-            fail_msg("'%s' gave %d and %zu records (first: %.*s)", bodies[i], st, out.count,
+            fail_msg("'%s' gave %d and %zu records (first: %.*s)", cases[i].body, st, out.count,
                      out.count ? (int)out.recs[0].json_len : 0, out.count ? out.recs[0].json : "");
+        if (e.offset != cases[i].offset)
+            fail_msg("'%s': offset %ld, want %ld (%s)", cases[i].body, e.offset, cases[i].offset,
+                     e.msg);
+        assert_non_null(strstr(e.msg, "not valid JSON"));
         pf_records_free(&out);
     }
+}
+
+static void test_numbers_keep_their_text(void **state)
+{
+    (void)state;
+    /* json-c stores integers in 64 bits: without care -0 would become 0 and
+     * a longer integer would be clamped to 18446744073709551615. */
+    pf_records out = {0};
+    pf_error e;
+    assert_int_equal(extract("{\"clicksBlocked\": ["
+                             "{\"id\": 123456789012345678901234567890, \"n\": [-0, 1E5, 2.50]},"
+                             "{\"id\": -99999999999999999999, \"n\": 18446744073709551615},"
+                             "{\"id\": -0}"
+                             "]}",
+                             &out, &e),
+                     PF_OK);
+    assert_int_equal(out.count, 3);
+    assert_record(&out.recs[0], "clicks_blocked", "123456789012345678901234567890",
+                  "{\"id\":123456789012345678901234567890,\"n\":[-0,1E5,2.50]}");
+    assert_record(&out.recs[1], "clicks_blocked", "-99999999999999999999",
+                  "{\"id\":-99999999999999999999,\"n\":18446744073709551615}");
+    assert_record(&out.recs[2], "clicks_blocked", "-0", "{\"id\":-0}");
+    pf_records_free(&out);
+}
+
+static void test_strings_and_utf8(void **state)
+{
+    (void)state;
+    pf_records out = {0};
+    pf_error e;
+    /* A key holding an escaped NUL keeps it (key_len counts it). */
+    assert_int_equal(extract("{\"clicksBlocked\": [{\"id\": \"a\\u0000b\\u00e9\"}]}", &out, &e),
+                     PF_OK);
+    assert_int_equal(out.count, 1);
+    assert_int_equal(out.recs[0].key_len, 5);
+    assert_memory_equal(out.recs[0].key, "a\0b\xc3\xa9", 5);
+    pf_records_free(&out);
+
+    /* Invalid UTF-8, raw control characters, bad escapes and unpaired
+     * surrogates are refused at the offending byte. */
+    static const struct {
+        const char *body;
+        long offset;
+    } bad[] = {
+        {"[\"ab\xff\"]", 4},           {"[\"\xc0\x80\"]", 2}, {"[\"\xed\xa0\x80\"]", 3},
+        {"[\"\xf4\x90\x80\x80\"]", 3}, {"[\"a\tb\"]", 3},     {"[\"\\x\"]", 3},
+        {"[\"\\u12g4\"]", 6},          {"[\"\\ud800\"]", 8},  {"[\"\\udc00\"]", 2},
+        {"[\"\\ud800\\u0041\"]", 8},   {"\xef\xbb\xbf{}", 0},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (extract(bad[i].body, &out, &e) != PF_EDATA) fail_msg("case %zu accepted", i);
+        if (e.offset != bad[i].offset)
+            fail_msg("case %zu: offset %ld, want %ld (%s)", i, e.offset, bad[i].offset, e.msg);
+    }
+    /* A surrogate pair is fine. */
+    assert_int_equal(extract("[\"\\ud83d\\ude00\"]", &out, &e), PF_OK);
+    assert_int_equal(out.count, 0);
+}
+
+static void test_repeated_names_on_a_path(void **state)
+{
+    (void)state;
+    pf_records out = {0};
+    pf_error e;
+    /* The object holding the record arrays may not repeat a name: the
+     * streaming path cannot take back the first array's records. */
+    assert_int_equal(
+        extract("{\"clicksBlocked\": [{\"id\": \"a\"}], \"clicksBlocked\": []}", &out, &e),
+        PF_EDATA);
+    assert_int_equal(e.offset, 33);
+    assert_non_null(strstr(e.msg, "appears twice"));
+    assert_int_equal(extract("{\"x\": 1, \"x\": 2}", &out, &e), PF_EDATA);
+    /* Spelled differently, still the same name. */
+    assert_int_equal(extract("{\"x\": 1, \"\\u0078\": 2}", &out, &e), PF_EDATA);
+    assert_int_equal(out.count, 0);
+    /* Inside a record a repeated name is json-c's business: the last wins,
+     * for the key too. */
+    assert_int_equal(
+        extract(
+            "{\"clicksBlocked\": [{\"id\": \"a\", \"id\": \"b\", \"u\": {\"v\": 1, \"v\": 2}}]}",
+            &out, &e),
+        PF_OK);
+    assert_int_equal(out.count, 1);
+    assert_record(&out.recs[0], "clicks_blocked", "b", "{\"id\":\"b\",\"u\":{\"v\":2}}");
+    pf_records_free(&out);
 }
 
 int main(void)
@@ -387,6 +484,9 @@ int main(void)
         cmocka_unit_test(test_failure_keeps_previous_records),
         cmocka_unit_test(test_top_level_scalar_is_json),
         cmocka_unit_test(test_non_json_numbers_are_refused),
+        cmocka_unit_test(test_numbers_keep_their_text),
+        cmocka_unit_test(test_strings_and_utf8),
+        cmocka_unit_test(test_repeated_names_on_a_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""bench.py: ppflow's benchmark (run it through tests/bench/run.sh).
+
+Generates a /v2/siem/all-like response (gen_siem.py), then measures, for the
+same input in one run, the median of N runs of wall time, throughput and peak
+resident memory of:
+  1. extracting $.messagesDelivered[*] from a file to NDJSON: `ppflow run`
+     (source.file), `jq -c '.messagesDelivered[]'`, `cat`, and the two
+     extraction paths alone (bench_extract: streaming pf_sx, buffered
+     pf_extract_records);
+  2. fetching it from a loopback HTTP server to NDJSON: `ppflow run`
+     (source.base_url) and `curl -s URL > file`;
+  3. PostgreSQL and 4. Kafka: not measured yet;
+  5. the JSONPath evaluator on the compliance suite's valid queries
+     (bench_jsonpath).
+Every command must succeed and the record counts must agree, otherwise the
+benchmark fails (exit 1). The figures themselves are never checked.
+Wall time and peak RSS come from bench_rusage (clock_gettime, wait4's ru_maxrss).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+RUSAGE = None  # build/tests/bench/bench_rusage, set in main()
+
+
+class Fail(Exception):
+    pass
+
+
+def measure(argv, out_path=None, log=None, env=None):
+    """Runs ARGV once under bench_rusage; returns (seconds, peak RSS in MB).
+    Raises Fail on a non-zero exit."""
+    report = os.path.join(os.path.dirname(log), '.rusage')
+    with open(out_path or os.devnull, 'wb') as out, open(log, 'ab') as err:
+        p = subprocess.run([RUSAGE, report] + argv, stdout=out, stderr=err, env=env)
+    if p.returncode != 0:
+        raise Fail('bench_rusage failed for %s' % ' '.join(argv))
+    with open(report) as f:
+        secs, kib, rc = f.read().split()
+    if int(rc) != 0:
+        with open(log, 'rb') as f:
+            tail = f.read()[-2000:].decode('utf-8', 'replace')
+        raise Fail('%s exited with %s\n%s' % (' '.join(argv), rc, tail))
+    return float(secs), int(kib) / 1024.0
+
+
+def count_lines(path):
+    n = 0
+    with open(path, 'rb') as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return n
+            n += b.count(b'\n')
+
+
+def cpu_model():
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return 'unknown CPU'
+
+
+class Row:
+    def __init__(self, row, what):
+        self.row, self.what, self.tools = row, what, []
+
+    def add(self, tool, times=None, rss=None, mb=None, note=''):
+        t = statistics.median(times) if times else None
+        r = statistics.median(rss) if rss else None
+        self.tools.append({'tool': tool, 'secs': t, 'rss': r,
+                           'mbps': (mb / t) if (mb and t) else None, 'note': note})
+
+    def secs(self, tool):
+        for x in self.tools:
+            if x['tool'] == tool:
+                return x['secs']
+        return None
+
+
+def fmt(v, spec):
+    return format(v, spec) if v is not None else '-'
+
+
+def print_table(rows, header):
+    print(header)
+    w_what = max(len(r.what) for r in rows)
+    w_tool = max(len(t['tool']) for r in rows for t in r.tools)
+    print('%-3s  %-*s  %-*s  %9s  %9s  %11s  %s' % ('row', w_what, 'measurement', w_tool, 'tool',
+                                                  'median s', 'MB/s', 'peak RSS MB', 'note'))
+    for r in rows:
+        first = True
+        for t in r.tools:
+            print('%-3s  %-*s  %-*s  %9s  %9s  %11s  %s' % (
+                r.row if first else '', w_what, r.what if first else '', w_tool, t['tool'],
+                fmt(t['secs'], '.3f'), fmt(t['mbps'], '.1f'), fmt(t['rss'], '.1f'), t['note']))
+            first = False
+
+
+def ratio_lines(rows):
+    out = []
+    r1 = next((r for r in rows if r.row == '1'), None)
+    if r1:
+        jq, cat = r1.secs('jq -c'), r1.secs('cat')
+        for tool in ('ppflow run', 'pf_sx alone (streaming)', 'pf_extract_records alone'):
+            t = r1.secs(tool)
+            if t and jq and cat:
+                rss = next(x['rss'] for x in r1.tools if x['tool'] == tool)
+                out.append('row 1, %s: %.1fx the speed of jq (target >= 20x), %.1fx the time of '
+                           'cat (target <= 5x), peak RSS %.1f MB (target < 32 MB)' % (
+                               tool, jq / t, t / cat, rss))
+    r2 = next((r for r in rows if r.row == '2'), None)
+    if r2:
+        t, c = r2.secs('ppflow run'), r2.secs('curl -s URL > file')
+        if t and c:
+            out.append('row 2, ppflow run: %.1fx the time of curl (target <= 2x)' % (t / c))
+    return out
+
+
+def write_flow(path, name, source_lines, out_dir, state):
+    with open(path, 'w') as f:
+        f.write('# %s: written by tests/bench/bench.py\n' % name)
+        f.write('name: %s\nsource:\n  template: %s\n' % (
+            name, os.path.join(HERE, 'bench-siem.yaml')))
+        for line in source_lines:
+            f.write('  %s\n' % line)
+        f.write('  http:\n    max_body: 1GiB\n')
+        f.write('sink:\n  type: ndjson\n  path: %s/{stream}.ndjson\n  fsync: false\n' % out_dir)
+        f.write('state:\n  path: %s\n' % state)
+
+
+def start_server(directory, log):
+    """A loopback HTTP server for DIRECTORY in its own process; returns (proc, port)."""
+    port_file = os.path.join(directory, '.port')
+    if os.path.exists(port_file):
+        os.unlink(port_file)
+    code = ('import functools, http.server, os, sys\n'
+            'h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])\n'
+            'http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None\n'
+            's = http.server.ThreadingHTTPServer(("127.0.0.1", 0), h)\n'
+            'open(sys.argv[2] + ".tmp", "w").write(str(s.server_address[1]))\n'
+            'os.rename(sys.argv[2] + ".tmp", sys.argv[2])\n'
+            's.serve_forever()\n')
+    p = subprocess.Popen([sys.executable, '-c', code, directory, port_file],
+                         stdout=subprocess.DEVNULL, stderr=open(log, 'ab'))
+    for _ in range(200):
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                return p, int(f.read())
+        if p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.kill()
+    raise Fail('the loopback HTTP server did not start (see %s)' % log)
+
+
+def main():
+    ap = argparse.ArgumentParser(description='ppflow benchmark (see docs/performance.md)')
+    ap.add_argument('--size', type=float, default=120.0, help='input size in MB (default 120)')
+    ap.add_argument('--runs', type=int, default=5, help='runs per measurement (default 5)')
+    ap.add_argument('--seed', type=int, default=1)
+    ap.add_argument('--rounds', type=int, default=2000, help='JSONPath rounds (row 5)')
+    ap.add_argument('--build', help='build directory (default $PPFLOW_BUILD_DIR or ./build)')
+    ap.add_argument('--work', help='scratch directory (default BUILD/bench-work)')
+    ap.add_argument('--tiny', action='store_true',
+                    help='a quick check that everything runs (0.3 MB, 1 run)')
+    a = ap.parse_args()
+    if a.tiny:
+        a.size, a.runs, a.rounds = 0.3, 1, 20
+
+    build = os.path.abspath(a.build or os.environ.get('PPFLOW_BUILD_DIR') or
+                            os.path.join(ROOT, 'build'))
+    ppflow = os.environ.get('PPFLOW_BIN') or os.path.join(build, 'src', 'ppflow')
+    bench_extract = os.path.join(build, 'tests', 'bench', 'bench_extract')
+    bench_jsonpath = os.path.join(build, 'tests', 'bench', 'bench_jsonpath')
+    global RUSAGE
+    RUSAGE = os.path.join(build, 'tests', 'bench', 'bench_rusage')
+    for prog in (ppflow, bench_extract, bench_jsonpath, RUSAGE):
+        if not os.access(prog, os.X_OK):
+            print('missing %s: build first (./tests/run.sh, or cmake -S . -B build && '
+                  'cmake --build build)' % prog, file=sys.stderr)
+            return 1
+    missing = [t for t in ('jq', 'curl', 'cat') if not shutil.which(t)]
+    if missing:
+        print('missing tools: %s (see tests/deps.sh)' % ' '.join(missing), file=sys.stderr)
+        return 77 if a.tiny else 1
+
+    tmp = None
+    if a.work:
+        work = os.path.abspath(a.work)
+    elif a.tiny:
+        work = tmp = tempfile.mkdtemp(prefix='ppflow-bench-')
+    else:
+        work = os.path.join(build, 'bench-work')
+    os.makedirs(work, exist_ok=True)
+    log = os.path.join(work, 'bench.log')
+    try:
+        return run(a, work, log, ppflow, bench_extract, bench_jsonpath)
+    except Fail as e:
+        print('benchmark failed: %s' % e, file=sys.stderr)
+        return 1
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
+    serve = os.path.join(work, 'serve')
+    os.makedirs(serve, exist_ok=True)
+    data = os.path.join(serve, 'siem.json')
+    stamp = os.path.join(work, 'siem.json.params')
+    want = json.dumps({'size': a.size, 'seed': a.seed})
+    if not (os.path.exists(data) and os.path.exists(stamp) and open(stamp).read() == want):
+        print('generating %.1f MB of SIEM data (seed %d)...' % (a.size, a.seed), file=sys.stderr)
+        subprocess.run([sys.executable, os.path.join(HERE, 'gen_siem.py'), str(a.size),
+                        str(a.seed), '--out', data], check=True)
+        with open(stamp, 'w') as f:
+            f.write(want)
+    mb = os.path.getsize(data) / 1e6
+    env = dict(os.environ)
+    env.pop('PPFLOW_TEMPLATE_PATH', None)
+    rows = []
+
+    # ---- row 1: file -> NDJSON ---------------------------------------------
+    r1 = Row('1', 'file -> NDJSON, $.messagesDelivered[*]')
+    out_dir = os.path.join(work, 'ppflow-file')
+    state = os.path.join(work, 'ppflow-file-state.json')
+    flow = os.path.join(work, 'bench-file.yaml')
+    write_flow(flow, 'bench-file', ['file: %s' % data], out_dir, state)
+    ppflow_out = os.path.join(out_dir, 'messages_delivered.ndjson')
+    jq_out = os.path.join(work, 'jq.ndjson')
+    cat_out = os.path.join(work, 'cat.json')
+    sx_out = os.path.join(work, 'sx.ndjson')
+    bx_out = os.path.join(work, 'buffered.ndjson')
+    tmpl = os.path.join(HERE, 'bench-siem.yaml')
+    res = {k: ([], []) for k in ('ppflow', 'jq', 'cat', 'sx', 'bx')}
+
+    def rec(key, m):
+        res[key][0].append(m[0])
+        res[key][1].append(m[1])
+
+    for i in range(a.runs):
+        print('row 1, run %d/%d...' % (i + 1, a.runs), file=sys.stderr)
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if os.path.exists(state):
+            os.unlink(state)
+        rec('ppflow', measure([ppflow, 'run', flow], log=log, env=env))
+        rec('jq', measure(['jq', '-c', '.messagesDelivered[]', data], out_path=jq_out, log=log))
+        rec('cat', measure(['cat', data], out_path=cat_out, log=log))
+        rec('sx', measure([bench_extract, 'stream', tmpl, data, sx_out], log=log))
+        rec('bx', measure([bench_extract, 'buffered', tmpl, data, bx_out], log=log))
+    n_jq = count_lines(jq_out)
+    counts = {'ppflow run': count_lines(ppflow_out), 'pf_sx alone (streaming)': count_lines(sx_out),
+              'pf_extract_records alone': count_lines(bx_out)}
+    for tool, n in counts.items():
+        if n != n_jq:
+            raise Fail('%s wrote %d records, jq %d' % (tool, n, n_jq))
+    if os.path.getsize(cat_out) != os.path.getsize(data):
+        raise Fail('cat copied %d of %d bytes' % (os.path.getsize(cat_out), os.path.getsize(data)))
+    same = open(sx_out, 'rb').read() == open(ppflow_out, 'rb').read()
+    r1.add('ppflow run', *res['ppflow'], mb=mb, note='%d records' % n_jq)
+    r1.add('jq -c', *res['jq'], mb=mb, note="jq -c '.messagesDelivered[]' FILE > out")
+    r1.add('cat', *res['cat'], mb=mb, note='cat FILE > out (the copy limit)')
+    r1.add('pf_sx alone (streaming)', *res['sx'], mb=mb,
+           note='bench_extract stream (64 KiB chunks)%s' % (
+               '; output identical to ppflow run' if same else ''))
+    r1.add('pf_extract_records alone', *res['bx'], mb=mb, note='bench_extract buffered (json-c)')
+    rows.append(r1)
+
+    # ---- row 2: loopback HTTP -> NDJSON -------------------------------------
+    r2 = Row('2', 'loopback HTTP -> NDJSON')
+    server, port = start_server(serve, log)
+    try:
+        url = 'http://127.0.0.1:%d' % port
+        out_dir2 = os.path.join(work, 'ppflow-http')
+        state2 = os.path.join(work, 'ppflow-http-state.json')
+        flow2 = os.path.join(work, 'bench-http.yaml')
+        write_flow(flow2, 'bench-http', ['base_url: %s' % url], out_dir2, state2)
+        curl_out = os.path.join(work, 'curl.json')
+        t_pp, m_pp, t_curl, m_curl = [], [], [], []
+        for i in range(a.runs):
+            print('row 2, run %d/%d...' % (i + 1, a.runs), file=sys.stderr)
+            shutil.rmtree(out_dir2, ignore_errors=True)
+            if os.path.exists(state2):
+                os.unlink(state2)
+            s, m = measure([ppflow, 'run', flow2], log=log, env=env)
+            t_pp.append(s)
+            m_pp.append(m)
+            s, m = measure(['curl', '-s', '-f', url + '/siem.json'], out_path=curl_out, log=log)
+            t_curl.append(s)
+            m_curl.append(m)
+    finally:
+        server.kill()
+        server.wait()
+    n_http = count_lines(os.path.join(out_dir2, 'messages_delivered.ndjson'))
+    if n_http != n_jq:
+        raise Fail('ppflow over HTTP wrote %d records, jq %d' % (n_http, n_jq))
+    if os.path.getsize(curl_out) != os.path.getsize(data):
+        raise Fail('curl fetched %d of %d bytes' % (os.path.getsize(curl_out),
+                                                    os.path.getsize(data)))
+    r2.add('ppflow run', t_pp, m_pp, mb=mb, note='source.base_url, one request')
+    r2.add('curl -s URL > file', t_curl, m_curl, mb=mb, note='python ThreadingHTTPServer on 127.0.0.1')
+    rows.append(r2)
+
+    # ---- rows 3 and 4: not measured yet -------------------------------------
+    r3 = Row('3', 'PostgreSQL sink')
+    r3.add('ppflow / psql COPY / INSERT', note='not yet measured')
+    rows.append(r3)
+    r4 = Row('4', 'Kafka sink')
+    r4.add('ppflow / kcat -P', note='not yet measured')
+    rows.append(r4)
+
+    # ---- row 5: JSONPath evaluator -------------------------------------------
+    r5 = Row('5', 'JSONPath evaluator, CTS valid queries')
+    cts = os.path.join(ROOT, 'tests', 'jsonpath', 'cts', 'cts.json')
+    t5, m5, notes = [], [], []
+    for i in range(a.runs):
+        print('row 5, run %d/%d...' % (i + 1, a.runs), file=sys.stderr)
+        out5 = os.path.join(work, 'jsonpath.txt')
+        s, m = measure([bench_jsonpath, cts, str(a.rounds)], out_path=out5, log=log)
+        line = open(out5).read().strip()
+        fields = dict(kv.split('=', 1) for kv in line.split())
+        t5.append(float(fields['seconds']))
+        m5.append(m)
+        notes.append(fields)
+    f = notes[len(notes) // 2]
+    evals = int(f['evaluations'])
+    r5.add('bench_jsonpath', t5, m5,
+           note='%s queries x %s rounds: %.0f evaluations/s (%.0f ns each)' % (
+               f['queries'], f['rounds'], evals / statistics.median(t5),
+               statistics.median(t5) * 1e9 / evals))
+    rows.append(r5)
+
+    header = ('ppflow benchmark: input %.1f MB (gen_siem.py %g %d), median of %d run(s); '
+              '%d CPUs, %s' % (mb, a.size, a.seed, a.runs, os.cpu_count() or 0, cpu_model()))
+    print_table(rows, header)
+    for line in ratio_lines(rows):
+        print(line)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
