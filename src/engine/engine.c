@@ -12,6 +12,7 @@
 #include "engine/keyledger.h"
 #include "engine/paging.h"
 #include "engine/request.h"
+#include "engine/stream_extract.h"
 #include "engine/window.h"
 #include "http/http.h"
 #include "proofpoint/syslog.h"
@@ -57,7 +58,78 @@ typedef struct run_ctx {
     char *gap_json;
     char gap_key[128];
     pf_progress progress;
+    /* Streaming extraction (JSON responses of templates whose record paths
+     * allow it): records arrive while the body does, into sx_out, and no
+     * body or document tree is held. */
+    pf_sx *sx;
+    pf_records *sx_out;
+    long long sx_bytes;
 } run_ctx;
+
+/* ---- streaming extraction ----------------------------------------------- */
+
+/* pf_sx callback: keeps a copy of the record in the unit's records. */
+static pf_status sx_record(void *ud, const pf_sink_record *rec, pf_error *err)
+{
+    run_ctx *c = ud;
+    pf_records *out = c->sx_out;
+    if (out->count == out->cap) {
+        size_t ncap = out->cap ? out->cap * 2 : 256;
+        pf_sink_record *v = realloc(out->recs, ncap * sizeof *v);
+        if (!v) return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
+        out->recs = v;
+        out->cap = ncap;
+    }
+    char *json = malloc(rec->json_len + 1);
+    char *key = rec->key ? malloc(rec->key_len + 1) : NULL;
+    if (!json || (rec->key && !key)) {
+        free(json);
+        free(key);
+        return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
+    }
+    memcpy(json, rec->json, rec->json_len);
+    json[rec->json_len] = '\0';
+    if (key) {
+        memcpy(key, rec->key, rec->key_len);
+        key[rec->key_len] = '\0';
+    }
+    /* rec->stream is the template's stream name, which outlives the run. */
+    out->recs[out->count++] = (pf_sink_record){rec->stream, key, rec->key_len, json, rec->json_len};
+    return PF_OK;
+}
+
+/* pf_http_body_fn: feeds the extractor; a retry restarts the body. */
+static pf_status sx_body(void *ud, const char *p, size_t n)
+{
+    run_ctx *c = ud;
+    if (!p && n == 0) {
+        pf_sx_reset(c->sx);
+        pf_records_free(c->sx_out);
+        c->sx_bytes = 0;
+        return PF_OK;
+    }
+    c->sx_bytes += (long long)n;
+    pf_error e;
+    pf_error_clear(&e);
+    return pf_sx_feed(c->sx, p, n, &e);
+}
+
+/* Streams the saved response FILE through the extractor. */
+static pf_status sx_file(run_ctx *c, const char *file, pf_error *err)
+{
+    FILE *fp = fopen(file, "rb");
+    if (!fp) return pf_error_set(err, PF_ENOTFOUND, "cannot open %s: %s", file, strerror(errno));
+    char buf[64 * 1024];
+    size_t n;
+    pf_status st = PF_OK;
+    while (st == PF_OK && (n = fread(buf, 1, sizeof buf, fp)) > 0) {
+        c->sx_bytes += (long long)n;
+        st = pf_sx_feed(c->sx, buf, n, err);
+    }
+    if (st == PF_OK && ferror(fp)) st = pf_error_set(err, PF_EIO, "cannot read %s", file);
+    fclose(fp);
+    return st;
+}
 
 /* ---- range ------------------------------------------------------------- */
 
@@ -150,6 +222,14 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
     pf_flow *f = c->f;
     *no_data = 0;
     c->stats->requests++;
+    if (f->local_file && c->sx_out) {
+        pf_sx_reset(c->sx);
+        c->sx_bytes = 0;
+        pf_status st = sx_file(c, f->local_file, err);
+        if (st == PF_OK) st = pf_sx_finish(c->sx, err);
+        c->stats->bytes += c->sx_bytes;
+        return st;
+    }
     if (f->local_file) {
         char *text = NULL;
         size_t len = 0;
@@ -187,7 +267,22 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
         pf_request_free(&req);
         return pf_error_set(err, PF_ENOMEM, "out of memory");
     }
-    st = pf_http_fetch(c->http, &hr, NULL, NULL, &resp, err);
+    if (c->sx_out) {
+        pf_sx_reset(c->sx);
+        c->sx_bytes = 0;
+        st = pf_http_fetch(c->http, &hr, sx_body, c, &resp, err);
+        if (st == PF_OK)
+            st = pf_sx_finish(c->sx, err);
+        else if (st != PF_EHTTP) {
+            /* The extractor's own error (the callback's message is generic). */
+            pf_error se;
+            pf_error_clear(&se);
+            if (pf_sx_finish(c->sx, &se) != PF_OK && se.code == st && err) *err = se;
+        }
+        c->stats->bytes += c->sx_bytes;
+    } else {
+        st = pf_http_fetch(c->http, &hr, NULL, NULL, &resp, err);
+    }
     if (st == PF_EHTTP) {
         for (size_t i = 0; i < f->tmpl->nno_data_status; i++) {
             if (resp.status != f->tmpl->no_data_status[i]) continue;
@@ -199,12 +294,12 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
             st = PF_OK;
             break;
         }
-    } else if (st == PF_OK) {
+    } else if (st == PF_OK && !c->sx_out) {
         pf_buf_reset(body);
         if (pf_buf_append(body, resp.body.data ? resp.body.data : "", resp.body.len) != PF_OK)
             st = pf_error_set(err, PF_ENOMEM, "out of memory buffering a response");
     }
-    c->stats->bytes += (long long)resp.body.len;
+    if (!c->sx_out) c->stats->bytes += (long long)resp.body.len;
     pf_http_response_free(&resp);
     pf_request_free(&req);
     return st;
@@ -589,11 +684,27 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
     char where[160];
     describe_unit(w, pg, where, sizeof where);
     int no_data = 0;
-    pf_status st = fetch(c, w, pg, body, &no_data, url, err);
-    if (st != PF_OK) return st;
     pf_records recs = {0};
+    /* Stream when the extractor can and nothing needs the whole body (a
+     * pager reading tokens or links from it). */
+    int streaming = c->sx && !pg && f->format == PF_RESPONSE_JSON;
+    c->sx_out = streaming ? &recs : NULL;
+    pf_buf_reset(body);
+    pf_status st = fetch(c, w, pg, body, &no_data, url, err);
+    c->sx_out = NULL;
+    if (st != PF_OK) {
+        pf_records_free(&recs);
+        if (streaming && (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG))
+            pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        return st;
+    }
+    if (streaming && !no_data) {
+        pf_sx_stats sxs;
+        pf_sx_get_stats(c->sx, &sxs);
+        recs.missing_keys = sxs.missing_keys;
+    }
     const char *data = body->data ? body->data : "";
-    if (no_data)
+    if (no_data || streaming)
         st = PF_OK;
     else if (f->format == PF_RESPONSE_SYSLOG)
         st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
@@ -935,6 +1046,19 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_state_set_str(&c.state.run_error, NULL);
         if ((st = save_state(&c, err)) != PF_OK) goto done;
     }
+    if (f->format == PF_RESPONSE_JSON) {
+        c.sx = pf_sx_new(f->tmpl, 0, (size_t)f->http.max_body, sx_record, &c, err);
+        if (!c.sx) {
+            st = err ? err->code : PF_ENOMEM;
+            goto done;
+        }
+        if (!pf_sx_is_streaming(c.sx)) {
+            pf_log_debug("records are extracted from the whole response: %s",
+                         pf_sx_buffered_reason(c.sx));
+            pf_sx_free(c.sx);
+            c.sx = NULL;
+        }
+    }
     st = run_units(&c, err);
     if (!o->test) {
         char msg[PF_ERROR_MSG_MAX + 300], clean[sizeof msg];
@@ -963,6 +1087,7 @@ done:
     pf_state_free(&c.state);
     pf_state_unlock(lockfd);
     pf_keyledger_free(c.ledger);
+    pf_sx_free(c.sx);
     free(c.gap_json);
     free(c.streams);
     return st;
