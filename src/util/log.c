@@ -4,6 +4,8 @@
  * characters are escaped, so text from a server cannot forge log lines). */
 #include "util/log.h"
 
+#include "util/progress.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -194,6 +196,7 @@ void pf_log(pf_log_level level, const char *fmt, ...)
     va_end(ap2);
     pf_log_redact(raw, clean, sizeof clean);
     if (raw != small) free(raw);
+    pf_progress_clear_active(); /* a live progress line is erased first */
     if (g_json) {
         char ts[32];
         time_t now = time(NULL);

@@ -8,6 +8,14 @@
 
 #define REDRAW_MS 200
 
+/* The progress that drew last (one run at a time per process). */
+static pf_progress *active;
+
+void pf_progress_clear_active(void)
+{
+    pf_progress_clear(active);
+}
+
 void pf_progress_start(pf_progress *p, const char *unit, long long total, int enable, FILE *out,
                        int force)
 {
@@ -64,6 +72,7 @@ void pf_progress_update(pf_progress *p, long long done, long long records, long 
     fflush(p->out);
     p->visible = 1;
     p->drawn_ms = now;
+    active = p;
 }
 
 void pf_progress_clear(pf_progress *p)
@@ -78,4 +87,5 @@ void pf_progress_finish(pf_progress *p)
 {
     pf_progress_clear(p);
     p->out = NULL;
+    if (active == p) active = NULL;
 }

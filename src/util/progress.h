@@ -40,4 +40,8 @@ void pf_progress_clear(pf_progress *p);
 /* Erases the line and disables P. */
 void pf_progress_finish(pf_progress *p);
 
+/* Erases the line of the progress drawn last, if one is on the screen (the
+ * logger calls it before every message). */
+void pf_progress_clear_active(void);
+
 #endif
