@@ -17,5 +17,6 @@ int pf_cmd_decode(int argc, char **argv);
 int pf_cmd_jsonpath(int argc, char **argv);
 int pf_cmd_schedule(int argc, char **argv);
 int pf_cmd_status(int argc, char **argv);
+int pf_cmd_plan(int argc, char **argv);
 
 #endif

@@ -23,6 +23,7 @@ static const command commands[] = {
     {"jsonpath", pf_cmd_jsonpath, "evaluate an RFC 9535 JSONPath query against a JSON document"},
     {"schedule", pf_cmd_schedule, "run flows on their schedules"},
     {"status", pf_cmd_status, "show each flow's checkpoint and last run"},
+    {"plan", pf_cmd_plan, "count the API calls a run will make, against the daily budgets"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -11,6 +11,7 @@
 #include "engine/extract.h"
 #include "engine/keyledger.h"
 #include "engine/paging.h"
+#include "engine/quota.h"
 #include "engine/request.h"
 #include "engine/stream_extract.h"
 #include "engine/window.h"
@@ -64,7 +65,52 @@ typedef struct run_ctx {
     pf_sx *sx;
     pf_records *sx_out;
     long long sx_bytes;
+    /* The template's call budget: ledger file and key ("" when none). */
+    char quota_path[4200];
+    char quota_key[PF_QUOTA_KEY_SIZE];
+    int quota_warned;
 } run_ctx;
+
+/* ---- call budgets ------------------------------------------------------- */
+
+/* Refuses the next call when the template's 24-hour budget is used up. */
+static pf_status quota_check(run_ctx *c, pf_error *err)
+{
+    const pf_template *t = c->f->tmpl;
+    if (!c->quota_path[0]) return PF_OK;
+    long used = 0;
+    int64_t next = 0, now = pf_time_now_ms();
+    pf_status st =
+        pf_quota_usage(c->quota_path, c->quota_key, now, (long)t->quota_budget, &used, &next, err);
+    if (st != PF_OK) return st;
+    if (used >= t->quota_budget) {
+        char at[PF_TIME_FMT_SIZE];
+        pf_time_format(next, at);
+        return pf_error_set(err, PF_ETOOBIG,
+                            "the call budget '%s' is used up: %ld calls in the last 24 hours, "
+                            "%lld allowed per credential; the next call is possible at %s. "
+                            "Everything fetched so far is delivered and the next run continues "
+                            "from the checkpoint",
+                            t->quota_pool, used, (long long)t->quota_budget, at);
+    }
+    if (!c->quota_warned && used + 1 >= t->quota_budget * 9 / 10) {
+        c->quota_warned = 1;
+        pf_log_warn("the call budget '%s' is nearly used up: %ld of %lld calls in the last 24 "
+                    "hours (see `ppflow plan`)",
+                    t->quota_pool, used + 1, (long long)t->quota_budget);
+    }
+    return PF_OK;
+}
+
+/* Counts N calls (every attempt of a request reaches the API). */
+static void quota_record(run_ctx *c, int n)
+{
+    if (!c->quota_path[0] || n <= 0) return;
+    pf_error e;
+    pf_error_clear(&e);
+    if (pf_quota_record(c->quota_path, c->quota_key, pf_time_now_ms(), n, &e) != PF_OK)
+        pf_log_warn("%s", e.msg);
+}
 
 /* ---- streaming extraction ----------------------------------------------- */
 
@@ -248,6 +294,10 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
         pf_request_free(&req);
         return st;
     }
+    if ((st = quota_check(c, err)) != PF_OK) {
+        pf_request_free(&req);
+        return st;
+    }
     pf_http_request hr = {0};
     hr.method = req.method;
     hr.url = pf_buf_str(&req.url);
@@ -283,6 +333,7 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
     } else {
         st = pf_http_fetch(c->http, &hr, NULL, NULL, &resp, err);
     }
+    quota_record(c, resp.attempts > 0 ? resp.attempts : 1);
     if (st == PF_EHTTP) {
         for (size_t i = 0; i < f->tmpl->nno_data_status; i++) {
             if (resp.status != f->tmpl->no_data_status[i]) continue;
@@ -1046,6 +1097,13 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_state_set_str(&c.state.run_error, NULL);
         if ((st = save_state(&c, err)) != PF_OK) goto done;
     }
+    if (f->tmpl->quota_pool && !f->local_file) {
+        if (pf_quota_path(f->state_path, c.quota_path, sizeof c.quota_path) != 0) {
+            st = pf_error_set(err, PF_ECONFIG, "state.path is too long");
+            goto done;
+        }
+        pf_quota_key(f->tmpl->quota_pool, f->principal, c.quota_key);
+    }
     if (f->format == PF_RESPONSE_JSON) {
         c.sx = pf_sx_new(f->tmpl, 0, (size_t)f->http.max_body, sx_record, &c, err);
         if (!c.sx) {
@@ -1090,5 +1148,69 @@ done:
     pf_sx_free(c.sx);
     free(c.gap_json);
     free(c.streams);
+    return st;
+}
+
+/* ---- planning ------------------------------------------------------------ */
+
+pf_status pf_engine_plan(pf_flow *f, pf_plan *out, pf_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const pf_template *t = f->tmpl;
+    pf_run_opts o;
+    pf_run_opts_default(&o);
+    o.test = 1; /* planning never reports a gap or writes anything */
+    pf_run_stats stats;
+    memset(&stats, 0, sizeof stats);
+    run_ctx c = {0};
+    c.f = f;
+    c.o = &o;
+    c.stats = &stats;
+    pf_status st = pf_state_load(f->state_path, &c.state, err);
+    if (st != PF_OK) return st;
+    out->windowed = t->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
+    long long per_unit_max = t->pages.kind ? f->max_pages : 1;
+    if (out->windowed) {
+        if (!t->pages.kind && f->lookback_ms > 0 && c.state.has_cursor && !c.state.page_kind)
+            c.lookback_ms = f->lookback_ms;
+        int64_t now = pf_time_now_ms();
+        pf_window_range r;
+        if ((st = plan_range(&c, now, &r, err)) != PF_OK) goto out;
+        out->start_ms = r.start_ms;
+        out->end_ms = r.end_ms;
+        out->from_checkpoint = c.state.has_cursor;
+        out->lookback_ms = c.lookback_ms;
+        pf_window w;
+        for (int64_t from = r.start_ms; pf_window_next(&t->window, &r, from, &w); from = w.end_ms) {
+            if (w.start_ms < c.late_until_ms && w.end_ms > c.late_until_ms)
+                w.end_ms = c.late_until_ms;
+            out->windows++;
+        }
+        out->calls_min = out->windows;
+        out->calls_max = out->windows * per_unit_max;
+    } else {
+        out->calls_min = f->local_file ? 0 : 1;
+        out->calls_max = f->local_file ? 0 : per_unit_max;
+    }
+    if (out->calls_max > f->max_pages) {
+        out->calls_max = f->max_pages;
+        out->capped = 1;
+    }
+    if (out->calls_min > out->calls_max) out->calls_min = out->calls_max;
+    if (t->quota_pool && !f->local_file) {
+        char path[4200], key[PF_QUOTA_KEY_SIZE];
+        if (pf_quota_path(f->state_path, path, sizeof path) != 0) {
+            st = pf_error_set(err, PF_ECONFIG, "state.path is too long");
+            goto out;
+        }
+        pf_quota_key(t->quota_pool, f->principal, key);
+        out->quota_pool = t->quota_pool;
+        out->quota_budget = t->quota_budget;
+        st = pf_quota_usage(path, key, pf_time_now_ms(), (long)t->quota_budget, &out->quota_used,
+                            &out->quota_next_free_ms, err);
+    }
+out:
+    free(c.gap_json);
+    pf_state_free(&c.state);
     return st;
 }

@@ -40,6 +40,26 @@ typedef struct pf_run_stats {
     int64_t gap_start_ms, gap_end_ms; /* the lost range */
 } pf_run_stats;
 
+/* What a run of a flow would do, computed without any call (`ppflow plan`). */
+typedef struct pf_plan {
+    int windowed;
+    int64_t start_ms, end_ms;  /* windowed: the planned range */
+    int from_checkpoint;       /* the range starts at the checkpoint */
+    int64_t lookback_ms;       /* the late-arrival re-sweep before the checkpoint (0: none) */
+    long long windows;         /* windowed: windows to fetch (the re-sweep included) */
+    long long calls_min;       /* HTTP calls at least */
+    long long calls_max;       /* and at most (paged endpoints: up to the page cap) */
+    int capped;                /* calls_max is the per-run cap (max_pages) */
+    const char *quota_pool;    /* the template's call budget (NULL: none) */
+    long long quota_budget;
+    long quota_used;           /* calls in the last 24 hours for this credential */
+    int64_t quota_next_free_ms; /* when used >= budget: when a call is possible again */
+} pf_plan;
+
+/* Plans a run of F from its checkpoint at the current time, reading the
+ * checkpoint and the call ledger only. PF_OK, or an error in ERR. */
+pf_status pf_engine_plan(pf_flow *f, pf_plan *out, pf_error *err);
+
 /* Runs F once (or tests it, per O). Returns PF_OK when every planned window
  * was delivered, PF_EINTERRUPTED when stopped by pf_http_set_cancel_flag's
  * flag between windows, or the first error (ERR filled, secrets redacted).

@@ -134,6 +134,7 @@ void pf_template_free(pf_template *t)
 {
     if (!t) return;
     free(t->file);
+    free(t->quota_pool);
     free(t->name);
     free(t->description);
     free(t->method);
@@ -928,11 +929,27 @@ static void load_query_headers_body(pf_template *t, const pf_ynode *req, pf_diag
         check_placeholders(t, x, t->body, NULL, d);
 }
 
+/* `quota: {pool: NAME, budget: N}`: the API allows N calls per credential
+ * in any 24 hours, counted together for every template naming the pool. */
+static void load_quota(pf_template *t, const pf_ynode *q, pf_diags *d)
+{
+    static const char *const keys[] = {"pool", "budget", NULL};
+    if (!q || !pf_ys_want_map(q, "quota", d)) return;
+    pf_ys_check_keys(q, keys, "quota", d);
+    const pf_ynode *x;
+    if (!(x = pf_ymap_get(q, "pool")) || !(t->quota_pool = pf_ys_string(x, "quota.pool", d)))
+        pf_ys_error(d, q, PF_ECONFIG, "quota needs a pool (the name of the call budget)");
+    if (!(x = pf_ymap_get(q, "budget")))
+        pf_ys_error(d, q, PF_ECONFIG, "quota needs a budget (calls per 24 hours)");
+    else
+        pf_ys_int(x, "quota.budget", 1, 10000000, &t->quota_budget, d);
+}
+
 pf_status pf_template_load_file(const char *path, pf_template **out, pf_diags *d)
 {
     static const char *const top_keys[] = {"name",     "description", "manual",      "request",
                                            "auth",     "params",      "constraints", "streams",
-                                           "response", "pagination",  NULL};
+                                           "response", "pagination",  "quota",       NULL};
     static const char *const req_keys[] = {"method",  "base_url", "path", "query",
                                            "headers", "body",     NULL};
     static const char *const auth_keys[] = {"kind", "headers", "optional", NULL};
@@ -1033,6 +1050,7 @@ pf_status pf_template_load_file(const char *path, pf_template **out, pf_diags *d
         load_auth(t, pf_ymap_get(root, "auth"), auth_keys, "auth", d);
         load_streams(t, pf_ymap_get(root, "streams"), d);
         load_response(t, pf_ymap_get(root, "response"), d);
+        load_quota(t, pf_ymap_get(root, "quota"), d);
         load_pagination(t, pf_ymap_get(root, "pagination"), d);
     }
 

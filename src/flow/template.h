@@ -170,6 +170,8 @@ typedef struct pf_template {
     pf_window_def window;  /* for TIME_WINDOW */
     pf_pages_def pages;    /* pages of each unit (alone, or inside each time window) */
     int64_t max_pages;     /* requests per run at most (windows and pages) */
+    char *quota_pool;      /* call budget shared per credential (NULL: none); see quota.h */
+    int64_t quota_budget;  /* calls allowed per 24 hours in that pool */
     pf_ydoc *doc;          /* the parsed file, for positions */
 } pf_template;
 

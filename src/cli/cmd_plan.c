@@ -1,0 +1,100 @@
+/* cmd_plan.c: `ppflow plan FLOW.yaml`: how many API calls the next run (or a
+ * backfill) will make, and against which call budget, before making any. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli_common.h"
+#include "cli/commands.h"
+#include "engine/engine.h"
+#include "util/timeutil.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: ppflow plan [--set NAME=VALUE]... FLOW.yaml\n\n"
+               "Prints what `ppflow run FLOW.yaml` would fetch now, without calling the API:\n"
+               "the time range and windows (from the checkpoint, with the late-arrival\n"
+               "look-back), the number of API calls, and for templates with a daily call\n"
+               "budget the calls this credential made in the last 24 hours and what would\n"
+               "remain.\n\n"
+               "Exit code 0, or 1 when the run would need more calls than the budget has\n"
+               "left (the run would stop at the budget), 2 for an invalid flow.\n");
+}
+
+int pf_cmd_plan(int argc, char **argv)
+{
+    pf_flow_override sets[64];
+    size_t nsets = 0;
+    int i = 1;
+    for (; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return PF_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 64) {
+            if (pf_cli_parse_set(argv[++i], &sets[nsets]) != 0) return PF_EXIT_USAGE;
+            nsets++;
+            continue;
+        }
+        if (strcmp(argv[i], "--") == 0) {
+            i++;
+            break;
+        }
+        if (argv[i][0] == '-') {
+            usage(stderr);
+            return PF_EXIT_USAGE;
+        }
+        break;
+    }
+    if (i != argc - 1) {
+        usage(stderr);
+        return PF_EXIT_USAGE;
+    }
+    int code = PF_EXIT_OK;
+    pf_flow *f = pf_cli_load_flow(argv[i], sets, nsets, &code);
+    if (!f) return code;
+    pf_plan p;
+    pf_error err;
+    pf_error_clear(&err);
+    if (pf_engine_plan(f, &p, &err) != PF_OK) {
+        pf_cli_print_error("plan", &err);
+        pf_flow_free(f);
+        return PF_EXIT_FAIL;
+    }
+    printf("flow:     %s (template %s)\n", f->name, f->tmpl->name);
+    if (p.windowed) {
+        char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
+        pf_time_format(p.start_ms, a);
+        pf_time_format(p.end_ms, b);
+        printf("range:    %s to %s (%s", a, b,
+               p.from_checkpoint ? "from the checkpoint" : "first run");
+        if (p.lookback_ms)
+            printf(", with a %lld min look-back", (long long)(p.lookback_ms / 60000));
+        printf(")\nwindows:  %lld\n", p.windows);
+    }
+    if (p.calls_min == p.calls_max)
+        printf("calls:    %lld%s\n", p.calls_max, p.capped ? " (the per-run cap)" : "");
+    else
+        printf("calls:    at least %lld, at most %lld%s (pages are known only as they come)\n",
+               p.calls_min, p.calls_max, p.capped ? ", the per-run cap" : "");
+    int rc = PF_EXIT_OK;
+    if (p.quota_pool) {
+        long long left = p.quota_budget - p.quota_used;
+        if (left < 0) left = 0;
+        printf("budget:   %s: %ld of %lld calls used in the last 24 hours; %lld left\n",
+               p.quota_pool, p.quota_used, p.quota_budget, left);
+        if (p.calls_min > left) {
+            char at[PF_TIME_FMT_SIZE];
+            pf_time_format(p.quota_next_free_ms, at);
+            printf("warning:  this run needs %lld calls but only %lld are left; it will stop at "
+                   "the budget and continue on a later run%s%s\n",
+                   p.calls_min, left, left ? "" : " (next call possible at ", left ? "" : at);
+            if (!left) printf(")\n");
+            rc = PF_EXIT_FAIL;
+        } else if (p.calls_max > left) {
+            printf("note:     this run may need up to %lld calls; %lld are left\n", p.calls_max,
+                   left);
+        }
+    }
+    pf_flow_free(f);
+    return rc;
+}
