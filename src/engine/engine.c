@@ -1050,6 +1050,11 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     int lockfd = -1;
     pf_status st = PF_OK;
     pf_log_set_flow(f->name);
+    /* A run id: ties the log lines of one run together (JSON logs). */
+    char run_id[32];
+    snprintf(run_id, sizeof run_id, "%llx-%lx", (unsigned long long)pf_time_real_ms(),
+             (long)getpid());
+    pf_log_set_run(run_id);
     /* Windowed templates with a retention limit may report a gap: their
      * sinks also get the gap stream. */
     size_t nstreams = f->tmpl->nstreams;

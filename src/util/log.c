@@ -21,6 +21,7 @@
 static pf_log_level g_level = PF_LOG_INFO;
 static int g_json = 0;
 static char g_flow[128];
+static char g_run[64];
 static char **g_secrets;
 static size_t g_nsecrets, g_cap;
 /* Guards the secret table: any thread may log while another registers. */
@@ -50,6 +51,11 @@ int pf_log_set_format(const char *format)
 void pf_log_set_flow(const char *flow)
 {
     snprintf(g_flow, sizeof g_flow, "%s", flow ? flow : "");
+}
+
+void pf_log_set_run(const char *run)
+{
+    snprintf(g_run, sizeof g_run, "%s", run ? run : "");
 }
 
 int pf_log_add_secret(const char *secret)
@@ -207,6 +213,11 @@ void pf_log(pf_log_level level, const char *fmt, ...)
         if (g_flow[0]) {
             fputs(",\"flow\":\"", stderr);
             json_escape(stderr, g_flow);
+            fputc('"', stderr);
+        }
+        if (g_run[0]) {
+            fputs(",\"run\":\"", stderr);
+            json_escape(stderr, g_run);
             fputc('"', stderr);
         }
         fputs(",\"msg\":\"", stderr);

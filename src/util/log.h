@@ -31,6 +31,9 @@ int pf_log_set_format(const char *format);
 /* Sets the flow name added to each line; NULL clears it. Copied. */
 void pf_log_set_flow(const char *flow);
 
+/* Sets the run id added to each JSON line ("run"); NULL clears it. Copied. */
+void pf_log_set_run(const char *run);
+
 /* Registers a secret to redact (copied; strings shorter than 3 bytes are
  * ignored so "***" does not replace common letters; registering one twice
  * keeps one copy). Returns 0, or -1 when out of memory or 4096 secrets are

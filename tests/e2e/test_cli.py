@@ -10,7 +10,7 @@ import unittest
 from harness import E2ETestCase, SOURCE_DIR, slurp
 
 COMMANDS = ["run", "test", "validate", "templates", "sinks", "suggest", "decode", "jsonpath",
-            "schedule", "status"]
+            "schedule", "status", "plan"]
 SIEM_TEMPLATES = ["tap-siem-all", "tap-siem-messages-delivered", "tap-siem-messages-blocked",
                   "tap-siem-clicks-permitted", "tap-siem-clicks-blocked"]
 BAD_FLOWS = os.path.join(SOURCE_DIR, "tests", "data", "flows", "bad")

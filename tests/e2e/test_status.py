@@ -52,6 +52,23 @@ class Status(E2ETestCase):
         self.assertIn("error:", r.out)
         self.assertIn("401", r.out)
 
+    def test_json_logs_carry_flow_and_run(self):
+        start, end = hour_floor(-4), hour_floor(-1)
+        flow = self.siem_flow(name="jl", params={"since_time": iso(start), "until": iso(end)})
+        runs = set()
+        for _ in range(2):
+            r = self.ppflow("run", "--log-format", "json", flow)
+            self.assertEqual(r.code, 0, r)
+            lines = [json.loads(l) for l in r.err.splitlines()]
+            self.assertGreaterEqual(len(lines), 3)
+            for o in lines:
+                self.assertEqual(o["flow"], "jl")
+                self.assertIn(o["level"], ("info", "warn", "error", "debug"))
+            ids = {o["run"] for o in lines}
+            self.assertEqual(len(ids), 1, "one run id per run")
+            runs |= ids
+        self.assertEqual(len(runs), 2, "each run has its own id")
+
     def test_status_usage(self):
         self.assertEqual(self.ppflow("status").code, 2)
         self.assertEqual(self.ppflow("status", "--bogus", "x").code, 2)
