@@ -124,6 +124,8 @@ pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long 
 {
     *used = 0;
     *next_free_ms = now;
+    /* Reading creates nothing: no ledger yet means no calls. */
+    if (access(ledger, F_OK) != 0 && errno == ENOENT) return PF_OK;
     int fd = lock_ledger(ledger, err);
     if (fd < 0) return err ? err->code : PF_ESTATE;
     json_object *root = NULL;

@@ -36,8 +36,8 @@ int pf_quota_path(const char *state_path, char *out, size_t len);
 
 /* Calls recorded for KEY in the 24 hours before NOW into *USED; when
  * *USED >= BUDGET, *NEXT_FREE_MS is when the oldest of them leaves the
- * window (else NOW). A missing ledger counts as empty. PF_ESTATE for an
- * unreadable ledger. */
+ * window (else NOW). A missing ledger counts as empty and is not created.
+ * PF_ESTATE for an unreadable ledger. */
 pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long budget, long *used,
                          int64_t *next_free_ms, pf_error *err);
 
