@@ -10,11 +10,18 @@ resident memory of:
      pf_extract_records);
   2. fetching it from a loopback HTTP server to NDJSON: `ppflow run`
      (source.base_url) and `curl -s URL > file`;
-  3. PostgreSQL and 4. Kafka: not measured yet;
+  3. loading the records of a smaller input (--sink-size) into PostgreSQL
+     (a throwaway cluster, tests/pg/pgcluster.py): `ppflow run` with the
+     postgres sink, `psql \\copy` of the same rows, and one autocommit INSERT
+     per row for the first --insert-rows rows;
+  4. producing them to librdkafka's mock cluster (tests/kafka/pf_kafka_mock):
+     `ppflow run` with the kafka sink and `kcat -P` of the same key<TAB>value
+     lines (librdkafka's defaults, and the sink's settings);
   5. the JSONPath evaluator on the compliance suite's valid queries
      (bench_jsonpath).
 Every command must succeed and the record counts must agree, otherwise the
-benchmark fails (exit 1). The figures themselves are never checked.
+benchmark fails (exit 1); rows 3 and 4 print "skipped: WHY" when PostgreSQL,
+kcat, the mock cluster or a sink plugin is missing. The figures themselves are never checked.
 Wall time and peak RSS come from bench_rusage (clock_gettime, wait4's ru_maxrss).
 """
 
@@ -80,11 +87,18 @@ class Row:
     def __init__(self, row, what):
         self.row, self.what, self.tools = row, what, []
 
-    def add(self, tool, times=None, rss=None, mb=None, note=''):
+    def add(self, tool, times=None, rss=None, mb=None, note='', recs=None):
         t = statistics.median(times) if times else None
         r = statistics.median(rss) if rss else None
         self.tools.append({'tool': tool, 'secs': t, 'rss': r,
-                           'mbps': (mb / t) if (mb and t) else None, 'note': note})
+                           'mbps': (mb / t) if (mb and t) else None,
+                           'rps': (recs / t) if (recs and t) else None, 'note': note})
+
+    def rate(self, tool):
+        for x in self.tools:
+            if x['tool'] == tool:
+                return x['rps']
+        return None
 
     def secs(self, tool):
         for x in self.tools:
@@ -101,14 +115,16 @@ def print_table(rows, header):
     print(header)
     w_what = max(len(r.what) for r in rows)
     w_tool = max(len(t['tool']) for r in rows for t in r.tools)
-    print('%-3s  %-*s  %-*s  %9s  %9s  %11s  %s' % ('row', w_what, 'measurement', w_tool, 'tool',
-                                                  'median s', 'MB/s', 'peak RSS MB', 'note'))
+    print('%-3s  %-*s  %-*s  %9s  %9s  %9s  %11s  %s' % (
+        'row', w_what, 'measurement', w_tool, 'tool', 'median s', 'records/s', 'MB/s',
+        'peak RSS MB', 'note'))
     for r in rows:
         first = True
         for t in r.tools:
-            print('%-3s  %-*s  %-*s  %9s  %9s  %11s  %s' % (
+            print('%-3s  %-*s  %-*s  %9s  %9s  %9s  %11s  %s' % (
                 r.row if first else '', w_what, r.what if first else '', w_tool, t['tool'],
-                fmt(t['secs'], '.3f'), fmt(t['mbps'], '.1f'), fmt(t['rss'], '.1f'), t['note']))
+                fmt(t['secs'], '.3f'), fmt(t['rps'], '.0f'), fmt(t['mbps'], '.1f'),
+                fmt(t['rss'], '.1f'), t['note']))
             first = False
 
 
@@ -129,10 +145,27 @@ def ratio_lines(rows):
         t, c = r2.secs('ppflow run'), r2.secs('curl -s URL > file')
         if t and c:
             out.append('row 2, ppflow run: %.1fx the time of curl (target <= 2x)' % (t / c))
+    r3 = next((r for r in rows if r.row == '3'), None)
+    if r3:
+        p, c, i = r3.rate('ppflow run'), r3.rate('psql \\copy'), r3.rate('psql INSERT')
+        if p and c and i:
+            out.append('row 3, ppflow run: %.0f%% of psql COPY\'s records/s (target >= 70%%), '
+                       '%.1fx row-by-row INSERT\'s (target >= 10x)' % (100 * p / c, p / i))
+    r4 = next((r for r in rows if r.row == '4'), None)
+    if r4:
+        p, k, m = r4.rate('ppflow run'), r4.rate('kcat -P'), r4.rate('kcat -P, same settings')
+        if p and k:
+            out.append('row 4, ppflow run: %.0f%% of kcat -P\'s records/s (target >= 80%%)%s' % (
+                100 * p / k, '; %.0f%% of kcat with the sink\'s producer settings' % (
+                    100 * p / m) if m else ''))
     return out
 
 
-def write_flow(path, name, source_lines, out_dir, state):
+def write_flow(path, name, source_lines, out_dir, state, sink_lines=None):
+    """A flow on bench-siem.yaml; its sink is NDJSON into OUT_DIR unless SINK_LINES
+    (the lines under `sink:`) are given."""
+    if sink_lines is None:
+        sink_lines = ['type: ndjson', 'path: %s/{stream}.ndjson' % out_dir, 'fsync: false']
     with open(path, 'w') as f:
         f.write('# %s: written by tests/bench/bench.py\n' % name)
         f.write('name: %s\nsource:\n  template: %s\n' % (
@@ -140,7 +173,9 @@ def write_flow(path, name, source_lines, out_dir, state):
         for line in source_lines:
             f.write('  %s\n' % line)
         f.write('  http:\n    max_body: 1GiB\n')
-        f.write('sink:\n  type: ndjson\n  path: %s/{stream}.ndjson\n  fsync: false\n' % out_dir)
+        f.write('sink:\n')
+        for line in sink_lines:
+            f.write('  %s\n' % line)
         f.write('state:\n  path: %s\n' % state)
 
 
@@ -169,12 +204,213 @@ def start_server(directory, log):
     raise Fail('the loopback HTTP server did not start (see %s)' % log)
 
 
+def prepare_sink_input(a, work, log, ppflow, env, data, ppflow_out):
+    """The input of rows 3 and 4 (--sink-size MB, the main input when that is not
+    smaller) and the files the peer tools load: the NDJSON ppflow writes for it,
+    turned into COPY text (key, record, flow), INSERT statements and key<TAB>value
+    lines. Returns a dict describing them."""
+    size = min(a.sink_size, a.size)
+    db = {'size': size}
+    if size >= a.size:
+        db['data'], ndjson = data, ppflow_out
+    else:
+        db['data'] = os.path.join(work, 'siem-sink.json')
+        stamp = db['data'] + '.params'
+        want = json.dumps({'size': size, 'seed': a.seed})
+        if not (os.path.exists(db['data']) and os.path.exists(stamp) and
+                open(stamp).read() == want):
+            print('generating %.1f MB of SIEM data for rows 3-4...' % size, file=sys.stderr)
+            subprocess.run([sys.executable, os.path.join(HERE, 'gen_siem.py'), str(size),
+                            str(a.seed), '--out', db['data']], check=True)
+            with open(stamp, 'w') as f:
+                f.write(want)
+        out_dir = os.path.join(work, 'ppflow-sink-input')
+        state = os.path.join(work, 'ppflow-sink-input-state.json')
+        flow = os.path.join(work, 'bench-sink-input.yaml')
+        shutil.rmtree(out_dir, ignore_errors=True)
+        if os.path.exists(state):
+            os.unlink(state)
+        write_flow(flow, 'bench-sink-input', ['file: %s' % db['data']], out_dir, state)
+        measure([ppflow, 'run', flow], log=log, env=env)
+        ndjson = os.path.join(out_dir, 'messages_delivered.ndjson')
+    db['mb'] = os.path.getsize(db['data']) / 1e6
+    db['copy'] = os.path.join(work, 'sink-rows.copy')
+    db['insert'] = os.path.join(work, 'sink-rows-insert.sql')
+    db['kv'] = os.path.join(work, 'sink-rows.kv')
+    n = 0
+    with open(ndjson, 'rb') as src, open(db['copy'], 'wb') as cp, \
+            open(db['insert'], 'wb') as ins, open(db['kv'], 'wb') as kv:
+        for line in src:
+            rec = line.rstrip(b'\n')
+            key = json.loads(rec)['GUID'].encode('utf-8')
+            # COPY text format: backslash is the escape character; compact JSON has
+            # no raw tab or line break, and the GUIDs none at all.
+            cp.write(b'%s\t%s\tbench-pg\n' % (key, rec.replace(b'\\', b'\\\\')))
+            if n < a.insert_rows:
+                ins.write(b"INSERT INTO bench_insert (key, record, flow) VALUES "
+                          b"('%s', '%s', 'bench-pg');\n" % (
+                              key.replace(b"'", b"''"), rec.replace(b"'", b"''")))
+            kv.write(b'%s\t%s\n' % (key, rec))
+            n += 1
+    db['n'] = n
+    db['n_insert'] = min(n, a.insert_rows)
+    return db
+
+
+PG_TABLE = ('(key text PRIMARY KEY, record jsonb NOT NULL, '
+            'ingested_at timestamptz NOT NULL DEFAULT now(), flow text NOT NULL)')
+
+
+def row_postgres(a, work, log, ppflow, env, db):
+    """Row 3: the PostgreSQL sink against psql's \\copy and row-by-row INSERT of the
+    same rows, into a throwaway cluster (tests/pg/pgcluster.py)."""
+    r = Row('3', 'PostgreSQL sink (%.1f MB input)' % db['mb'])
+    sys.path.insert(0, os.path.join(ROOT, 'tests', 'pg'))
+    import pgcluster
+    plugin = os.path.join(env['PPFLOW_SINK_PATH'], 'ppflow_sink_postgres.so')
+    if not os.path.exists(plugin):
+        r.add('ppflow / psql', note='skipped: %s not built (needs libpq-dev)' % plugin)
+        return r
+    try:
+        pg = pgcluster.Cluster()
+    except pgcluster.Unavailable as e:
+        r.add('ppflow / psql', note='skipped: %s' % e)
+        return r
+    psql = pg.bin('psql') if os.access(pg.bin('psql'), os.X_OK) else shutil.which('psql')
+    if not os.access(pg.bin('initdb'), os.X_OK) or not psql:
+        r.add('ppflow / psql', note='skipped: PostgreSQL (initdb, psql) not found in %s'
+              % pg.bindir)
+        return r
+    print('row 3: starting a PostgreSQL cluster...', file=sys.stderr)
+    with pg:
+        psql = [psql, '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', pg.conninfo]
+        env3 = dict(env, PG_CONNINFO=pg.conninfo)
+        state = os.path.join(work, 'ppflow-pg-state.json')
+        flow = os.path.join(work, 'bench-pg.yaml')
+        write_flow(flow, 'bench-pg', ['file: %s' % db['data']], None, state,
+                   ['type: postgres', 'conninfo: ${PG_CONNINFO}', 'create: true'])
+        copy_cmd = "\\copy bench_copy (key, record, flow) FROM '%s'" % db['copy']
+        t = {k: ([], []) for k in ('pp', 'copy', 'ins')}
+        for i in range(a.runs):
+            print('row 3, run %d/%d...' % (i + 1, a.runs), file=sys.stderr)
+            pg.sql('DROP TABLE IF EXISTS ppflow_messages_delivered, ppflow_state, bench_copy, '
+                   'bench_insert; CREATE TABLE bench_copy %s; CREATE TABLE bench_insert %s; '
+                   'CHECKPOINT' % (PG_TABLE, PG_TABLE))
+            if os.path.exists(state):
+                os.unlink(state)
+            for key, argv, e in (('pp', [ppflow, 'run', flow], env3),
+                                 ('copy', psql + ['-c', copy_cmd], None),
+                                 ('ins', psql + ['-f', db['insert']], None)):
+                s, m = measure(argv, log=log, env=e)
+                t[key][0].append(s)
+                t[key][1].append(m)
+            got = [int(pg.sql('SELECT count(*) FROM %s' % tab)) for tab in
+                   ('ppflow_messages_delivered', 'bench_copy', 'bench_insert')]
+            if got != [db['n'], db['n'], db['n_insert']]:
+                raise Fail('row 3 loaded %s rows (ppflow, COPY, INSERT), expected %s' % (
+                    got, [db['n'], db['n'], db['n_insert']]))
+            same = pg.sql('SELECT count(*) FROM ppflow_messages_delivered p JOIN bench_copy c '
+                          'USING (key) WHERE p.record = c.record AND p.flow = c.flow')
+            if int(same) != db['n']:
+                raise Fail('row 3: only %s of %d ppflow rows equal the COPY rows' % (
+                    same, db['n']))
+    frac = db['n_insert'] / db['n'] if db['n'] else 1.0
+    r.add('ppflow run', *t['pp'], mb=db['mb'], recs=db['n'],
+          note='%d records, sink postgres (create: true), one transaction' % db['n'])
+    r.add('psql \\copy', *t['copy'], mb=db['mb'], recs=db['n'],
+          note='the same rows (key, record, flow), COPY text into an equivalent table')
+    r.add('psql INSERT', *t['ins'], mb=db['mb'] * frac, recs=db['n_insert'],
+          note='first %d rows, one autocommit INSERT each (psql -f); all %d would take '
+               'about %.1f s' % (db['n_insert'], db['n'],
+                                 statistics.median(t['ins'][0]) / frac))
+    return r
+
+
+def row_kafka(a, work, log, ppflow, env, db):
+    """Row 4: the Kafka sink against kcat -P of the same key<TAB>value lines, into
+    librdkafka's mock cluster (tests/kafka/pf_kafka_mock, 3 brokers)."""
+    r = Row('4', 'Kafka sink, mock cluster (%.1f MB input)' % db['mb'])
+    mock = os.path.join(os.path.dirname(RUSAGE), '..', 'kafka', 'pf_kafka_mock')
+    plugin = os.path.join(env['PPFLOW_SINK_PATH'], 'ppflow_sink_kafka.so')
+    kcat = shutil.which('kcat')
+    for why, missing in (('%s not built (needs librdkafka-dev)' % plugin,
+                          not os.path.exists(plugin)),
+                         ('%s not built' % mock, not os.access(mock, os.X_OK)),
+                         ('kcat not installed', not kcat)):
+        if missing:
+            r.add('ppflow / kcat -P', note='skipped: ' + why)
+            return r
+    print('row 4: starting the Kafka mock cluster...', file=sys.stderr)
+    proc = subprocess.Popen([mock, os.path.join(work, 'kafka.bootstrap')],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=open(log, 'ab'), text=True)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith('ready '):
+            raise Fail('the Kafka mock cluster did not start: %r' % line)
+        brokers = line.split()[1]
+        env4 = dict(env, KAFKA_BROKERS=brokers)
+        state = os.path.join(work, 'ppflow-kafka-state.json')
+        flow = os.path.join(work, 'bench-kafka.yaml')
+        same = ['-X', 'compression.type=lz4', '-X', 'linger.ms=20', '-X', 'batch.size=1000000',
+                '-X', 'enable.idempotence=true']
+        t = {k: ([], []) for k in ('pp', 'kcat', 'same')}
+        topics = {}
+        for i in range(a.runs):
+            print('row 4, run %d/%d...' % (i + 1, a.runs), file=sys.stderr)
+            topics = {k: 'bench-%s-%d' % (k, i) for k in t}
+            write_flow(flow, 'bench-kafka', ['file: %s' % db['data']], None, state,
+                       ['type: kafka', 'brokers: ${KAFKA_BROKERS}',
+                        'topic: %s' % topics['pp']])
+            if os.path.exists(state):
+                os.unlink(state)
+            for key, argv, e in (
+                    ('pp', [ppflow, 'run', flow], env4),
+                    ('kcat', [kcat, '-P', '-b', brokers, '-t', topics['kcat'], '-K', '\\t',
+                              '-l', db['kv']], None),
+                    ('same', [kcat, '-P', '-b', brokers, '-t', topics['same'], '-K', '\\t']
+                     + same + ['-l', db['kv']], None)):
+                s, m = measure(argv, log=log, env=e)
+                t[key][0].append(s)
+                t[key][1].append(m)
+        for key, topic in topics.items():
+            # The mock keeps only the newest few MB of each partition, so the check
+            # reads the offset of each partition's last message (-o -1), not every one.
+            p = subprocess.run([kcat, '-C', '-b', brokers, '-t', topic, '-o', '-1', '-e', '-q',
+                                '-f', '%o\\n'], capture_output=True, timeout=120)
+            n = sum(int(x) + 1 for x in p.stdout.split())
+            if p.returncode != 0 or n != db['n']:
+                raise Fail('row 4: topic %s holds %d messages (kcat -C exit %d), expected %d'
+                           % (topic, n, p.returncode, db['n']))
+    finally:
+        if proc.poll() is None:
+            proc.stdin.close()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    r.add('ppflow run', *t['pp'], mb=db['mb'], recs=db['n'],
+          note='%d records, sink kafka (defaults: lz4, acks all, idempotent, linger 20ms)'
+               % db['n'])
+    r.add('kcat -P', *t['kcat'], mb=db['mb'], recs=db['n'],
+          note="kcat -P -K'\\t' -l FILE (key<TAB>value lines), librdkafka defaults")
+    r.add('kcat -P, same settings', *t['same'], mb=db['mb'], recs=db['n'],
+          note='plus -X compression.type=lz4 linger.ms=20 batch.size=1000000 '
+               'enable.idempotence=true')
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser(description='ppflow benchmark (see docs/performance.md)')
     ap.add_argument('--size', type=float, default=120.0, help='input size in MB (default 120)')
     ap.add_argument('--runs', type=int, default=5, help='runs per measurement (default 5)')
     ap.add_argument('--seed', type=int, default=1)
     ap.add_argument('--rounds', type=int, default=2000, help='JSONPath rounds (row 5)')
+    ap.add_argument('--sink-size', type=float, default=30.0,
+                    help='input size in MB of rows 3 and 4 (default 30)')
+    ap.add_argument('--insert-rows', type=int, default=2000,
+                    help='rows loaded by row-by-row INSERT in row 3 (default 2000)')
     ap.add_argument('--build', help='build directory (default $PPFLOW_BUILD_DIR or ./build)')
     ap.add_argument('--work', help='scratch directory (default BUILD/bench-work)')
     ap.add_argument('--tiny', action='store_true',
@@ -189,6 +425,7 @@ def main():
     bench_extract = os.path.join(build, 'tests', 'bench', 'bench_extract')
     bench_jsonpath = os.path.join(build, 'tests', 'bench', 'bench_jsonpath')
     global RUSAGE
+    a.build_dir = build
     RUSAGE = os.path.join(build, 'tests', 'bench', 'bench_rusage')
     for prog in (ppflow, bench_extract, bench_jsonpath, RUSAGE):
         if not os.access(prog, os.X_OK):
@@ -234,6 +471,7 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
     mb = os.path.getsize(data) / 1e6
     env = dict(os.environ)
     env.pop('PPFLOW_TEMPLATE_PATH', None)
+    env.setdefault('PPFLOW_SINK_PATH', os.path.join(a.build_dir, 'sinks'))
     rows = []
 
     # ---- row 1: file -> NDJSON ---------------------------------------------
@@ -273,13 +511,14 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
     if os.path.getsize(cat_out) != os.path.getsize(data):
         raise Fail('cat copied %d of %d bytes' % (os.path.getsize(cat_out), os.path.getsize(data)))
     same = open(sx_out, 'rb').read() == open(ppflow_out, 'rb').read()
-    r1.add('ppflow run', *res['ppflow'], mb=mb, note='%d records' % n_jq)
-    r1.add('jq -c', *res['jq'], mb=mb, note="jq -c '.messagesDelivered[]' FILE > out")
+    r1.add('ppflow run', *res['ppflow'], mb=mb, recs=n_jq, note='%d records' % n_jq)
+    r1.add('jq -c', *res['jq'], mb=mb, recs=n_jq, note="jq -c '.messagesDelivered[]' FILE > out")
     r1.add('cat', *res['cat'], mb=mb, note='cat FILE > out (the copy limit)')
-    r1.add('pf_sx alone (streaming)', *res['sx'], mb=mb,
+    r1.add('pf_sx alone (streaming)', *res['sx'], mb=mb, recs=n_jq,
            note='bench_extract stream (64 KiB chunks)%s' % (
                '; output identical to ppflow run' if same else ''))
-    r1.add('pf_extract_records alone', *res['bx'], mb=mb, note='bench_extract buffered (json-c)')
+    r1.add('pf_extract_records alone', *res['bx'], mb=mb, recs=n_jq,
+           note='bench_extract buffered (json-c)')
     rows.append(r1)
 
     # ---- row 2: loopback HTTP -> NDJSON -------------------------------------
@@ -313,17 +552,15 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
     if os.path.getsize(curl_out) != os.path.getsize(data):
         raise Fail('curl fetched %d of %d bytes' % (os.path.getsize(curl_out),
                                                     os.path.getsize(data)))
-    r2.add('ppflow run', t_pp, m_pp, mb=mb, note='source.base_url, one request')
-    r2.add('curl -s URL > file', t_curl, m_curl, mb=mb, note='python ThreadingHTTPServer on 127.0.0.1')
+    r2.add('ppflow run', t_pp, m_pp, mb=mb, recs=n_jq, note='source.base_url, one request')
+    r2.add('curl -s URL > file', t_curl, m_curl, mb=mb,
+           note='python ThreadingHTTPServer on 127.0.0.1')
     rows.append(r2)
 
-    # ---- rows 3 and 4: not measured yet -------------------------------------
-    r3 = Row('3', 'PostgreSQL sink')
-    r3.add('ppflow / psql COPY / INSERT', note='not yet measured')
-    rows.append(r3)
-    r4 = Row('4', 'Kafka sink')
-    r4.add('ppflow / kcat -P', note='not yet measured')
-    rows.append(r4)
+    # ---- rows 3 and 4: sinks, on a smaller input ------------------------------
+    db = prepare_sink_input(a, work, log, ppflow, env, data, ppflow_out)
+    rows.append(row_postgres(a, work, log, ppflow, env, db))
+    rows.append(row_kafka(a, work, log, ppflow, env, db))
 
     # ---- row 5: JSONPath evaluator -------------------------------------------
     r5 = Row('5', 'JSONPath evaluator, CTS valid queries')
@@ -346,8 +583,10 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
                statistics.median(t5) * 1e9 / evals))
     rows.append(r5)
 
-    header = ('ppflow benchmark: input %.1f MB (gen_siem.py %g %d), median of %d run(s); '
-              '%d CPUs, %s' % (mb, a.size, a.seed, a.runs, os.cpu_count() or 0, cpu_model()))
+    header = ('ppflow benchmark: input %.1f MB (gen_siem.py %g %d), rows 3-4 %.1f MB '
+              '(gen_siem.py %g %d), median of %d run(s); %d CPUs, %s' % (
+                  mb, a.size, a.seed, db['mb'], db['size'], a.seed, a.runs,
+                  os.cpu_count() or 0, cpu_model()))
     print_table(rows, header)
     for line in ratio_lines(rows):
         print(line)
