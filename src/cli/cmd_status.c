@@ -1,15 +1,14 @@
 /* cmd_status.c: `ppflow status [--json] FLOW.yaml|DIR...`: each flow's
  * checkpoint, its lag behind now, and its last run. */
-#include <dirent.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "flow/flowfiles.h"
 #include "state/state.h"
 #include "util/timeutil.h"
 
@@ -113,54 +112,6 @@ static int show(const char *file, int json, int *first)
     return code;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int is_flow_name(const char *n)
-{
-    size_t l = strlen(n);
-    return n[0] != '.' && ((l > 5 && strcmp(n + l - 5, ".yaml") == 0) ||
-                           (l > 4 && strcmp(n + l - 4, ".yml") == 0));
-}
-
-/* Shows every flow file of DIR, in name order. */
-static int show_dir(const char *dir, int json, int *first)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        fprintf(stderr, "ppflow status: cannot read directory %s\n", dir);
-        return PF_EXIT_FAIL;
-    }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    int worst = PF_EXIT_OK;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!is_flow_name(e->d_name)) continue;
-        if (n == cap) {
-            size_t nc = cap ? cap * 2 : 16;
-            char **v = realloc(names, nc * sizeof *v);
-            if (!v) break;
-            names = v;
-            cap = nc;
-        }
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
-        if (!(names[n] = malloc(len))) break;
-        snprintf(names[n++], len, "%s/%s", dir, e->d_name);
-    }
-    closedir(d);
-    if (n) qsort(names, n, sizeof *names, cmp_str);
-    for (size_t i = 0; i < n; i++) {
-        int c = show(names[i], json, first);
-        worst = c > worst ? c : worst;
-        free(names[i]);
-    }
-    free(names);
-    return worst;
-}
-
 int pf_cmd_status(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -185,11 +136,16 @@ int pf_cmd_status(int argc, char **argv)
         return PF_EXIT_USAGE;
     }
     int worst = PF_EXIT_OK, first = 1;
-    for (int i = optind; i < argc; i++) {
-        struct stat sb;
-        int code = stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? show_dir(argv[i], json, &first)
-                                                                  : show(argv[i], json, &first);
+    char **files = NULL;
+    size_t n = 0;
+    int rc =
+        pf_flow_files((const char *const *)(argv + optind), (size_t)(argc - optind), &files, &n);
+    if (rc != 0) worst = PF_EXIT_FAIL;
+    for (size_t i = 0; i < n; i++) {
+        int code = show(files[i], json, &first);
         worst = code > worst ? code : worst;
+        free(files[i]);
     }
+    free(files);
     return worst;
 }

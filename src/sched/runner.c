@@ -3,7 +3,6 @@
 #define _GNU_SOURCE /* ppoll, pipe2, prctl */
 #include "sched/runner.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +22,7 @@
 
 #include "engine/engine.h"
 #include "flow/flow.h"
+#include "flow/flowfiles.h"
 #include "http/http.h"
 #include "sched/metrics.h"
 #include "sched/schedule.h"
@@ -126,30 +126,6 @@ typedef struct strvec {
     size_t n, alloc;
 } strvec;
 
-static int strvec_push(strvec *s, const char *a, const char *b)
-{
-    if (s->n == s->alloc) {
-        size_t na = s->alloc ? s->alloc * 2 : 16;
-        char **nv = realloc(s->v, na * sizeof *nv);
-        if (!nv) return -1;
-        s->v = nv;
-        s->alloc = na;
-    }
-    size_t la = strlen(a), lb = b ? strlen(b) : 0;
-    char *p = malloc(la + lb + 2);
-    if (!p) return -1;
-    memcpy(p, a, la);
-    if (b) {
-        size_t o = la;
-        if (la && a[la - 1] != '/') p[o++] = '/';
-        memcpy(p + o, b, lb + 1);
-    } else {
-        p[la] = '\0';
-    }
-    s->v[s->n++] = p;
-    return 0;
-}
-
 static void strvec_free(strvec *s)
 {
     for (size_t i = 0; i < s->n; i++)
@@ -158,59 +134,16 @@ static void strvec_free(strvec *s)
     memset(s, 0, sizeof *s);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int is_flow_name(const char *n)
-{
-    size_t l = strlen(n);
-    if (n[0] == '.') return 0;
-    return (l > 5 && strcmp(n + l - 5, ".yaml") == 0) || (l > 4 && strcmp(n + l - 4, ".yml") == 0);
-}
-
-/* The flow files named by O: files as given, and the *.yaml / *.yml regular
- * files of directories (sorted, hidden files skipped). Returns 0, or -1 when
+/* The flow files named by O (see pf_flow_files). Returns 0, or -1 when
  * some path is missing or unreadable (logged; the rest is still listed). */
 static int collect_files(const pf_sched_opts *o, strvec *out)
 {
-    int bad = 0;
-    for (size_t i = 0; i < o->npaths; i++) {
-        const char *p = o->paths[i];
-        struct stat st;
-        if (stat(p, &st) != 0) {
-            pf_log_error("%s: %s", p, strerror(errno));
-            bad = 1;
-            continue;
-        }
-        if (!S_ISDIR(st.st_mode)) {
-            if (strvec_push(out, p, NULL) != 0) return -1;
-            continue;
-        }
-        DIR *d = opendir(p);
-        if (!d) {
-            pf_log_error("%s: %s", p, strerror(errno));
-            bad = 1;
-            continue;
-        }
-        size_t first = out->n;
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (!is_flow_name(de->d_name)) continue;
-            if (strvec_push(out, p, de->d_name) != 0) {
-                closedir(d);
-                return -1;
-            }
-            struct stat fs;
-            if (stat(out->v[out->n - 1], &fs) != 0 || !S_ISREG(fs.st_mode)) {
-                free(out->v[--out->n]);
-            }
-        }
-        closedir(d);
-        qsort(out->v + first, out->n - first, sizeof *out->v, cmp_str);
-    }
-    return bad ? -1 : 0;
+    char **files = NULL;
+    size_t n = 0;
+    int rc = pf_flow_files((const char *const *)o->paths, o->npaths, &files, &n);
+    out->v = files;
+    out->n = out->alloc = n;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Loads PATH as a scheduled flow; problems are logged. NULL on failure. */
