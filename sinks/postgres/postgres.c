@@ -942,6 +942,29 @@ static pf_sink_result make_staging(pg_sink *s, char *err, size_t errlen)
     return PF_SINK_OK;
 }
 
+/* Selects COLUMN (SQL text, a constant of this file) of the flow's row in the
+ * state table; WHAT names the step in messages. NULL with *R set on failure
+ * (out of memory: PF_SINK_RETRY, like the sink's other allocation failures). */
+static PGresult *state_row(pg_sink *s, const char *column, const char *what, pf_sink_result *r,
+                           char *err, size_t errlen)
+{
+    sb sql = {0};
+    sb_puts(&sql, "SELECT ");
+    sb_puts(&sql, column);
+    sb_puts(&sql, " FROM ");
+    sb_puts(&sql, s->qstate);
+    sb_puts(&sql, " WHERE \"flow\" = $1::text");
+    if (sql.oom) {
+        sb_free(&sql);
+        *r = oom(s, err, errlen);
+        return NULL;
+    }
+    const char *q[] = {s->flow};
+    PGresult *res = run(s, sql.p, 1, q, PGRES_TUPLES_OK, what, r, err, errlen);
+    sb_free(&sql);
+    return res;
+}
+
 /* Warns when the state table is behind the host's resume token (the row was
  * deleted or the database restored from an older backup). */
 static pf_sink_result check_resume(pg_sink *s, const char *resume, char *err, size_t errlen)
@@ -949,19 +972,8 @@ static pf_sink_result check_resume(pg_sink *s, const char *resume, char *err, si
     const char *p = resume ? strstr(resume, "\"seq\":") : NULL;
     if (!p) return PF_SINK_OK;
     long long want = strtoll(p + 6, NULL, 10);
-    sb sql = {0};
-    sb_puts(&sql, "SELECT \"seq\" FROM ");
-    sb_puts(&sql, s->qstate);
-    sb_puts(&sql, " WHERE \"flow\" = $1::text");
-    if (sql.oom) {
-        sb_free(&sql);
-        return oom(s, err, errlen);
-    }
-    const char *q[] = {s->flow};
     pf_sink_result r = PF_SINK_OK;
-    PGresult *res =
-        run(s, sql.p, 1, q, PGRES_TUPLES_OK, "reading the state table", &r, err, errlen);
-    sb_free(&sql);
+    PGresult *res = state_row(s, "\"seq\"", "reading the state table", &r, err, errlen);
     if (!res) return r;
     long long have = PQntuples(res) ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
     PQclear(res);
@@ -1298,19 +1310,9 @@ static pf_sink_result pg_stored(void *p, const char **checkpoint, char *err, siz
     pg_sink *s = p;
     *checkpoint = NULL;
     if (s->failed != PF_SINK_OK) return poisoned(s, err, errlen);
-    sb sql = {0};
-    sb_puts(&sql, "SELECT \"checkpoint\"::text FROM ");
-    sb_puts(&sql, s->qstate);
-    sb_puts(&sql, " WHERE \"flow\" = $1::text");
-    if (sql.oom) {
-        sb_free(&sql);
-        return oom(s, err, errlen);
-    }
-    const char *q[] = {s->flow};
     pf_sink_result r = PF_SINK_OK;
     PGresult *res =
-        run(s, sql.p, 1, q, PGRES_TUPLES_OK, "reading the stored checkpoint", &r, err, errlen);
-    sb_free(&sql);
+        state_row(s, "\"checkpoint\"::text", "reading the stored checkpoint", &r, err, errlen);
     if (!res) return r;
     free(s->checkpoint);
     s->checkpoint = NULL;
