@@ -125,34 +125,12 @@ static void quota_record(run_ctx *c, int n)
 
 /* ---- streaming extraction ----------------------------------------------- */
 
-/* pf_sx callback: keeps a copy of the record in the unit's records. */
+/* pf_sx callback: keeps a copy of the record in the unit's records (the
+ * stream name is the template's, which outlives the run). */
 static pf_status sx_record(void *ud, const pf_sink_record *rec, pf_error *err)
 {
     run_ctx *c = ud;
-    pf_records *out = c->sx_out;
-    if (out->count == out->cap) {
-        size_t ncap = out->cap ? out->cap * 2 : 256;
-        pf_sink_record *v = realloc(out->recs, ncap * sizeof *v);
-        if (!v) return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
-        out->recs = v;
-        out->cap = ncap;
-    }
-    char *json = malloc(rec->json_len + 1);
-    char *key = rec->key ? malloc(rec->key_len + 1) : NULL;
-    if (!json || (rec->key && !key)) {
-        free(json);
-        free(key);
-        return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
-    }
-    memcpy(json, rec->json, rec->json_len);
-    json[rec->json_len] = '\0';
-    if (key) {
-        memcpy(key, rec->key, rec->key_len);
-        key[rec->key_len] = '\0';
-    }
-    /* rec->stream is the template's stream name, which outlives the run. */
-    out->recs[out->count++] = (pf_sink_record){rec->stream, key, rec->key_len, json, rec->json_len};
-    return PF_OK;
+    return pf_records_push_copy(c->sx_out, rec, err);
 }
 
 /* pf_http_body_fn: feeds the extractor; a retry restarts the body. */
@@ -706,9 +684,8 @@ static pf_status remember_delivered(run_ctx *c, const pf_window *w, const pf_rec
 static pf_status add_gap_record(run_ctx *c, pf_records *recs, pf_error *err)
 {
     if (!c->gap_json) return PF_OK;
-    pf_sink_record *v = realloc(recs->recs, (recs->count + 1) * sizeof *v);
-    if (!v) return pf_error_set(err, PF_ENOMEM, "out of memory");
-    recs->recs = v;
+    if (pf_records_reserve(recs, 1, err) != PF_OK) return PF_ENOMEM;
+    pf_sink_record *v = recs->recs;
     char *json = strdup(c->gap_json), *key = strdup(c->gap_key);
     if (!json || !key) {
         free(json);
@@ -718,7 +695,6 @@ static pf_status add_gap_record(run_ctx *c, pf_records *recs, pf_error *err)
     memmove(v + 1, v, recs->count * sizeof *v);
     v[0] = (pf_sink_record){GAP_STREAM, key, strlen(key), json, strlen(json)};
     recs->count++;
-    recs->cap = recs->count;
     return PF_OK;
 }
 

@@ -22,6 +22,42 @@ void pf_records_free(pf_records *out)
     memset(out, 0, sizeof *out);
 }
 
+pf_status pf_records_reserve(pf_records *out, size_t extra, pf_error *err)
+{
+    if (out->cap - out->count >= extra) return PF_OK;
+    size_t nc = out->cap ? out->cap : 256;
+    while (nc - out->count < extra) {
+        if (nc > SIZE_MAX / 2 / sizeof *out->recs)
+            return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
+        nc *= 2;
+    }
+    pf_sink_record *p = realloc(out->recs, nc * sizeof *p);
+    if (!p) return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
+    out->recs = p;
+    out->cap = nc;
+    return PF_OK;
+}
+
+pf_status pf_records_push_copy(pf_records *out, const pf_sink_record *rec, pf_error *err)
+{
+    if (pf_records_reserve(out, 1, err) != PF_OK) return PF_ENOMEM;
+    char *json = malloc(rec->json_len + 1);
+    char *key = rec->key ? malloc(rec->key_len + 1) : NULL;
+    if (!json || (rec->key && !key)) {
+        free(json);
+        free(key);
+        return pf_error_set(err, PF_ENOMEM, "out of memory holding records");
+    }
+    memcpy(json, rec->json, rec->json_len);
+    json[rec->json_len] = '\0';
+    if (key) {
+        memcpy(key, rec->key, rec->key_len);
+        key[rec->key_len] = '\0';
+    }
+    out->recs[out->count++] = (pf_sink_record){rec->stream, key, rec->key_len, json, rec->json_len};
+    return PF_OK;
+}
+
 static void truncate_to(pf_records *out, size_t n)
 {
     for (size_t i = n; i < out->count; i++) {
@@ -252,16 +288,7 @@ pf_status pf_extract_records(const pf_template *t, const char *body, size_t len,
         pf_jp_nodelist nl = {0};
         st = pf_jsonpath_eval(sd->path, doc, 0, &nl, err);
         for (size_t i = 0; i < nl.count && st == PF_OK; i++) {
-            if (out->count == out->cap) {
-                size_t nc = out->cap ? out->cap * 2 : 256;
-                pf_sink_record *p = realloc(out->recs, nc * sizeof *p);
-                if (!p) {
-                    st = pf_error_set(err, PF_ENOMEM, "out of memory extracting records");
-                    break;
-                }
-                out->recs = p;
-                out->cap = nc;
-            }
+            if ((st = pf_records_reserve(out, 1, err)) != PF_OK) break;
             json_object *v = nl.nodes[i].value;
             const char *text = json_object_to_json_string_ext(
                 v, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);

@@ -39,6 +39,14 @@ typedef struct pf_records {
 pf_status pf_extract_records(const pf_template *t, const char *body, size_t len, pf_records *out,
                              pf_error *err);
 
+/* Makes room for EXTRA more records in OUT (the array grows by doubling).
+ * PF_ENOMEM with ERR filled, OUT unchanged, on failure. */
+pf_status pf_records_reserve(pf_records *out, size_t extra, pf_error *err);
+
+/* Appends a copy of REC (its json and key are copied; its stream name is
+ * borrowed and must outlive OUT). PF_ENOMEM with OUT unchanged on failure. */
+pf_status pf_records_push_copy(pf_records *out, const pf_sink_record *rec, pf_error *err);
+
 /* Frees every record's copies; OUT is zeroed. NULL accepted. */
 void pf_records_free(pf_records *out);
 

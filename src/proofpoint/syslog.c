@@ -544,15 +544,9 @@ static pf_status add_record(const pf_template *t, const char *line, size_t len, 
     pf_status st = build(line, len, &o, &kind, err);
     if (st != PF_OK) return st;
     const pf_stream_def *sd = stream_for(t, kind);
-    if (out->count == out->cap) {
-        size_t nc = out->cap ? out->cap * 2 : 256;
-        pf_sink_record *p = realloc(out->recs, nc * sizeof *p);
-        if (!p) {
-            json_object_put(o);
-            return pf_error_set(err, PF_ENOMEM, "out of memory extracting records");
-        }
-        out->recs = p;
-        out->cap = nc;
+    if (pf_records_reserve(out, 1, err) != PF_OK) {
+        json_object_put(o);
+        return PF_ENOMEM;
     }
     pf_sink_record *r = &out->recs[out->count];
     memset(r, 0, sizeof *r);
