@@ -495,6 +495,13 @@ static pf_sink_result configure(conf_ctx *c)
     if ((r = set_prop(c, "delivery_timeout", "delivery.timeout.ms", num)) != PF_SINK_OK) return r;
     snprintf(num, sizeof num, "%lld", (long long)batch);
     if ((r = set_prop(c, "batch_size", "batch.size", num)) != PF_SINK_OK) return r;
+    /* Bounds the producer's memory: at most 64 MiB of messages wait for
+     * delivery (librdkafka's own default is 1 GiB); a full queue makes
+     * writes wait for delivery reports. librdkafka.queue.buffering.max.kbytes
+     * overrides it. */
+    if ((r = set_prop(c, "librdkafka.queue.buffering.max.kbytes", "queue.buffering.max.kbytes",
+                      "65536")) != PF_SINK_OK)
+        return r;
 
     const char *flow = api->flow_name(h);
     char cid[200];

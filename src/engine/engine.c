@@ -24,7 +24,11 @@
 #include "util/progress.h"
 #include "util/timeutil.h"
 
+/* Records go to the sink in batches of at most this many records, and a
+ * streamed unit's batches hold about this many bytes at most (the flow's
+ * sink.batch_records and sink.batch_bytes change them). */
 #define SINK_CHUNK 5000
+#define STREAM_BATCH_BYTES ((size_t)4 << 20)
 /* The stream that gap records (ranges the API no longer holds) go to. */
 #define GAP_STREAM "gaps"
 #define DEFAULT_LOOKBACK_MS 3600000
@@ -66,10 +70,14 @@ typedef struct run_ctx {
     pf_sx *sx;
     pf_records *sx_out;
     long long sx_bytes;
+    /* Direct delivery: the unit being streamed into the sink (NULL when
+     * records are collected into sx_out instead). */
+    struct unit_stream *us;
     /* The template's call budget: ledger file and key ("" when none). */
     char quota_path[4200];
     char quota_key[PF_QUOTA_KEY_SIZE];
     int quota_warned;
+    size_t batch_records, batch_bytes; /* see SINK_CHUNK */
 } run_ctx;
 
 /* ---- call budgets ------------------------------------------------------- */
@@ -127,9 +135,13 @@ static void quota_record(run_ctx *c, int n)
 
 /* pf_sx callback: keeps a copy of the record in the unit's records (the
  * stream name is the template's, which outlives the run). */
+static pf_status us_record(run_ctx *c, const pf_sink_record *rec, pf_error *err);
+static pf_status us_restart(run_ctx *c);
+
 static pf_status sx_record(void *ud, const pf_sink_record *rec, pf_error *err)
 {
     run_ctx *c = ud;
+    if (c->us) return us_record(c, rec, err);
     return pf_records_push_copy(c->sx_out, rec, err);
 }
 
@@ -139,8 +151,9 @@ static pf_status sx_body(void *ud, const char *p, size_t n)
     run_ctx *c = ud;
     if (!p && n == 0) {
         pf_sx_reset(c->sx);
-        pf_records_free(c->sx_out);
         c->sx_bytes = 0;
+        if (c->us) return us_restart(c);
+        pf_records_free(c->sx_out);
         return PF_OK;
     }
     c->sx_bytes += (long long)n;
@@ -257,7 +270,9 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
     pf_flow *f = c->f;
     *no_data = 0;
     c->stats->requests++;
-    if (f->local_file && c->sx_out) {
+    /* Records go through the extractor as the body arrives. */
+    int sx_on = c->sx_out || c->us;
+    if (f->local_file && sx_on) {
         pf_sx_reset(c->sx);
         c->sx_bytes = 0;
         pf_status st = sx_file(c, f->local_file, err);
@@ -306,7 +321,7 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
         pf_request_free(&req);
         return pf_error_set(err, PF_ENOMEM, "out of memory");
     }
-    if (c->sx_out) {
+    if (sx_on) {
         pf_sx_reset(c->sx);
         c->sx_bytes = 0;
         st = pf_http_fetch(c->http, &hr, sx_body, c, &resp, err);
@@ -334,12 +349,12 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
             st = PF_OK;
             break;
         }
-    } else if (st == PF_OK && !c->sx_out) {
+    } else if (st == PF_OK && !sx_on) {
         pf_buf_reset(body);
         if (pf_buf_append(body, resp.body.data ? resp.body.data : "", resp.body.len) != PF_OK)
             st = pf_error_set(err, PF_ENOMEM, "out of memory buffering a response");
     }
-    if (!c->sx_out) c->stats->bytes += (long long)resp.body.len;
+    if (!sx_on) c->stats->bytes += (long long)resp.body.len;
     pf_http_response_free(&resp);
     pf_request_free(&req);
     return st;
@@ -470,8 +485,8 @@ static pf_status write_commit(run_ctx *c, const pf_sink_record *recs, size_t cou
     for (int attempt = 1;; attempt++) {
         pf_sink_result r = PF_SINK_OK;
         long long seq_before = c->state.seq;
-        for (size_t i = 0; i < count && r == PF_SINK_OK; i += SINK_CHUNK) {
-            size_t n = count - i < SINK_CHUNK ? count - i : SINK_CHUNK;
+        for (size_t i = 0; i < count && r == PF_SINK_OK; i += c->batch_records) {
+            size_t n = count - i < c->batch_records ? count - i : c->batch_records;
             r = pf_sink_write(c->sink, recs + i, n, err);
         }
         if (r == PF_SINK_OK) r = commit_ex(c, final, err);
@@ -631,18 +646,41 @@ static void print_records(run_ctx *c, const pf_records *recs)
 
 /* ---- one unit of work ---------------------------------------------------- */
 
-/* Late arrivals: drops from RECS every record the ledger says was already
- * delivered; counts the rest as new (and as late arrivals when window W lies
- * before the cursor the run started from). */
-static void drop_delivered(run_ctx *c, const pf_window *w, pf_records *recs, size_t *dropped,
-                           size_t *late)
+/* Ledger hashes of the records a unit delivers. */
+typedef struct hash_list {
+    uint64_t *v;
+    size_t n, cap;
+} hash_list;
+
+static pf_status hash_push(hash_list *l, uint64_t h, pf_error *err)
 {
-    *dropped = *late = 0;
-    if (!c->ledger || !w) return;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        uint64_t *v = realloc(l->v, cap * sizeof *v);
+        if (!v) return pf_error_set(err, PF_ENOMEM, "out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = h;
+    return PF_OK;
+}
+
+static uint64_t record_hash(const pf_sink_record *r)
+{
+    return pf_keyledger_hash(r->stream, r->key, r->key_len, r->json, r->json_len);
+}
+
+/* Late arrivals: drops from RECS every record the ledger says was already
+ * delivered and lists the hashes of the others in OUT. */
+static pf_status drop_delivered(run_ctx *c, pf_records *recs, hash_list *out, size_t *dropped,
+                                pf_error *err)
+{
+    *dropped = 0;
+    if (!c->ledger) return PF_OK;
     size_t k = 0;
     for (size_t i = 0; i < recs->count; i++) {
         pf_sink_record *r = &recs->recs[i];
-        uint64_t h = pf_keyledger_hash(r->stream, r->key, r->key_len, r->json, r->json_len);
+        uint64_t h = record_hash(r);
         if (pf_keyledger_contains(c->ledger, h)) {
             free((char *)r->json);
             free((char *)r->key);
@@ -650,23 +688,29 @@ static void drop_delivered(run_ctx *c, const pf_window *w, pf_records *recs, siz
             continue;
         }
         recs->recs[k++] = *r;
+        if (hash_push(out, h, err) != PF_OK) {
+            /* Keep RECS whole: free what is not compacted yet. */
+            for (size_t j = i + 1; j < recs->count; j++) {
+                free((char *)recs->recs[j].json);
+                free((char *)recs->recs[j].key);
+            }
+            recs->count = k;
+            return PF_ENOMEM;
+        }
     }
     recs->count = k;
-    if (w->end_ms <= c->late_until_ms) *late = k;
+    return PF_OK;
 }
 
-/* Adds RECS (delivered in window W) to the ledger, prunes what fell out of
- * the look-back, and stores it in the checkpoint text. On failure the
- * ledger is left as it was in the checkpoint. */
-static pf_status remember_delivered(run_ctx *c, const pf_window *w, const pf_records *recs,
+/* Adds the hashes H of the records delivered in window W to the ledger,
+ * prunes what fell out of the look-back, and stores it in the checkpoint
+ * text. On failure the caller rebuilds the ledger from the checkpoint. */
+static pf_status remember_delivered(run_ctx *c, const pf_window *w, const hash_list *h,
                                     int64_t cursor_after, pf_error *err)
 {
     if (!c->ledger || !w) return PF_OK;
-    for (size_t i = 0; i < recs->count; i++) {
-        const pf_sink_record *r = &recs->recs[i];
-        pf_status st = pf_keyledger_add(
-            c->ledger, pf_keyledger_hash(r->stream, r->key, r->key_len, r->json, r->json_len),
-            w->end_ms, err);
+    for (size_t i = 0; i < h->n; i++) {
+        pf_status st = pf_keyledger_add(c->ledger, h->v[i], w->end_ms, err);
         if (st != PF_OK) return st;
     }
     /* A record fetched in a window that ends before cursor - look-back can
@@ -680,21 +724,23 @@ static pf_status remember_delivered(run_ctx *c, const pf_window *w, const pf_rec
     return PF_OK;
 }
 
+/* The pending gap record (a copy owned by the caller's records). */
+static pf_sink_record gap_record(const run_ctx *c)
+{
+    return (pf_sink_record){GAP_STREAM, c->gap_key, strlen(c->gap_key), c->gap_json,
+                            strlen(c->gap_json)};
+}
+
 /* Puts the pending gap record in front of RECS. */
 static pf_status add_gap_record(run_ctx *c, pf_records *recs, pf_error *err)
 {
     if (!c->gap_json) return PF_OK;
-    if (pf_records_reserve(recs, 1, err) != PF_OK) return PF_ENOMEM;
+    pf_sink_record g = gap_record(c);
+    if (pf_records_push_copy(recs, &g, err) != PF_OK) return PF_ENOMEM;
     pf_sink_record *v = recs->recs;
-    char *json = strdup(c->gap_json), *key = strdup(c->gap_key);
-    if (!json || !key) {
-        free(json);
-        free(key);
-        return pf_error_set(err, PF_ENOMEM, "out of memory");
-    }
-    memmove(v + 1, v, recs->count * sizeof *v);
-    v[0] = (pf_sink_record){GAP_STREAM, key, strlen(key), json, strlen(json)};
-    recs->count++;
+    g = v[recs->count - 1];
+    memmove(v + 1, v, (recs->count - 1) * sizeof *v);
+    v[0] = g;
     return PF_OK;
 }
 
@@ -711,66 +757,183 @@ static void describe_unit(const pf_window *w, const pf_pager *pg, char *buf, siz
              w && page[0] ? " " : "", page);
 }
 
-/* Fetches, extracts and delivers one request: page PG (NULL: the unit is
- * one request) of window W (NULL: not windowed). Once the sink reports the
- * records durable, the checkpoint moves: to the next page of the unit, or,
- * after the unit's last page, to the window's end with no page position. */
-static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *body, pf_buf *url,
-                         pf_error *err)
+/* ---- streamed units: records reach the sink while the body arrives ------- */
+
+/* The records of a streamed unit not yet written to the sink, and what the
+ * unit has done so far. Memory is bounded by one batch (batch_bytes or
+ * batch_records, or one record when that is larger) plus 8 bytes a record
+ * for the ledger. */
+typedef struct unit_stream {
+    pf_buf bytes;         /* json and key bytes of the batch */
+    pf_sink_record *recs; /* the batch; json and key are set when it is written */
+    size_t *off;          /* two per record: offset of json, then of key */
+    size_t count, cap;
+    hash_list hashes;      /* records written in this unit (ledger) */
+    size_t fetched;        /* records extracted from the response */
+    size_t dropped;        /* of those, already delivered (late-arrival ledger) */
+    size_t written;        /* records (gap record included) given to the sink */
+    pf_sink_result sink_r; /* the sink's answer that stopped the unit; OK: none */
+    pf_error sink_err;
+} unit_stream;
+
+static void us_clear(unit_stream *u)
 {
-    pf_flow *f = c->f;
-    char where[160];
-    describe_unit(w, pg, where, sizeof where);
-    int no_data = 0;
-    pf_records recs = {0};
-    /* Stream when the extractor can and nothing needs the whole body (a
-     * pager reading tokens or links from it). */
-    int streaming = c->sx && !pg && f->format == PF_RESPONSE_JSON;
-    c->sx_out = streaming ? &recs : NULL;
-    pf_buf_reset(body);
-    pf_status st = fetch(c, w, pg, body, &no_data, url, err);
-    c->sx_out = NULL;
-    if (st != PF_OK) {
-        pf_records_free(&recs);
-        if (streaming && (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG))
-            pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
-        return st;
+    pf_buf_reset(&u->bytes);
+    u->count = 0;
+    u->hashes.n = 0;
+    u->fetched = u->dropped = u->written = 0;
+}
+
+static void us_free(unit_stream *u)
+{
+    pf_buf_free(&u->bytes);
+    free(u->recs);
+    free(u->off);
+    free(u->hashes.v);
+}
+
+/* Appends a copy of REC to the batch. */
+static pf_status us_push(unit_stream *u, const pf_sink_record *rec, pf_error *err)
+{
+    if (u->count == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 256;
+        pf_sink_record *r = realloc(u->recs, cap * sizeof *r);
+        if (r) u->recs = r;
+        size_t *o = r ? realloc(u->off, 2 * cap * sizeof *o) : NULL;
+        if (!o) return pf_error_set(err, PF_ENOMEM, "out of memory");
+        u->off = o;
+        u->cap = cap;
     }
-    if (streaming && !no_data) {
-        pf_sx_stats sxs;
-        pf_sx_get_stats(c->sx, &sxs);
-        recs.missing_keys = sxs.missing_keys;
+    size_t j = u->bytes.len;
+    if (pf_buf_append(&u->bytes, rec->json, rec->json_len) != PF_OK ||
+        (rec->key && pf_buf_append(&u->bytes, rec->key, rec->key_len) != PF_OK))
+        return pf_error_set(err, PF_ENOMEM, "out of memory");
+    u->off[2 * u->count] = j;
+    u->off[2 * u->count + 1] = j + rec->json_len;
+    u->recs[u->count] = *rec;
+    u->count++;
+    return PF_OK;
+}
+
+/* Writes the batch to the sink (no commit). On a sink failure, records the
+ * sink's answer in U and returns PF_ESINK. */
+static pf_status us_flush(run_ctx *c, unit_stream *u, pf_error *err)
+{
+    if (!u->count) return PF_OK;
+    for (size_t i = 0; i < u->count; i++) {
+        u->recs[i].json = u->bytes.data + u->off[2 * i];
+        if (u->recs[i].key) u->recs[i].key = u->bytes.data + u->off[2 * i + 1];
     }
-    const char *data = body->data ? body->data : "";
-    if (no_data || streaming)
-        st = PF_OK;
-    else if (f->format == PF_RESPONSE_SYSLOG)
-        st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
-    else
-        st = pf_extract_records(f->tmpl, data, body->len, &recs, err);
-    if (st == PF_OK && pg)
-        st = pf_pager_advance(pg, f, data, body->len, recs.count, no_data, pf_buf_str(url), err);
-    if (st != PF_OK) {
-        pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
-        pf_records_free(&recs);
-        return st;
+    pf_error_clear(&u->sink_err);
+    pf_sink_result r = pf_sink_write(c->sink, u->recs, u->count, &u->sink_err);
+    u->written += u->count;
+    u->count = 0;
+    pf_buf_reset(&u->bytes);
+    pf_progress_update(&c->progress, c->stats->windows, c->stats->records + (long long)u->written,
+                       c->stats->bytes + c->sx_bytes, 0);
+    if (r == PF_SINK_OK) return PF_OK;
+    u->sink_r = r;
+    if (err) *err = u->sink_err;
+    return PF_ESINK;
+}
+
+/* pf_sx callback in direct delivery: drops what the ledger says was
+ * delivered, batches the rest and writes full batches. */
+static pf_status us_record(run_ctx *c, const pf_sink_record *rec, pf_error *err)
+{
+    unit_stream *u = c->us;
+    u->fetched++;
+    if (c->ledger) {
+        uint64_t h = record_hash(rec);
+        if (pf_keyledger_contains(c->ledger, h)) {
+            u->dropped++;
+            return PF_OK;
+        }
+        if (hash_push(&u->hashes, h, err) != PF_OK) return PF_ENOMEM;
     }
-    if (recs.missing_keys)
-        pf_log_warn("%zu records have no value at their key path", recs.missing_keys);
-    size_t fetched = recs.count, dropped = 0, late = 0;
-    if (!c->o->test) {
-        drop_delivered(c, w, &recs, &dropped, &late);
-        if ((st = add_gap_record(c, &recs, err)) != PF_OK) {
-            pf_records_free(&recs);
-            return st;
+    if (us_push(u, rec, err) != PF_OK) return PF_ENOMEM;
+    if (u->count >= c->batch_records || u->bytes.len >= c->batch_bytes) return us_flush(c, u, err);
+    return PF_OK;
+}
+
+/* Starts (or restarts) the unit: the pending gap record goes first. */
+static pf_status us_begin(run_ctx *c, pf_error *err)
+{
+    us_clear(c->us);
+    if (!c->gap_json) return PF_OK;
+    pf_sink_record g = gap_record(c);
+    return us_push(c->us, &g, err);
+}
+
+/* An HTTP retry restarts the body: whatever this unit wrote is taken back by
+ * reopening the sink from its last durable point. */
+static pf_status us_restart(run_ctx *c)
+{
+    unit_stream *u = c->us;
+    pf_error e;
+    pf_error_clear(&e);
+    if (u->written) {
+        int attempt = 1;
+        int64_t delay = c->o->sink_backoff_ms;
+        if (reopen_sink(c, &delay, &attempt, c->o->sink_attempts > 0 ? c->o->sink_attempts : 1,
+                        &u->sink_err) != PF_OK) {
+            u->sink_r = PF_SINK_RETRY;
+            return PF_ESINK;
         }
     }
-    if (c->o->test) {
-        print_records(c, &recs);
-        c->stats->windows++;
-        pf_records_free(&recs);
-        return PF_OK;
+    return us_begin(c, &e);
+}
+
+/* Delivers the rest of a streamed unit: the last batch, then the commit that
+ * carries the unit's checkpoint. A commit whose answer was lost may have
+ * happened: a sink that stores checkpoints tells, and then the unit is
+ * done. On failure U->sink_r says what the sink answered. */
+static pf_status us_deliver(run_ctx *c, unit_stream *u, pf_error *err)
+{
+    pf_status st = us_flush(c, u, err);
+    if (st != PF_OK) return st;
+    long long seq_before = c->state.seq;
+    pf_error_clear(&u->sink_err);
+    pf_sink_result r = commit_ex(c, 1, &u->sink_err);
+    if (r == PF_SINK_OK) return PF_OK;
+    u->sink_r = r;
+    if (err) *err = u->sink_err;
+    if (r == PF_SINK_RETRY) {
+        int attempt = 1;
+        int64_t delay = c->o->sink_backoff_ms;
+        pf_error re;
+        pf_error_clear(&re);
+        pf_status ast = PF_OK;
+        if (reopen_sink(c, &delay, &attempt, 1, &re) == PF_OK &&
+            adopt_stored_checkpoint(c, &re, &ast) && c->state.seq == seq_before + 1) {
+            pf_log_info("the sink had committed the batch before the error; not sending it again");
+            u->sink_r = PF_SINK_OK;
+            return PF_OK;
+        }
     }
+    return PF_ESINK;
+}
+
+/* ---- completing a unit --------------------------------------------------- */
+
+/* What a unit fetched, for its delivery and its log line. Exactly one of
+ * RECS (collected records) and US (streamed unit) is set. */
+typedef struct unit_result {
+    pf_records *recs;
+    unit_stream *us;
+    const hash_list *hashes; /* ledger hashes of the records delivered */
+    size_t fetched, dropped;
+    int no_data;
+} unit_result;
+
+/* Delivers what unit W/PG fetched and, once the sink reports it durable,
+ * moves the checkpoint: to the next page of the unit, or, after the unit's
+ * last page, to the window's end with no page position. On failure the
+ * in-memory checkpoint is left as it was. */
+static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, const unit_result *ur,
+                               const char *where, pf_error *err)
+{
+    pf_status st = PF_OK;
     /* The checkpoint this page leads to, offered to checkpoint-storing sinks
      * with the commit; the previous page position is kept for a failure. */
     int unit_done = !pg || pg->done;
@@ -797,12 +960,13 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
     } else if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
-    } else if (unit_done && (st = remember_delivered(c, w, &recs, cursor_after, err)) != PF_OK) {
+    } else if (unit_done &&
+               (st = remember_delivered(c, w, ur->hashes, cursor_after, err)) != PF_OK) {
         /* st set */
     } else {
         c->pend_set = unit_done && w != NULL;
         c->pend_cursor_ms = cursor_after;
-        st = deliver(c, &recs, err);
+        st = ur->recs ? deliver(c, ur->recs, err) : us_deliver(c, ur->us, err);
         c->pend_set = 0;
     }
     if (st != PF_OK) {
@@ -831,7 +995,6 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
         c->state.page_window_end_ms = old_wend;
         c->state.has_cursor = old_has_cursor;
         c->state.cursor_ms = old_cursor;
-        pf_records_free(&recs);
         return st;
     }
     free(old_kind);
@@ -845,9 +1008,12 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
         c->state.has_cursor = 1;
         c->state.cursor_ms = cursor_after;
     }
-    c->stats->records += (long long)recs.count;
+    size_t delivered = ur->recs ? ur->recs->count : ur->us->written;
+    size_t fresh = ur->fetched - ur->dropped;
+    size_t late = c->ledger && w && w->end_ms <= c->late_until_ms ? fresh : 0;
+    c->stats->records += (long long)delivered;
     c->stats->late_arrivals += (long long)late;
-    c->stats->duplicates += (long long)dropped;
+    c->stats->duplicates += (long long)ur->dropped;
     c->stats->windows++;
     c->state.run_records = c->stats->records;
     c->state.run_windows = c->stats->windows;
@@ -855,12 +1021,153 @@ static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *b
     pf_progress_update(&c->progress, c->stats->windows, c->stats->records, c->stats->bytes, 0);
     if (st == PF_OK && where[0] && c->ledger && w)
         pf_log_info("%s: %zu records, %zu new (%zu late arrivals), %zu already delivered", where,
-                    fetched, fetched - dropped, late, dropped);
+                    ur->fetched, fresh, late, ur->dropped);
     else if (st == PF_OK && where[0])
-        pf_log_info("%s: %zu records%s", where, recs.count,
-                    no_data ? " (the server answered: no data)" : "");
+        pf_log_info("%s: %zu records%s", where, ur->fetched,
+                    ur->no_data ? " (the server answered: no data)" : "");
+    return st;
+}
+
+/* Fetches unit W/PG (PG NULL: one request; W NULL: not windowed), collects
+ * its records, and delivers them as one batch (split when the sink refuses
+ * some). STREAMING: the extractor reads the body as it arrives into the
+ * collected records. */
+static pf_status collected_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *body,
+                                pf_buf *url, int streaming, const char *where, pf_error *err)
+{
+    pf_flow *f = c->f;
+    unit_result ur = {0};
+    pf_records recs = {0};
+    hash_list hashes = {0};
+    c->sx_out = streaming ? &recs : NULL;
+    pf_buf_reset(body);
+    pf_status st = fetch(c, w, pg, body, &ur.no_data, url, err);
+    c->sx_out = NULL;
+    if (st != PF_OK) {
+        if (streaming && (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG))
+            pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        goto out;
+    }
+    if (streaming && !ur.no_data) {
+        pf_sx_stats sxs;
+        pf_sx_get_stats(c->sx, &sxs);
+        recs.missing_keys = sxs.missing_keys;
+    }
+    const char *data = body->data ? body->data : "";
+    if (ur.no_data || streaming)
+        st = PF_OK;
+    else if (f->format == PF_RESPONSE_SYSLOG)
+        st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
+    else
+        st = pf_extract_records(f->tmpl, data, body->len, &recs, err);
+    if (st == PF_OK && pg)
+        st = pf_pager_advance(pg, f, data, body->len, recs.count, ur.no_data, pf_buf_str(url), err);
+    if (st != PF_OK) {
+        pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        goto out;
+    }
+    if (recs.missing_keys)
+        pf_log_warn("%zu records have no value at their key path", recs.missing_keys);
+    ur.fetched = recs.count;
+    if (c->o->test) {
+        print_records(c, &recs);
+        c->stats->windows++;
+        goto out;
+    }
+    if ((st = drop_delivered(c, &recs, &hashes, &ur.dropped, err)) != PF_OK ||
+        (st = add_gap_record(c, &recs, err)) != PF_OK)
+        goto out;
+    ur.recs = &recs;
+    ur.hashes = &hashes;
+    st = complete_unit(c, w, pg, &ur, where, err);
+out:
+    free(hashes.v);
     pf_records_free(&recs);
     return st;
+}
+
+/* Fetches window W (NULL: the endpoint) of a template whose records stream,
+ * writing them to the sink in batches while the body arrives, and commits
+ * with the unit's checkpoint at the end. When the sink fails transiently,
+ * the sink is reopened from its last durable point and the unit fetched
+ * again; when it refuses a record, the unit is fetched again and delivered
+ * as collected records, so the records at fault can be isolated. */
+static pf_status streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_buf *url,
+                               const char *where, pf_error *err)
+{
+    int attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1;
+    int64_t delay = c->o->sink_backoff_ms;
+    unit_stream u = {0};
+    pf_buf_init(&u.bytes, 0);
+    for (int attempt = 1;; attempt++) {
+        unit_result ur = {0};
+        u.sink_r = PF_SINK_OK;
+        c->us = &u;
+        pf_status st = us_begin(c, err);
+        if (st == PF_OK) st = fetch(c, w, NULL, body, &ur.no_data, url, err);
+        c->us = NULL;
+        if (st == PF_OK && u.sink_r == PF_SINK_OK) {
+            pf_sx_stats sxs;
+            pf_sx_get_stats(c->sx, &sxs);
+            if (!ur.no_data && sxs.missing_keys)
+                pf_log_warn("%zu records have no value at their key path", sxs.missing_keys);
+            ur.us = &u;
+            ur.hashes = &u.hashes;
+            ur.fetched = u.fetched;
+            ur.dropped = u.dropped;
+            st = complete_unit(c, w, NULL, &ur, where, err);
+        } else if (u.sink_r == PF_SINK_OK &&
+                   (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG)) {
+            pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        }
+        if (u.sink_r == PF_SINK_OK) {
+            /* Done, or a failure of the fetch: what this unit wrote is never
+             * committed (the run ends; the next open discards it). */
+            us_free(&u);
+            return st;
+        }
+        char msg[PF_ERROR_MSG_MAX];
+        pf_error_format(&u.sink_err, msg, sizeof msg);
+        if (u.sink_r == PF_SINK_ERROR) {
+            us_free(&u);
+            pf_log_warn("%s; fetching %s again to isolate the records the sink refuses", msg,
+                        where[0] ? where : "the response");
+            int a = 1;
+            if ((st = reopen_sink(c, &delay, &a, attempts, err)) != PF_OK) return st;
+            return collected_unit(c, w, NULL, body, url, 1, where, err);
+        }
+        if (attempt >= attempts) {
+            if (err) *err = u.sink_err;
+            us_free(&u);
+            return u.sink_err.code ? u.sink_err.code : PF_ESINK;
+        }
+        pf_log_warn("%s; retrying %s in %.1f s, fetching it again (attempt %d/%d)", msg,
+                    where[0] ? where : "the response", (double)delay / 1000, attempt + 1, attempts);
+        if (pf_http_sleep_ms((long)delay) != PF_OK) {
+            us_free(&u);
+            return pf_error_set(err, PF_EINTERRUPTED,
+                                "interrupted while waiting to retry the sink");
+        }
+        delay *= 2;
+        if ((st = reopen_sink(c, &delay, &attempt, attempts, err)) != PF_OK) {
+            us_free(&u);
+            return st;
+        }
+    }
+}
+
+/* Fetches, extracts and delivers one request: page PG (NULL: the unit is
+ * one request) of window W (NULL: not windowed). */
+static pf_status do_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf_buf *body, pf_buf *url,
+                         pf_error *err)
+{
+    char where[160];
+    describe_unit(w, pg, where, sizeof where);
+    /* Stream when the extractor can and nothing needs the whole body (a
+     * pager reading tokens or links from it). */
+    int streaming = c->sx && !pg && c->f->format == PF_RESPONSE_JSON;
+    if (streaming && !c->o->test) return streamed_unit(c, w, body, url, where, err);
+    return collected_unit(c, w, pg, body, url, streaming, where, err);
 }
 
 /* Runs the units of the flow: the endpoint once (page by page when it is
@@ -1034,6 +1341,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     c.f = f;
     c.o = o;
     c.stats = stats;
+    c.batch_records = f->sink.batch_records ? f->sink.batch_records : SINK_CHUNK;
+    c.batch_bytes = f->sink.batch_bytes ? f->sink.batch_bytes : STREAM_BATCH_BYTES;
     int lockfd = -1;
     pf_status st = PF_OK;
     pf_log_set_flow(f->name);
@@ -1097,7 +1406,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_quota_key(f->tmpl->quota_pool, f->principal, c.quota_key);
     }
     if (f->format == PF_RESPONSE_JSON) {
-        c.sx = pf_sx_new(f->tmpl, 0, (size_t)f->http.max_body, sx_record, &c, err);
+        c.sx = pf_sx_new(f->tmpl, (size_t)f->http.max_record, (size_t)f->http.max_body, sx_record,
+                         &c, err);
         if (!c.sx) {
             st = err ? err->code : PF_ENOMEM;
             goto done;

@@ -423,7 +423,7 @@ static pf_status js_failed(pf_sx *sx, pf_status st, pf_error *e, pf_error *err)
         const pf_stream_def *sd = &sx->t->streams[sx->rec_list->streams[0]];
         pf_error_off(e, st, (long)sx->rec_off,
                      "record of stream %s at offset %llu is larger than the record limit (%zu "
-                     "bytes)",
+                     "bytes, source.http.max_record)",
                      sd->name, sx->rec_off, sx->max_record);
     }
     if (err) *err = *e;

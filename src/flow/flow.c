@@ -485,6 +485,7 @@ static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
                                        "backoff_max",
                                        "retry_after_max",
                                        "max_body",
+                                       "max_record",
                                        "verify_tls",
                                        "ca_file",
                                        "client_cert",
@@ -499,6 +500,7 @@ static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
     h->retry_after_max_ms = 900000;
     h->max_attempts = 5;
     h->max_body = 256u << 20;
+    h->max_record = 16u << 20;
     h->verify_tls = 1;
     if (!http || !pf_ys_want_map(http, "source.http", d)) return;
     pf_ys_check_keys(http, keys, "source.http", d);
@@ -516,6 +518,7 @@ static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
     if ((x = pf_ymap_get(http, "max_attempts")))
         pf_ys_int(x, "max_attempts", 1, 100, &h->max_attempts, d);
     if ((x = pf_ymap_get(http, "max_body"))) pf_ys_size(x, "max_body", &h->max_body, d);
+    if ((x = pf_ymap_get(http, "max_record"))) pf_ys_size(x, "max_record", &h->max_record, d);
     if ((x = pf_ymap_get(http, "verify_tls"))) pf_ys_bool(x, "verify_tls", &h->verify_tls, d);
     if ((x = pf_ymap_get(http, "ca_file"))) h->ca_file = expand_node(x, "ca_file", d);
     if ((x = pf_ymap_get(http, "client_cert"))) h->client_cert = expand_node(x, "client_cert", d);

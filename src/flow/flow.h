@@ -34,6 +34,7 @@ typedef struct pf_flow_http {
     int64_t backoff_ms, backoff_max_ms, retry_after_max_ms;
     int64_t max_attempts;
     uint64_t max_body;
+    uint64_t max_record; /* largest single record of a streamed response */
     int verify_tls;
     char *ca_file, *client_cert, *client_key;
 } pf_flow_http;

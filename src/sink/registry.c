@@ -322,6 +322,23 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
     for (size_t i = 0; i < pf_ymap_size(node); i++) {
         const pf_ynode *k = pf_ymap_key(node, i), *v = pf_ymap_val(node, i);
         if (strcmp(k->value, "type") == 0 || strcmp(k->value, "plugin_dir") == 0) continue;
+        /* Host settings: how many records the engine hands over per write. */
+        if (strcmp(k->value, "batch_records") == 0) {
+            int64_t n = 0;
+            if (pf_ys_int(v, "sink batch_records", 1, 1000000, &n, d) == 0)
+                cfg->batch_records = (size_t)n;
+            continue;
+        }
+        if (strcmp(k->value, "batch_bytes") == 0) {
+            uint64_t n = 0;
+            if (pf_ys_size(v, "sink batch_bytes", &n, d) == 0) {
+                if (n < 1 || n > ((uint64_t)1 << 30))
+                    pf_ys_error(d, v, PF_ECONFIG, "sink batch_bytes must be between 1B and 1GiB");
+                else
+                    cfg->batch_bytes = (size_t)n;
+            }
+            continue;
+        }
         const pf_sink_option *o = find_opt(desc, k->value);
         if (!o) {
             char list[256] = "";

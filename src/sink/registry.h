@@ -40,6 +40,9 @@ typedef struct pf_sink_config {
     char **keys, **values; /* owned; values already ${VAR}-expanded */
     size_t count;
     char *flow_name;
+    /* Host settings (keys batch_records, batch_bytes): the most records and
+     * about the most bytes the engine passes to one write; 0 = default. */
+    size_t batch_records, batch_bytes;
 } pf_sink_config;
 
 /* Validates the sink mapping NODE (its `type` key excluded) against the

@@ -151,6 +151,42 @@ class SinkPlugins(E2ETestCase):
         # The checkpoint moved on: a rerun fetches nothing again.
         self.assertEqual(self.state()["cursor"], end)
 
+    def test_transient_write_failures_mid_window_fetch_the_window_again(self):
+        """Records reach the sink while the response arrives (batches of 7):
+        a write answering RETRY mid-window reopens the sink from its last
+        commit and fetches the window again; nothing is lost or doubled."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
+        r = self.ppflow("run", self.flow(start, end, write_retries="2", batch_records="7"))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("transient write failure injected (1 more); retrying window", r.err)
+        self.assertIn("fetching it again (attempt 2/5)", r.err)
+        self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
+        self.assertEqual(self.state()["cursor"], end)
+
+    def test_refused_record_mid_window_is_isolated(self):
+        """A record refused by a write while the window streams: the window
+        is fetched again as one collected batch and split until the record
+        at fault is found; everything else is delivered once."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
+        expected = self.mock.expected("/v2/siem/all", start, end)
+        bad = sorted(expected["messagesDelivered"])[len(expected["messagesDelivered"]) // 2]
+        r = self.ppflow("run", self.flow(start, end, refuse=bad, batch_records="7"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("fetching window", r.err)
+        self.assertIn("again to isolate the records the sink refuses", r.err)
+        _, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        self.assert_exact(start, end, recs, missing={bad})
+        dl = os.path.join(self.dir, "state", "siem.json.deadletter.ndjson")
+        self.assertEqual([json.loads(l)["key"] for l in open(dl, encoding="utf-8")], [bad])
+        self.assertEqual(self.state()["cursor"], end)
+
+    def test_batch_settings_are_checked(self):
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
+        r = self.ppflow("validate", self.flow(start, end, batch_records="0", batch_bytes="2GiB"))
+        self.assertEqual(r.code, 2, r)
+        self.assertRegex(r.err, r"siem\.yaml:\d+:\d+: .*batch_records")
+        self.assertRegex(r.err, r"siem\.yaml:\d+:\d+: sink batch_bytes must be between 1B and 1GiB")
+
     def test_kill_after_the_sink_commit_loses_and_repeats_nothing(self):
         """Killed between the sink's commit and the checkpoint file's, the
         next run continues from the checkpoint the sink stored."""

@@ -89,7 +89,7 @@ class Network(FaultCase):
         h = {"max_attempts": 3}
         h.update(http or {})
         return self.siem_flow(params={"since_time": self.start, "until": until or self.end},
-                              http=h, base_url=base_url)
+                              http=h, base_url=base_url, sink=getattr(self, "sink", None))
 
     def second_window(self, faults, http=None, ok=False, want=()):
         """Runs the two-window backfill with FAULTS on the second window's
@@ -145,6 +145,15 @@ class Network(FaultCase):
             faults, http={"max_attempts": 10, "stall_timeout": "1s"}, ok=True)
         self.assertEqual([f for _, f in w2], [f["kind"] for f in faults] + [None])
         self.assertLess(took, 60)
+
+    def test_body_failures_after_records_reached_the_sink(self):
+        """A reset or truncation after part of the window's records were
+        already written to the sink (batches of 3 records): the retry takes
+        them back before the body starts again, so none is written twice."""
+        self.sink = {"type": "ndjson", "path": "out/{stream}.ndjson", "batch_records": 3}
+        _, _, w2 = self.second_window([{"kind": "reset"}, {"kind": "truncate"}],
+                                      http={"max_attempts": 5}, ok=True)
+        self.assertEqual([f for _, f in w2], ["reset", "truncate", None])
 
     def test_429_with_an_http_date_retry_after(self):
         _, _, w2 = self.second_window(

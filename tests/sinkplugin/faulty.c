@@ -6,7 +6,7 @@
  * A commit rewrites the whole file atomically (temporary file, fsync,
  * rename), so records and checkpoint are durable together, like a database
  * transaction. Options make it refuse records (ERROR), fail transiently
- * (RETRY) or pause after a commit (so a test can kill ppflow between the
+ * (RETRY, at commits or at writes) or pause after a commit (so a test can kill ppflow between the
  * sink's commit and the checkpoint file's). Built three more times with
  * FAULTY_ABI / FAULTY_SMALL / FAULTY_NAME to test the loader's checks. */
 #define _GNU_SOURCE /* memmem */
@@ -32,10 +32,11 @@ typedef struct faulty {
     const pf_sink_host *host;
     const pf_sink_host_api *api;
     char *path;
-    char *refuse;       /* records containing this text are refused (ERROR) */
-    long *retries_left; /* commits answering RETRY before succeeding */
-    long pause_ms;      /* sleep after each successful commit */
-    int store;          /* store the checkpoint with the records */
+    char *refuse;             /* records containing this text are refused (ERROR) */
+    long *retries_left;       /* commits answering RETRY before succeeding */
+    long *write_retries_left; /* writes answering RETRY before succeeding */
+    long pause_ms;            /* sleep after each successful commit */
+    int store;                /* store the checkpoint with the records */
     char *checkpoint;
     line_list done, pending;
     char token[64];
@@ -46,6 +47,7 @@ static const pf_sink_option options[] = {
     {"path", PF_SINK_OPT_STRING, NULL, 1, "the file records and checkpoint are kept in"},
     {"refuse", PF_SINK_OPT_STRING, NULL, 0, "refuse records whose JSON contains this text"},
     {"retries", PF_SINK_OPT_INT, "0", 0, "commits that answer RETRY before one succeeds"},
+    {"write_retries", PF_SINK_OPT_INT, "0", 0, "writes that answer RETRY before one succeeds"},
     {"pause", PF_SINK_OPT_DURATION, "0s", 0, "sleep after every commit"},
     {"store_checkpoint", PF_SINK_OPT_BOOL, "true", 0, "keep the flow checkpoint in the file"},
     {"x.*", PF_SINK_OPT_STRING, NULL, 0, "any x.NAME setting, reported in the log"},
@@ -115,6 +117,10 @@ static pf_sink_result f_open(const pf_sink_host *host, const pf_sink_host_api *a
     static long retries_left = -1;
     if (retries_left < 0) retries_left = (long)api->option_int(host, "retries", 0);
     f->retries_left = &retries_left;
+    static long write_retries_left = -1;
+    if (write_retries_left < 0)
+        write_retries_left = (long)api->option_int(host, "write_retries", 0);
+    f->write_retries_left = &write_retries_left;
     f->pause_ms = (long)api->option_int(host, "pause", 0);
     f->store = (int)api->option_int(host, "store_checkpoint", 1);
     api->options_with_prefix(host, "x.", add_extra, f);
@@ -153,6 +159,12 @@ static pf_sink_result f_write(void *p, const pf_sink_record *recs, size_t n, cha
                               size_t errlen)
 {
     faulty *f = p;
+    if (n && *f->write_retries_left > 0) {
+        --*f->write_retries_left;
+        snprintf(err, errlen, "transient write failure injected (%ld more)",
+                 *f->write_retries_left);
+        return PF_SINK_RETRY;
+    }
     for (size_t i = 0; i < n; i++) {
         const pf_sink_record *r = &recs[i];
         if (f->refuse && memmem(r->json, r->json_len, f->refuse, strlen(f->refuse))) {

@@ -586,7 +586,7 @@ static void test_record_limit(void **state)
         assert_int_equal(e.code, PF_ETOOBIG);
         assert_int_equal(e.offset, 81);
         assert_non_null(strstr(e.msg, "record of stream messages_delivered at offset 81 is larger "
-                                      "than the record limit (32 bytes)"));
+                                      "than the record limit (32 bytes, source.http.max_record)"));
         assert_int_equal(r.n, 1); /* the record before it was delivered */
         recs_free(&r);
     }
