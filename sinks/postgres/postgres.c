@@ -1,7 +1,9 @@
 /* postgres.c: the PostgreSQL sink (plugin ppflow_sink_postgres.so, libpq).
  *
  * Owns the whole path from a batch of records to rows in PostgreSQL:
- *   open    connects, creates (create: true) or checks the target tables and
+ *   open    connects, takes the flow's advisory lock (PF_SINK_BUSY when
+ *           another session holds it: see take_lock for the key), creates
+ *           (create: true) or checks the target tables and
  *           the flow state table, and creates one TEMP staging table per
  *           target table (ON COMMIT DELETE ROWS).
  *   write   opens a transaction (if none is open) and COPYs the records into
@@ -988,6 +990,59 @@ static pf_sink_result check_resume(pg_sink *s, const char *resume, char *err, si
 
 /* ---- open --------------------------------------------------------------------------- */
 
+/* The flow's advisory lock: one run of a flow at a time, across every
+ * machine that shares the database. The key is a bigint,
+ *   hashtextextended('ppflow-flow-lock:' || SCHEMA || '.' || STATE_TABLE
+ *                    || ':' || FLOW, 0)
+ * with SCHEMA, STATE_TABLE and FLOW as configured (unquoted), so every
+ * process that writes the same flow's row of the same state table computes
+ * the same key. It is a session lock, taken right after connecting and
+ * before anything else, held until the connection closes (close, or a lost
+ * connection: the sink is then reopened, which takes it again before
+ * anything is written). */
+#define LOCK_KEY_SQL                                                                               \
+    "pg_catalog.hashtextextended('ppflow-flow-lock:' || $1::text || '.' || $2::text || ':' || "    \
+    "$3::text, 0)"
+
+static pf_sink_result take_lock(pg_sink *s, char *err, size_t errlen)
+{
+    const char *p[] = {s->schema, s->state_name, s->flow};
+    pf_sink_result r = PF_SINK_OK;
+    PGresult *res = run(
+        s, "SELECT k, pg_catalog.pg_try_advisory_lock(k) FROM (SELECT " LOCK_KEY_SQL " AS k) AS x",
+        3, p, PGRES_TUPLES_OK, "taking the flow's advisory lock", &r, err, errlen);
+    if (!res) return r;
+    char key[32];
+    snprintf(key, sizeof key, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
+    int got = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    PQclear(res);
+    const char *db = PQdb(s->conn), *host = PQhost(s->conn), *port = PQport(s->conn);
+    if (got) {
+        pg_log(s, 3, "holding the advisory lock %s for flow %s (database %s)", key, s->flow,
+               db ? db : "?");
+        return PF_SINK_OK;
+    }
+    /* Who holds it, when this role may see it (best effort). */
+    char holder[64] = "";
+    const char *q[] = {key};
+    res = PQexecParams(s->conn,
+                       "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND "
+                       "granted AND objsubid = 1 AND database = (SELECT oid FROM "
+                       "pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+                       "AND classid::bigint = ($1::bigint >> 32) & 4294967295 "
+                       "AND objid::bigint = $1::bigint & 4294967295 LIMIT 1",
+                       1, NULL, q, NULL, NULL, 0);
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        snprintf(holder, sizeof holder, ", held by server process %.20s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    snprintf(err, errlen,
+             "flow %.100s is being run by another ppflow process (PostgreSQL advisory lock %s "
+             "on database %.63s at %.100s:%.10s%s)",
+             s->flow, key, db ? db : "?", host && *host ? host : "local socket", port ? port : "",
+             holder);
+    return PF_SINK_BUSY;
+}
+
 static pf_sink_result setup_tables(pg_sink *s, const char *tmpl, const char *const *streams,
                                    size_t nstreams, char *err, size_t errlen)
 {
@@ -1086,6 +1141,7 @@ static pf_sink_result pg_open(const pf_sink_host *host, const pf_sink_host_api *
         r = oom(s, err, errlen);
         goto out;
     }
+    if ((r = take_lock(s, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = setup_tables(s, tmpl, streams, nstreams, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = check_paths(s, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = prepare_schema(s, err, errlen)) != PF_SINK_OK) goto out;

@@ -125,9 +125,10 @@ static int run_or_test(int argc, char **argv, int test)
         char cur[PF_TIME_FMT_SIZE] = "none";
         if (stats.has_cursor) pf_time_format(stats.cursor_ms, cur);
         int windowed = f->tmpl->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
-        pf_log_info("done: %lld records, %lld %s, %lld bytes received; checkpoint %s",
+        pf_log_info("done: %lld records, %lld %s, %lld bytes received, %lld retries; "
+                    "checkpoint %s",
                     stats.records, stats.windows, windowed ? "windows" : "requests", stats.bytes,
-                    cur);
+                    stats.retries, cur);
         if (stats.late_arrivals || stats.duplicates)
             pf_log_info("late arrivals: %lld new records found in the look-back, %lld already "
                         "delivered and dropped",

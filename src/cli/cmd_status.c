@@ -58,6 +58,7 @@ static void print_json(const pf_flow *f, const char *file, const pf_state *st)
         json_object_object_add(run, "records", json_object_new_int64(st->run_records));
         json_object_object_add(run, "windows", json_object_new_int64(st->run_windows));
         json_object_object_add(run, "bytes", json_object_new_int64(st->run_bytes));
+        json_object_object_add(run, "retries", json_object_new_int64(st->run_retries));
         json_object_object_add(run, "error",
                                st->run_error ? json_object_new_string(st->run_error) : NULL);
     }
@@ -81,8 +82,8 @@ static void print_text(const pf_flow *f, const char *file, const pf_state *st, i
         printf(" (lag %lld s)", (long long)((pf_time_now_ms() - st->cursor_ms) / 1000));
     printf("\nlast run:   %s", st->run_outcome ? st->run_outcome : "never");
     if (st->run_outcome)
-        printf(", started %s, ended %s, %lld records, %lld windows, %lld bytes", a, b,
-               st->run_records, st->run_windows, st->run_bytes);
+        printf(", started %s, ended %s, %lld records, %lld windows, %lld bytes, %lld retries", a, b,
+               st->run_records, st->run_windows, st->run_bytes, st->run_retries);
     printf("\n");
     if (st->run_error) printf("error:      %s\n", st->run_error);
 }

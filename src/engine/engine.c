@@ -338,6 +338,7 @@ static pf_status fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
         st = pf_http_fetch(c->http, &hr, NULL, NULL, &resp, err);
     }
     quota_record(c, resp.attempts > 0 ? resp.attempts : 1);
+    if (resp.attempts > 1) c->stats->retries += resp.attempts - 1;
     if (st == PF_EHTTP) {
         for (size_t i = 0; i < f->tmpl->nno_data_status; i++) {
             if (resp.status != f->tmpl->no_data_status[i]) continue;
@@ -1382,8 +1383,13 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         int open_attempt = 1;
         int64_t open_delay = o->sink_backoff_ms;
         if ((st = reopen_sink(&c, &open_delay, &open_attempt,
-                              o->sink_attempts > 0 ? o->sink_attempts : 1, err)) != PF_OK)
+                              o->sink_attempts > 0 ? o->sink_attempts : 1, err)) != PF_OK) {
+            /* pf_sink_open answers PF_ESTATE only when the sink's lock on
+             * the flow is held elsewhere: the run is busy, as with the
+             * state lock file. */
+            stats->busy = st == PF_ESTATE;
             goto done;
+        }
         adopt_stored_checkpoint(&c, err, &st);
         if (st != PF_OK) goto done;
         /* Record the sink's starting point before anything is written, so a
@@ -1393,7 +1399,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_state_set_str(&c.state.template_name, f->tmpl->name);
         c.state.run_started_ms = pf_time_real_ms();
         c.state.run_ended_ms = 0;
-        c.state.run_records = c.state.run_windows = c.state.run_bytes = 0;
+        c.state.run_records = c.state.run_windows = c.state.run_bytes = c.state.run_retries = 0;
         pf_state_set_str(&c.state.run_outcome, "running");
         pf_state_set_str(&c.state.run_error, NULL);
         if ((st = save_state(&c, err)) != PF_OK) goto done;
@@ -1432,6 +1438,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         pf_state_set_str(&c.state.run_error, st == PF_OK ? NULL : clean);
         c.state.run_ended_ms = pf_time_real_ms();
         c.state.run_bytes = stats->bytes;
+        c.state.run_retries = stats->retries;
         pf_error se;
         pf_error_clear(&se);
         if (save_state(&c, &se) != PF_OK && st == PF_OK) {

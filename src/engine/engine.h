@@ -38,6 +38,10 @@ typedef struct pf_run_stats {
     long long duplicates;   /* re-swept records dropped as already delivered */
     int gap;                /* the checkpoint was older than the API keeps: a gap record */
     int64_t gap_start_ms, gap_end_ms; /* the lost range */
+    long long retries;      /* HTTP requests repeated after a 429, 5xx or a transport failure */
+    int busy;               /* the run did not start: the sink's lock on the flow (e.g. the
+                               PostgreSQL advisory lock) is held by another process; the
+                               status is PF_ESTATE, as for a held state lock file */
 } pf_run_stats;
 
 /* What a run of a flow would do, computed without any call (`ppflow plan`). */

@@ -119,11 +119,13 @@ static long count_recent(json_object *arr, int64_t now, int64_t *oldest)
     return n;
 }
 
-pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long budget, long *used,
-                         int64_t *next_free_ms, pf_error *err)
+pf_status pf_quota_when_free(const char *ledger, const char *key, int64_t now, long budget,
+                             long need, long *used, int64_t *free_at_ms, pf_error *err)
 {
     *used = 0;
-    *next_free_ms = now;
+    *free_at_ms = now;
+    if (need < 1) need = 1;
+    if (budget > 0 && need > budget) need = budget;
     /* Reading creates nothing: no ledger yet means no calls. */
     if (access(ledger, F_OK) != 0 && errno == ENOENT) return PF_OK;
     int fd = lock_ledger(ledger, err);
@@ -135,8 +137,9 @@ pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long 
         json_object_object_get_ex(calls_of(root), key, &arr);
         int64_t oldest;
         *used = count_recent(arr, now, &oldest);
-        if (budget > 0 && *used >= budget && oldest != INT64_MAX) {
-            /* The call that frees a slot is the (used - budget + 1)-th oldest. */
+        if (budget > 0 && *used + need > budget && oldest != INT64_MAX) {
+            /* NEED calls fit once the (used + need - budget)-th oldest call
+             * of the window has left it. */
             size_t len = json_object_array_length(arr);
             int64_t *ts = malloc((len ? len : 1) * sizeof *ts);
             if (!ts) {
@@ -147,9 +150,9 @@ pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long 
                     int64_t t = json_object_get_int64(json_object_array_get_idx(arr, i));
                     if (t > now - PF_QUOTA_PERIOD_MS && t <= now) ts[k++] = t;
                 }
-                /* Entries are appended in time order; find the k-th smallest
-                 * by a partial selection (k is small: used - budget + 1). */
-                size_t want = (size_t)(*used - budget);
+                /* A partial selection sort up to the wanted rank (entries
+                 * are appended in time order, so this is usually short). */
+                size_t want = (size_t)(*used + need - budget - 1);
                 for (size_t i = 0; i <= want && i < k; i++) {
                     size_t m = i;
                     for (size_t j = i + 1; j < k; j++)
@@ -158,7 +161,7 @@ pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long 
                     ts[i] = ts[m];
                     ts[m] = tmp;
                 }
-                *next_free_ms = ts[want < k ? want : k - 1] + PF_QUOTA_PERIOD_MS;
+                *free_at_ms = ts[want < k ? want : k - 1] + PF_QUOTA_PERIOD_MS;
                 free(ts);
             }
         }
@@ -166,6 +169,12 @@ pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long 
     json_object_put(root);
     close(fd);
     return st;
+}
+
+pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long budget, long *used,
+                         int64_t *next_free_ms, pf_error *err)
+{
+    return pf_quota_when_free(ledger, key, now, budget, 1, used, next_free_ms, err);
 }
 
 pf_status pf_quota_record(const char *ledger, const char *key, int64_t now, long n, pf_error *err)

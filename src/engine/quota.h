@@ -41,6 +41,17 @@ int pf_quota_path(const char *state_path, char *out, size_t len);
 pf_status pf_quota_usage(const char *ledger, const char *key, int64_t now, long budget, long *used,
                          int64_t *next_free_ms, pf_error *err);
 
+/* Calls recorded for KEY in the 24 hours before NOW into *USED, and into
+ * *FREE_AT_MS the first time (NOW or later) at which NEED more calls fit in
+ * BUDGET as the ledger stands: NOW when USED + NEED <= BUDGET, else when
+ * the (USED + NEED - BUDGET)-th oldest of those calls leaves the window.
+ * NEED below 1 counts as 1; above BUDGET as BUDGET (a run larger than the
+ * whole budget waits for a free budget and stops at it). BUDGET <= 0: no
+ * limit. A missing ledger counts as empty and is not created. PF_ESTATE for
+ * an unreadable ledger, PF_ENOMEM. */
+pf_status pf_quota_when_free(const char *ledger, const char *key, int64_t now, long budget,
+                             long need, long *used, int64_t *free_at_ms, pf_error *err);
+
 /* Records N calls made at NOW for KEY, dropping entries older than 24 h.
  * Creates the ledger (0600) and its directory when missing. */
 pf_status pf_quota_record(const char *ledger, const char *key, int64_t now, long n, pf_error *err);

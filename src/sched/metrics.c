@@ -128,7 +128,15 @@ static void fmt_seconds(char *buf, size_t n, int64_t ms)
              (long long)(a % 1000));
 }
 
-typedef enum { CTR_RECORDS, CTR_BYTES, CTR_REQUESTS, CTR_WINDOWS, CTR_DEAD, CTR_ERRORS } ctr;
+typedef enum {
+    CTR_RECORDS,
+    CTR_BYTES,
+    CTR_REQUESTS,
+    CTR_RETRIES,
+    CTR_WINDOWS,
+    CTR_DEAD,
+    CTR_ERRORS
+} ctr;
 
 static long long counter_value(const pf_metrics_flow *f, ctr c)
 {
@@ -139,6 +147,8 @@ static long long counter_value(const pf_metrics_flow *f, ctr c)
         return f->bytes;
     case CTR_REQUESTS:
         return f->requests;
+    case CTR_RETRIES:
+        return f->retries;
     case CTR_WINDOWS:
         return f->windows;
     case CTR_DEAD:
@@ -158,6 +168,8 @@ pf_status pf_metrics_render(const pf_metrics *m, int64_t now_ms, pf_buf *out)
         {"ppflow_records_total", "Records delivered to the sink.", CTR_RECORDS},
         {"ppflow_bytes_total", "Response bytes received.", CTR_BYTES},
         {"ppflow_requests_total", "HTTP requests (or file reads) made.", CTR_REQUESTS},
+        {"ppflow_retries_total",
+         "HTTP requests repeated after a 429, a 5xx or a transport failure.", CTR_RETRIES},
         {"ppflow_windows_total", "Time windows or pages completed.", CTR_WINDOWS},
         {"ppflow_dead_letters_total", "Records the sink refused, kept in the dead-letter file.",
          CTR_DEAD},
@@ -179,6 +191,14 @@ pf_status pf_metrics_render(const pf_metrics *m, int64_t now_ms, pf_buf *out)
             fmt_ll(v, sizeof v, counter_value(m->flows[i], counters[c].c));
             st = sample(out, counters[c].metric, m->flows[i]->name, NULL, v);
         }
+    }
+    if (st == PF_OK)
+        st = header(out, "ppflow_runs_delayed_total", "counter",
+                    "Runs postponed before they started, by reason (budget: the call budget "
+                    "would have been exceeded).");
+    for (size_t i = 0; i < m->count && st == PF_OK; i++) {
+        fmt_ll(v, sizeof v, m->flows[i]->delayed_budget);
+        st = sample(out, "ppflow_runs_delayed_total", m->flows[i]->name, ",reason=\"budget\"", v);
     }
     if (st == PF_OK) st = header(out, "ppflow_running", "gauge", "1 while a run is in flight.");
     for (size_t i = 0; i < m->count && st == PF_OK; i++)

@@ -43,6 +43,8 @@ typedef struct pf_metrics_flow {
     long long requests;            /* HTTP requests (or file reads) made */
     long long windows;             /* windows or pages completed */
     long long dead_letters;        /* records the sink refused (dead-letter file) */
+    long long retries;             /* HTTP requests repeated (429, 5xx, transport failures) */
+    long long delayed_budget;      /* runs postponed to stay within a call budget */
     int running;                   /* 1 while a run is in flight */
     int has_cursor;
     int64_t cursor_ms;        /* the checkpoint, when has_cursor */

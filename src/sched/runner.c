@@ -25,6 +25,7 @@
 #include "flow/flowfiles.h"
 #include "http/http.h"
 #include "sched/metrics.h"
+#include "sched/pacing.h"
 #include "sched/schedule.h"
 #include "state/state.h"
 #include "util/log.h"
@@ -44,7 +45,7 @@ typedef struct run_result {
     int32_t status;  /* pf_status of the engine */
     int32_t has_cursor;
     int64_t cursor_ms;
-    long long records, windows, requests, bytes, dead_letters;
+    long long records, windows, requests, bytes, dead_letters, retries;
     char error[ERRTEXT_MAX]; /* redacted; "" when none */
 } run_result;
 _Static_assert(sizeof(run_result) <= PIPE_BUF, "a run result must be written atomically");
@@ -225,6 +226,29 @@ static void track_metrics(sched *s, const pf_flow *f, int64_t due)
     }
 }
 
+/* Warns when F's schedule alone makes more calls a day than its
+ * template's call budget allows, and says which interval would fit. */
+static void warn_schedule_budget(const pf_flow *f, int64_t now)
+{
+    pf_pacing_fit fit;
+    pf_pacing_fit_schedule(f, now, &fit);
+    if (!fit.applies || fit.fits) return;
+    char desc[320], iv[64] = "";
+    pf_schedule_describe(f->schedule, desc, sizeof desc);
+    if (fit.fit_interval_ms) pf_schedule_format_ms(fit.fit_interval_ms, iv, sizeof iv);
+    pf_log_set_flow(f->name);
+    pf_log_warn("flow %s: its schedule (%s) makes about %lld runs a day of about %lld calls "
+                "each, %lld calls in 24 hours, more than the call budget '%s' allows per "
+                "credential (%lld); its runs will be postponed to stay within the budget. %s%s%s",
+                f->name, desc, fit.runs_per_day, fit.calls_per_run, fit.calls_per_day,
+                f->tmpl->quota_pool, (long long)f->tmpl->quota_budget,
+                fit.fit_interval_ms ? "A schedule of every "
+                                    : "No schedule fits it: even one "
+                                      "run a day makes more calls",
+                iv, fit.fit_interval_ms ? " or longer would fit" : "");
+    pf_log_set_flow(NULL);
+}
+
 /* The candidate flows of one load pass, parallel to the file list. */
 typedef struct pass {
     strvec files;
@@ -363,6 +387,7 @@ static int load_all(sched *s, int initial)
             changed++;
         }
         track_metrics(s, e->flow, e->due_ms);
+        warn_schedule_budget(e->flow, now);
     }
     for (size_t i = s->n; i-- > 0;) {
         if (!s->e[i]->removed) continue;
@@ -470,6 +495,7 @@ static void child_run(sched *s, entry *e, int wfd)
         r.requests = stats.requests;
         r.bytes = stats.bytes;
         r.dead_letters = stats.dead_letters;
+        r.retries = stats.retries;
         r.has_cursor = stats.has_cursor;
         r.cursor_ms = stats.cursor_ms;
         if (st != PF_OK) {
@@ -480,7 +506,9 @@ static void child_run(sched *s, entry *e, int wfd)
         r.outcome = st == PF_OK             ? PF_RUN_OK
                     : st == PF_EINTERRUPTED ? PF_RUN_INTERRUPTED
                                             : PF_RUN_FAILED;
-        if (st == PF_ESTATE && lock_busy(e->flow->state_path, r.error, sizeof r.error))
+        if (stats.busy) /* the sink's lock (PostgreSQL advisory lock): its message stays */
+            r.outcome = PF_RUN_BUSY;
+        else if (st == PF_ESTATE && lock_busy(e->flow->state_path, r.error, sizeof r.error))
             r.outcome = PF_RUN_BUSY;
         if (st == PF_OK && stats.dead_letters > 0) {
             /* As `ppflow run`: kept, not lost, but a failure monitoring sees. */
@@ -602,6 +630,7 @@ static void finish_run(sched *s, size_t idx, int status)
         m->requests += r.requests;
         m->windows += r.windows;
         m->dead_letters += r.dead_letters;
+        m->retries += r.retries;
         if (r.has_cursor) {
             m->has_cursor = 1;
             m->cursor_ms = r.cursor_ms;
@@ -619,10 +648,10 @@ static void finish_run(sched *s, size_t idx, int status)
     pf_log(r.outcome == PF_RUN_OK || r.outcome == PF_RUN_INTERRUPTED ? PF_LOG_INFO
            : r.outcome == PF_RUN_BUSY                                ? PF_LOG_WARN
                                                                      : PF_LOG_ERROR,
-           "flow %s: run %s %s at %s: %lld records, %lld windows, %lld requests, %lld bytes in "
-           "%lld.%03lld s; checkpoint %s; next run %s%s%s",
+           "flow %s: run %s %s at %s: %lld records, %lld windows, %lld requests, %lld retries, "
+           "%lld bytes in %lld.%03lld s; checkpoint %s; next run %s%s%s",
            e->run_name, e->run_id, pf_run_outcome_name(r.outcome), t, r.records, r.windows,
-           r.requests, r.bytes, (long long)(dur / 1000), (long long)(dur % 1000), cur,
+           r.requests, r.retries, r.bytes, (long long)(dur / 1000), (long long)(dur % 1000), cur,
            s->stopping || e->removed ? "none (stopping)" : next, r.error[0] ? "; error: " : "",
            r.error);
     pf_log_set_flow(NULL);
@@ -669,6 +698,47 @@ static void kill_runs(sched *s)
     }
 }
 
+/* Before E's run starts at NOW: when the calls it is expected to make do
+ * not fit its call budget's last 24 hours, postpones it to when they do
+ * (logged, counted) and returns 1. A budget that cannot be read does not
+ * hold the run back (the run stops at the budget itself). */
+static int pace_run(sched *s, entry *e, int64_t now)
+{
+    pf_pacing p;
+    pf_error err;
+    pf_error_clear(&err);
+    pf_status st = pf_pacing_check(e->flow, now, &p, &err);
+    pf_log_set_flow(e->flow->name);
+    if (st != PF_OK) {
+        char msg[ERRTEXT_MAX], clean[ERRTEXT_MAX];
+        pf_error_format(&err, msg, sizeof msg);
+        pf_log_redact(msg, clean, sizeof clean);
+        pf_log_warn("flow %s: cannot check the call budget before the run (%s); running it "
+                    "anyway (a run stops at its budget)",
+                    e->flow->name, clean);
+        pf_log_set_flow(NULL);
+        return 0;
+    }
+    if (!p.applies || p.start_ms <= now) {
+        pf_log_set_flow(NULL);
+        return 0;
+    }
+    e->due_ms = p.start_ms;
+    pf_metrics_flow *m = pf_metrics_flow_get(&s->metrics, e->flow->name);
+    if (m) {
+        m->delayed_budget++;
+        m->next_run_ms = e->due_ms;
+    }
+    char at[PF_TIME_FMT_SIZE];
+    fmt_time(e->due_ms, at);
+    pf_log_warn("flow %s: run postponed to %s: the call budget '%s' has %ld of %lld calls used "
+                "in the last 24 hours and this run needs about %lld; it starts when enough of "
+                "those calls have left the 24-hour window",
+                e->flow->name, at, p.pool, p.used, p.budget, p.estimate);
+    pf_log_set_flow(NULL);
+    return 1;
+}
+
 /* Starts due runs while there are free slots, most overdue first. */
 static void start_due(sched *s)
 {
@@ -681,6 +751,7 @@ static void start_due(sched *s)
             if (!best || e->due_ms < best->due_ms) best = e;
         }
         if (!best) return;
+        if (pace_run(s, best, now)) continue;
         start_run(s, best, now);
         if (!best->pid) return; /* could not start: try again later */
     }

@@ -8,7 +8,7 @@
 
 #include "flow/yschema.h"
 
-static void describe_ms(int64_t ms, char *buf, size_t n)
+void pf_schedule_format_ms(int64_t ms, char *buf, size_t n)
 {
     static const struct {
         int64_t ms;
@@ -134,7 +134,7 @@ void pf_schedule_describe(const pf_schedule *s, char *buf, size_t n)
 {
     if (s->kind == PF_SCHEDULE_EVERY) {
         char d[64];
-        describe_ms(s->every_ms, d, sizeof d);
+        pf_schedule_format_ms(s->every_ms, d, sizeof d);
         snprintf(buf, n, "every %s", d);
     } else {
         snprintf(buf, n, "cron '%s' in %s", s->cron_text, s->tz_name);

@@ -62,6 +62,10 @@ int64_t pf_schedule_first(const pf_schedule *s, int64_t now_ms);
  * that time passed while the run was going. S: not NULL. */
 int64_t pf_schedule_after_run(const pf_schedule *s, int64_t started_ms, int64_t ended_ms);
 
+/* Writes duration MS (> 0) the way schedules are written ("1h30m", "2m",
+ * "45s") into BUF (size N > 0, always NUL-terminated); "" for MS <= 0. */
+void pf_schedule_format_ms(int64_t ms, char *buf, size_t n);
+
 /* Writes a short description ("every 5m", "cron '0 6 * * *' in Europe/Berlin")
  * into BUF (size N > 0, always NUL-terminated). S: not NULL. */
 void pf_schedule_describe(const pf_schedule *s, char *buf, size_t n);

@@ -19,7 +19,8 @@
  * Outcomes: PF_SINK_OK = durable (commit) or accepted (write); PF_SINK_RETRY =
  * transient, the host offers the same batch again after a backoff;
  * PF_SINK_ERROR = this batch can never succeed (the host dead-letters it with
- * the reason and reports it; it is never dropped silently).
+ * the reason and reports it; it is never dropped silently); PF_SINK_BUSY
+ * (open only) = another process runs this flow, see below.
  *
  * All strings are UTF-8 and NUL-terminated unless a length is given. The host
  * owns everything it passes; the sink must copy what it keeps. */
@@ -39,6 +40,16 @@ typedef enum pf_sink_result {
     PF_SINK_OK = 0,
     PF_SINK_RETRY = 1,
     PF_SINK_ERROR = 2,
+    /* From open only: another process holds the sink's lock on this flow
+     * (e.g. the PostgreSQL sink's advisory lock), so this run must not
+     * deliver anything. ERR says who holds it ("flow X is being run by
+     * another ppflow process (...)"). The host ends the run at once with
+     * the same outcome as a held state lock file (`ppflow run` fails, a
+     * scheduled run is "busy") and does not retry. Added within ABI
+     * version 1: hosts that predate it treat it as PF_SINK_ERROR (the run
+     * fails, nothing is written). Any other callback answering it is
+     * treated as PF_SINK_RETRY. */
+    PF_SINK_BUSY = 3,
 } pf_sink_result;
 
 typedef enum pf_sink_opt_type {

@@ -492,6 +492,15 @@ pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, si
     char msg[512] = "";
     pf_sink_result r =
         s->desc->open(&s->host, &host_api, streams, nstreams, resume, &s->state, msg, sizeof msg);
+    if (r == PF_SINK_BUSY) {
+        /* Another process holds the sink's lock on this flow: the same
+         * outcome as a held state lock file (PF_ESTATE), with the sink's
+         * own words ("flow X is being run by another ppflow process ..."). */
+        pf_error_set(err, PF_ESTATE, "%s",
+                     msg[0] ? msg : "flow is being run by another ppflow process (sink lock)");
+        free(s);
+        return PF_ESTATE;
+    }
     if (r != PF_SINK_OK) {
         result_error(err, r, "open", s->desc->name, msg);
         free(s);

@@ -63,7 +63,9 @@ void pf_sink_config_free(pf_sink_config *cfg);
 typedef struct pf_sink pf_sink;
 
 /* Opens the configured sink. PF_ESINK with the sink's message on failure;
- * err->retriable set when the sink answered PF_SINK_RETRY. */
+ * err->retriable set when the sink answered PF_SINK_RETRY. PF_ESTATE (not
+ * retriable, the sink's message unprefixed) when it answered PF_SINK_BUSY:
+ * another process holds the sink's lock on the flow. */
 pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, size_t nstreams,
                        const char *resume, pf_sink **out, pf_error *err);
 

@@ -175,6 +175,8 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
         if (json_object_object_get_ex(run, "windows", &v))
             st->run_windows = json_object_get_int64(v);
         if (json_object_object_get_ex(run, "bytes", &v)) st->run_bytes = json_object_get_int64(v);
+        if (json_object_object_get_ex(run, "retries", &v))
+            st->run_retries = json_object_get_int64(v);
     }
     goto done;
 oom:
@@ -248,6 +250,7 @@ pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty
         json_object_object_add(run, "records", json_object_new_int64(st->run_records));
         json_object_object_add(run, "windows", json_object_new_int64(st->run_windows));
         json_object_object_add(run, "bytes", json_object_new_int64(st->run_bytes));
+        json_object_object_add(run, "retries", json_object_new_int64(st->run_retries));
         if (st->run_error)
             json_object_object_add(run, "error", json_object_new_string(st->run_error));
     }

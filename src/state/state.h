@@ -35,6 +35,7 @@ typedef struct pf_state {
     long long run_records;
     long long run_windows;
     long long run_bytes;     /* response bytes received */
+    long long run_retries;   /* HTTP requests repeated (429, 5xx, transport failures) */
     char *ledger;            /* late arrivals: the record ledger (keyledger.h JSON); NULL: none */
     char *run_error;         /* NULL when none */
 } pf_state;

@@ -23,11 +23,12 @@ import time
 import unittest
 import urllib.request
 
-from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso
+from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, SOURCE_DIR, hour_floor, iso, slurp
 
 START_RE = re.compile(r"flow (\S+): run (\S+) started at (\S+) \(due (\S+); .*; pid (\d+)\)$")
 END_RE = re.compile(r"flow (\S+): run (\S+) (ok|failed|interrupted|busy|crashed) at (\S+): "
-                    r"(\d+) records, (\d+) windows, (\d+) requests, (\d+) bytes in ([\d.]+) s; "
+                    r"(\d+) records, (\d+) windows, (\d+) requests, (\d+) retries, (\d+) bytes "
+                    r"in ([\d.]+) s; "
                     r"checkpoint (\S+); next run (\S+)(?: \(stopping\))?(?:; error: (.*))?$")
 MIN = dt.timedelta(minutes=1)
 # How late (on the test clock) a run may start after it is due: about one real
@@ -91,8 +92,9 @@ class Sched:
                 out.append({"flow": g.group(1), "id": g.group(2), "outcome": g.group(3),
                             "at": t(g.group(4)), "records": int(g.group(5)),
                             "windows": int(g.group(6)), "requests": int(g.group(7)),
-                            "bytes": int(g.group(8)), "checkpoint": g.group(10),
-                            "next": g.group(11), "error": g.group(12)})
+                            "retries": int(g.group(8)), "bytes": int(g.group(9)),
+                            "checkpoint": g.group(11), "next": g.group(12),
+                            "error": g.group(13)})
         return out
 
     def text(self):
@@ -576,6 +578,128 @@ class ScheduleMetrics(ScheduleCase):
         # The metrics port is closed once the scheduler is gone.
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def fnv1a64(text):
+    """The credential hash of the call ledger's keys (engine/quota.c)."""
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) % (1 << 64)
+    return "%016x" % h
+
+
+class ScheduleRetries(ScheduleCase):
+    mock_seed = 37
+    scrape = ScheduleMetrics.scrape
+
+    def test_retries_are_counted_in_the_metrics_and_the_run_line(self):
+        # Three windows; the first attempt of each fails (503, 503, 502) and
+        # its retry succeeds ("slow" for 0 s lets a request through).
+        self.mock.fault(kind="status", status=503, path="/v2/siem/all")
+        self.mock.fault(kind="slow", seconds=0, path="/v2/siem/all")
+        self.mock.fault(kind="status", status=503, path="/v2/siem/all")
+        self.mock.fault(kind="slow", seconds=0, path="/v2/siem/all")
+        self.mock.fault(kind="status", status=502, path="/v2/siem/all")
+        self.since = self.t0 - dt.timedelta(minutes=2, hours=2)
+        self.flow("r", {"every": "1h"})
+        s = self.schedule("--metrics-port", "0", "flows/")
+        s.wait_for(lambda: s.ends("r"), 60, "a run")
+        port = int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics",
+                             "\n".join(s.msgs())).group(1))
+        v = self.scrape(port)
+        self.assertEqual(s.stop(), 0, s.text())
+        reqs = self.mock.requests("/v2/siem/all")
+        failed = [q for q in reqs if q["status"] >= 500]
+        self.assertEqual(len(failed), 3, reqs)
+        end = s.ends("r")[0]
+        self.assertEqual(end["outcome"], "ok", s.text())
+        self.assertEqual(end["windows"], 3)
+        self.assertEqual(end["retries"], len(failed))
+        self.assertEqual(end["requests"], 3)  # requests made; their attempts are the mock's
+        self.assertEqual(len(reqs), end["requests"] + end["retries"])
+        self.assertEqual(v['ppflow_retries_total{flow="r"}'], len(failed))
+        self.assertEqual(v['ppflow_requests_total{flow="r"}'], end["requests"])
+        self.assertEqual(v['ppflow_runs_delayed_total{flow="r",reason="budget"}'], 0)
+        self.assert_exact("r", iso(self.since), self.state("r")["cursor"])
+
+
+class ScheduleBudget(ScheduleCase):
+    mock_seed = 38
+    scrape = ScheduleMetrics.scrape
+
+    def small_budget_template(self, budget, name):
+        text = slurp(os.path.join(SOURCE_DIR, "templates", "tap-siem-all.yaml"))
+        text = re.sub(r"budget: \d+", "budget: %d" % budget, text)
+        text = text.replace("name: tap-siem-all", "name: %s" % name)
+        return self.write("%s.yaml" % name, text)
+
+    def ledger(self, times):
+        key = "tap-siem:" + fnv1a64("mock-principal")
+        ms = [int(x.timestamp() * 1000) for x in times]
+        self.write("state/ppflow-quota.json",
+                   json.dumps({"version": 1, "calls": {key: ms}}))
+
+    def test_a_run_that_would_exceed_the_budget_waits_for_it(self):
+        tmpl = self.small_budget_template(10, "siem-ten")
+        # The backfill from five hours ago to now (t0 = two minutes past an
+        # hour) is three windows of at most one hour: [-5h, -4h), [-4h, -3h),
+        # [-3h, -3h + 2 min). The ledger holds 9 calls of the last 24 hours;
+        # the four oldest leave the window six clock minutes after t0.
+        self.since = self.t0 - dt.timedelta(minutes=2, hours=2)
+        old = self.t0 - dt.timedelta(hours=24) + 6 * MIN
+        recent = self.t0 - dt.timedelta(hours=2)
+        self.ledger([old] * 4 + [recent] * 5)
+        self.flow("paced", {"every": "1h"}, template=tmpl)
+        s = self.schedule("--metrics-port", "0", "flows/")
+        s.wait_for(lambda: s.ends("paced"), 60, "the postponed run")
+        port = int(re.search(r"metrics at http://127\.0\.0\.1:(\d+)/metrics",
+                             "\n".join(s.msgs())).group(1))
+        v = self.scrape(port)
+        self.assertEqual(s.stop(), 0, s.text())
+        log = "\n".join(s.msgs())
+        m = re.search(r"flow paced: run postponed to (\S+): the call budget 'tap-siem' has "
+                      r"(\d+) of 10 calls used in the last 24 hours and this run needs about "
+                      r"(\d+);", log)
+        self.assertTrue(m, log)
+        self.assertEqual(t(m.group(1)), old + dt.timedelta(hours=24))
+        self.assertEqual(int(m.group(2)), 9)
+        start, end = s.starts("paced")[0], s.ends("paced")[0]
+        self.assertEqual(start["due"], t(m.group(1)))
+        self.assertGreaterEqual(start["at"], t(m.group(1)))
+        self.assertLess(start["at"] - start["due"], LATE_OK)
+        # The run then made the calls estimated, within the budget: no 429,
+        # no stop at the budget, everything delivered.
+        self.assertEqual(end["outcome"], "ok", s.text())
+        reqs = self.mock.requests("/v2/siem/")
+        self.assertEqual(len(reqs), int(m.group(3)))
+        self.assertEqual(end["requests"], len(reqs))
+        self.assertTrue(all(q["status"] == 200 for q in reqs), reqs)
+        self.assertEqual(len(reqs), 3)  # with the 5 calls still in the window: 8 <= 10
+        self.assertEqual(v['ppflow_runs_delayed_total{flow="paced",reason="budget"}'], 1)
+        self.assertEqual(v['ppflow_runs_total{flow="paced",outcome="ok"}'], 1)
+        self.assert_exact("paced", iso(self.since), self.state("paced")["cursor"])
+        # The schedule alone (24 runs a day, a window each) does not fit 10
+        # calls: said when it was loaded.
+        self.assertIn("flow paced: its schedule (every 1h) makes about 24 runs a day of about "
+                      "1 calls each, 24 calls in 24 hours, more than the call budget "
+                      "'tap-siem' allows per credential (10)", log)
+
+    def test_load_says_which_interval_fits_the_budget(self):
+        tmpl = self.small_budget_template(100, "siem-hundred")
+        self.flow("often", {"every": "1m"}, template=tmpl)
+        self.flow("fine", {"every": "15m"}, template=tmpl)
+        r = self.ppflow("schedule", "--list=1", "flows/",
+                        env=self.env(PPFLOW_NOW="2026-03-28T12:00:00Z"))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("flow often: its schedule (every 1m) makes about 1440 runs a day of about "
+                      "1 calls each, 1440 calls in 24 hours, more than the call budget "
+                      "'tap-siem' allows per credential (100); its runs will be postponed to "
+                      "stay within the budget. A schedule of every 15m or longer would fit",
+                      r.err)
+        self.assertNotIn("flow fine:", r.err)
+        # Nothing was run, and no ledger was created.
+        self.assertEqual(self.mock.requests("/v2/"), [])
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "state", "ppflow-quota.json")))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """test_status.py: `ppflow status` reports what the runs did: checkpoint, lag,
-last run (outcome, records, windows, bytes, error), for files and directories,
+last run (outcome, records, windows, bytes, retries, error), for files and directories,
 as text and as JSON."""
 import datetime as dt
 import json
@@ -15,11 +15,14 @@ class Status(E2ETestCase):
         start, end = hour_floor(-4), hour_floor(-1)
         ok = self.siem_flow(name="good", params={"since_time": iso(start), "until": iso(end)})
         never = self.siem_flow(name="never", params={"since_time": iso(start)})
+        self.mock.fault(kind="status", status=503, count=2)
         r = self.ppflow("run", ok)
         self.assertEqual(r.code, 0, r)
-        m = re.search(r"done: (\d+) records, (\d+) windows, (\d+) bytes received", r.err)
+        m = re.search(r"done: (\d+) records, (\d+) windows, (\d+) bytes received, "
+                      r"(\d+) retries", r.err)
         self.assertIsNotNone(m, r)
-        records, windows, nbytes = map(int, m.groups())
+        records, windows, nbytes, retries = map(int, m.groups())
+        self.assertEqual(retries, 2)
         self.assertGreater(records, 0)
         now = end + dt.timedelta(hours=2)
         r = self.ppflow("status", "--json", self.dir, env=self.env(PPFLOW_NOW=iso(now)))
@@ -30,14 +33,15 @@ class Status(E2ETestCase):
         self.assertEqual(g["checkpoint"], iso(end))
         self.assertEqual(g["lag_seconds"], 7200)
         run = g["last_run"]
-        self.assertEqual((run["outcome"], run["records"], run["windows"], run["bytes"]),
-                         ("ok", records, windows, nbytes))
+        self.assertEqual((run["outcome"], run["records"], run["windows"], run["bytes"],
+                          run["retries"]), ("ok", records, windows, nbytes, 2))
         self.assertIsNone(run["error"])
         self.assertIsNone(rows["never"]["last_run"])
         self.assertIsNone(rows["never"]["checkpoint"])
         r = self.ppflow("status", ok, never)
         self.assertEqual(r.code, 0, r)
-        self.assertIn("%d records, %d windows, %d bytes" % (records, windows, nbytes), r.out)
+        self.assertIn("%d records, %d windows, %d bytes, 2 retries" % (records, windows, nbytes),
+                      r.out)
         self.assertIn("last run:   never", r.out)
 
     def test_failed_run_makes_status_fail(self):

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "engine/quota.h"
 #include "util/paths.h"
@@ -97,6 +98,46 @@ static void test_next_free_with_many_over_budget(void **state)
     assert_int_equal(next, t0 + 2 * H + 24 * H);
 }
 
+/* Room for NEED calls: when enough of the oldest calls have left the window. */
+static void test_when_free_for_a_run_of_several_calls(void **state)
+{
+    (void)state;
+    pf_error e;
+    int64_t t0 = 1000 * H;
+    /* Ten calls, one an hour from t0. */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(pf_quota_record(ledger, "k", t0 + i * H, 1, &e), PF_OK);
+    int64_t now = t0 + 12 * H, at = 0;
+    long used = 0;
+    /* Budget 12: two calls fit now; three need the oldest call gone. */
+    assert_int_equal(pf_quota_when_free(ledger, "k", now, 12, 2, &used, &at, &e), PF_OK);
+    assert_int_equal(used, 10);
+    assert_true(at == now);
+    assert_int_equal(pf_quota_when_free(ledger, "k", now, 12, 3, &used, &at, &e), PF_OK);
+    assert_true(at == t0 + 24 * H);
+    /* Five calls: the three oldest must go. */
+    assert_int_equal(pf_quota_when_free(ledger, "k", now, 12, 5, &used, &at, &e), PF_OK);
+    assert_true(at == t0 + 2 * H + 24 * H);
+    /* At that time, they fit: the ledger agrees with itself. */
+    assert_int_equal(pf_quota_when_free(ledger, "k", at, 12, 5, &used, &at, &e), PF_OK);
+    assert_int_equal(used, 7);
+    /* More than the budget waits for a free budget (capped at 12). */
+    assert_int_equal(pf_quota_when_free(ledger, "k", now, 12, 50, &used, &at, &e), PF_OK);
+    assert_true(at == t0 + 9 * H + 24 * H);
+    /* need 1 is pf_quota_usage. */
+    int64_t nf = 0;
+    assert_int_equal(used_at("k", now, 10, &nf), 10);
+    assert_int_equal(pf_quota_when_free(ledger, "k", now, 10, 1, &used, &at, &e), PF_OK);
+    assert_true(at == nf && nf == t0 + 24 * H);
+    /* A missing ledger is empty and is not created. */
+    char missing[160];
+    snprintf(missing, sizeof missing, "%s/none/ppflow-quota.json", dir);
+    assert_int_equal(pf_quota_when_free(missing, "k", now, 1, 5, &used, &at, &e), PF_OK);
+    assert_int_equal(used, 0);
+    assert_true(at == now);
+    assert_int_equal(access(missing, F_OK), -1);
+}
+
 static void test_damaged_ledger_is_an_error(void **state)
 {
     (void)state;
@@ -140,6 +181,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_hides_the_principal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_rolls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_next_free_with_many_over_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_when_free_for_a_run_of_several_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_ledger_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_lose_nothing, setup, teardown),
     };

@@ -74,6 +74,7 @@ static void full_state(pf_state *st)
     assert_int_equal(pf_state_set_str(&st->run_outcome, "failed"), PF_OK);
     st->run_records = 4242;
     st->run_windows = 3;
+    st->run_retries = 7;
     assert_int_equal(pf_state_set_str(&st->run_error, "HTTP 503 from server"), PF_OK);
 }
 
@@ -100,6 +101,7 @@ static void test_round_trip(void **state)
     assert_string_equal(b.run_outcome, "failed");
     assert_int_equal(b.run_records, 4242);
     assert_int_equal(b.run_windows, 3);
+    assert_int_equal(b.run_retries, 7);
     assert_string_equal(b.run_error, "HTTP 503 from server");
 
     /* Saving what was loaded gives the same state again. */
@@ -209,8 +211,8 @@ static void test_saved_file_has_only_documented_fields(void **state)
     static const char *const top[] = {"version", "flow",     "seq",     "template", "cursor",
                                       "sink",    "last_run", "updated", "ledger",   NULL};
     static const char *const sink[] = {"type", "resume", NULL};
-    static const char *const run[] = {"started", "ended", "outcome", "records",
-                                      "windows", "bytes",   "error", NULL};
+    static const char *const run[] = {"started", "ended",   "outcome", "records", "windows",
+                                      "bytes",   "retries", "error",   NULL};
     char path[128];
     path_in_tmp(path, sizeof path, "fields.json");
     pf_state a;
