@@ -32,7 +32,7 @@ class CrashConsistency(E2ETestCase):
         # rounds repeat (each into its own files) until enough kills landed.
         while kills < KILLS:
             rounds += 1
-            self.assertLess(rounds, 20, "too few kills landed")
+            self.assertLess(rounds, 20 + KILLS, "too few kills landed")
             name = "siem%d" % rounds
             flow = self.siem_flow(name=name, params={"since_time": start, "until": end},
                                   sink_path="out%d/{stream}.ndjson" % rounds)

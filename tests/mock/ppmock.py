@@ -570,7 +570,30 @@ class Req:
         return int(v)
 
 
-FAULT_KINDS = ('status', '429', 'reset', 'truncate', 'slow', 'stall', 'gzip_corrupt', 'redirect_loop')
+FAULT_KINDS = ('status', '429', 'reset', 'truncate', 'slow', 'stall', 'gzip_corrupt', 'redirect_loop',
+               'generate')
+GENERATE_MAX = 1 << 40      # bytes a generated body may announce (it is never held in memory)
+
+
+def _pieces(items):
+    """A generated body's pieces: [{"text": S | "hex": H, "times": N}] -> [(bytes, N)]."""
+    if not isinstance(items, list) or not items:
+        raise BadRequest('generate needs pieces: a list of {"text" or "hex", "times"}')
+    out = []
+    for it in items:
+        if not isinstance(it, dict) or ('text' in it) == ('hex' in it):
+            raise BadRequest('each piece has exactly one of "text" and "hex"')
+        try:
+            data = it['text'].encode('utf-8') if 'text' in it else bytes.fromhex(it['hex'])
+        except (AttributeError, ValueError):
+            raise BadRequest('piece text must be a string, hex must be hex digits')
+        times = it.get('times', 1)
+        if not isinstance(times, int) or times < 1 or not data:
+            raise BadRequest('piece times must be an integer >= 1 and its data not empty')
+        out.append((data, times))
+    if sum(len(d) * n for d, n in out) > GENERATE_MAX:
+        raise BadRequest('generated body larger than %d bytes' % GENERATE_MAX)
+    return out
 
 
 class Fault:
@@ -589,6 +612,13 @@ class Fault:
         self.headers = d.get('headers') or {}
         self.retry_after = d.get('retry_after', 1)
         self.seconds = float(d.get('seconds', 30 if kind == 'stall' else 2))
+        # generate: a 200 (or STATUS) whose body is PIECES, each repeated TIMES,
+        # sent in chunks as it is produced (gigabytes cost no memory).
+        self.pieces = _pieces(d.get('pieces')) if kind == 'generate' else []
+        if kind == 'generate':
+            self.status = int(d.get('status', 200))
+        # generate: chunked transfer coding, so the size is not announced up front
+        self.chunked = bool(d.get('chunked', False))
         if kind == 'status' and not 100 <= self.status <= 599:
             raise BadRequest('status must be 100..599')
         if self.count < 1:
@@ -1961,6 +1991,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 resp = text(302, 'Found', [('Location', self.path)])
             elif fault.kind == 'slow':
                 app.stopping.wait(fault.seconds)
+            elif fault.kind == 'generate':
+                resp = Resp(fault.status, b'', 'application/json')
         if resp is None:
             try:
                 resp = app.api(req)
@@ -1983,6 +2015,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def transmit(self, resp, fault):
         app = self.server.app
         kind = fault.kind if fault else None
+        if kind == 'generate':
+            self.send_generated(resp, fault)
+            return
         body = resp.body
         hdrs = list(resp.headers)
         if resp.ctype and resp.status != 204:
@@ -2037,6 +2072,39 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b'0\r\n\r\n')
         else:
             self.wfile.write(body)
+
+    def send_generated(self, resp, fault):
+        """Sends FAULT's pieces as the body (Content-Length framing, or chunked
+        when the fault says so), about 64 KiB per write: the body is never held
+        whole. A client that hangs up early (e.g. at its size limit) ends the
+        transfer quietly."""
+        app = self.server.app
+        total = sum(len(d) * n for d, n in fault.pieces)
+        self.send_response(resp.status)
+        self.send_header('Content-Type', resp.ctype)
+        if fault.chunked:
+            self.send_header('Transfer-Encoding', 'chunked')
+        else:
+            self.send_header('Content-Length', str(total))
+        self.end_headers()
+        if self.command == 'HEAD':
+            return
+
+        def out(b):
+            self.wfile.write(b'%x\r\n%s\r\n' % (len(b), b) if fault.chunked else b)
+        try:
+            for data, times in fault.pieces:
+                per = min(times, max(1, (1 << 16) // len(data)))
+                block = data * per
+                left = times
+                while left > 0 and not app.stopping.is_set():
+                    n = min(per, left)
+                    out(block if n == per else data * n)
+                    left -= n
+            if fault.chunked:
+                self.wfile.write(b'0\r\n\r\n')
+        except OSError:
+            self.close_connection = True
 
     def abort(self):
         """Close with a TCP RST."""
