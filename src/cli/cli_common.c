@@ -12,13 +12,17 @@
 int pf_cli_exit_code(pf_status st)
 {
     switch (st) {
-    case PF_OK: return PF_EXIT_OK;
+    case PF_OK:
+        return PF_EXIT_OK;
     case PF_ESYNTAX:
     case PF_ECONFIG:
     case PF_EINVAL:
-    case PF_ENOTFOUND: return PF_EXIT_USAGE;
-    case PF_EINTERRUPTED: return PF_EXIT_INTERRUPTED;
-    default: return PF_EXIT_FAIL;
+    case PF_ENOTFOUND:
+        return PF_EXIT_USAGE;
+    case PF_EINTERRUPTED:
+        return PF_EXIT_INTERRUPTED;
+    default:
+        return PF_EXIT_FAIL;
     }
 }
 
@@ -81,5 +85,7 @@ void pf_cli_print_error(const char *cmd, const pf_error *err)
     char msg[PF_ERROR_MSG_MAX + PF_ERROR_FILE_MAX + 64], clean[sizeof msg];
     pf_error_format(err, msg, sizeof msg);
     pf_log_redact(msg, clean, sizeof clean);
-    fprintf(stderr, "ppflow %s: error: %s\n", cmd, clean);
+    fprintf(stderr, "ppflow %s: error: ", cmd);
+    pf_log_write_escaped(stderr, clean);
+    fputc('\n', stderr);
 }

@@ -141,7 +141,7 @@ int pf_cmd_status(int argc, char **argv)
     size_t n = 0;
     int rc =
         pf_flow_files((const char *const *)(argv + optind), (size_t)(argc - optind), &files, &n);
-    if (rc != 0) worst = PF_EXIT_FAIL;
+    if (rc != 0) worst = PF_EXIT_USAGE; /* a path that cannot be read, as for run */
     for (size_t i = 0; i < n; i++) {
         int code = show(files[i], json, &first);
         worst = code > worst ? code : worst;

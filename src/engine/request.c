@@ -95,6 +95,28 @@ static int substitute(const subst_ctx *c, const char *tmpl, int escape_path, pf_
     return 1;
 }
 
+/* The first parameter of TMPL (a URL path) with a CR or LF in a value (in
+ * the path it would be refused, escaped or not): its name in NAME and 1, or
+ * 0 when none. */
+static int raw_path_line_break(const subst_ctx *c, const char *tmpl, char *name, size_t n)
+{
+    for (const char *p = strchr(tmpl, '{'); p; p = strchr(p + 1, '{')) {
+        const char *e = strchr(p, '}');
+        if (!e || (size_t)(e - p - 1) >= n) continue;
+        memcpy(name, p + 1, (size_t)(e - p - 1));
+        name[e - p - 1] = '\0';
+        const pf_param_value *pv = pf_flow_param(c->f, name);
+        if (!pv) continue;
+        const char *const *vals;
+        const char *one;
+        char tbuf[PF_TIME_FMT_SIZE];
+        size_t k = lookup(c, name, &vals, &one, tbuf);
+        for (size_t i = 0; i < k; i++)
+            if (strpbrk(vals[i], "\r\n")) return 1;
+    }
+    return 0;
+}
+
 /* A value that is exactly "{name}" for a list parameter: its values. */
 static const pf_param_value *whole_list(const subst_ctx *c, const char *tmpl)
 {
@@ -167,6 +189,12 @@ pf_status pf_request_build(const pf_flow *f, const pf_window *w, pf_request *req
     subst_ctx c = {f, w, 0};
     req->method = t->method;
     pf_buf_init(&req->url, 64 * 1024);
+    char bad[128];
+    if (raw_path_line_break(&c, t->path, bad, sizeof bad))
+        return pf_error_set(err, PF_EINVAL,
+                            "parameter %s contains a line break (CR or LF), which cannot go into "
+                            "the URL path",
+                            bad);
     pf_buf path;
     pf_buf_init(&path, 64 * 1024);
     int r = substitute(&c, t->path, 1, &path);

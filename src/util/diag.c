@@ -26,7 +26,9 @@ void pf_diags_print(const pf_diags *d, FILE *f, const char *prefix)
     for (size_t i = 0; i < d->count; i++) {
         pf_error_format(&d->items[i], line, sizeof line);
         pf_log_redact(line, clean, sizeof clean);
-        fprintf(f, "%s%s\n", prefix, clean);
+        fputs(prefix, f);
+        pf_log_write_escaped(f, clean);
+        fputc('\n', f);
     }
     if (d->oom) fprintf(f, "%s(further problems not shown: out of memory)\n", prefix);
 }

@@ -158,8 +158,7 @@ static void json_escape(FILE *f, const char *s)
     }
 }
 
-/* Writes S as one text line: CR, LF and other control characters escaped. */
-static void text_escape(FILE *f, const char *s)
+void pf_log_write_escaped(FILE *f, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -225,7 +224,7 @@ void pf_log(pf_log_level level, const char *fmt, ...)
         fputs("\"}\n", stderr);
     } else {
         fprintf(stderr, "ppflow: %s: ", level_name(level));
-        text_escape(stderr, clean);
+        pf_log_write_escaped(stderr, clean);
         fputc('\n', stderr);
     }
 }

@@ -12,6 +12,7 @@
 #define PF_UTIL_LOG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 typedef enum pf_log_level {
     PF_LOG_ERROR = 0,
@@ -47,6 +48,11 @@ void pf_log_clear_secrets(void);
  * nothing written) with every registered secret replaced by "***"; where
  * several secrets match at one place the longest is replaced. */
 void pf_log_redact(const char *src, char *dst, size_t n);
+
+/* Writes S to F as one text line: LF, CR and other control characters are
+ * escaped (\n, \r, \xNN), so text from a server cannot forge lines. S and F
+ * not NULL; no newline is added. */
+void pf_log_write_escaped(FILE *f, const char *s);
 
 void pf_log(pf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

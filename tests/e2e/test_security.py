@@ -397,7 +397,7 @@ class Injection(E2ETestCase):
     def test_line_break_in_a_path_parameter(self):
         for v in ('"all\\r\\nHost: evil.example"', '"all\\n"'):
             r = self.ppflow("run", self.flow({"which": v}))
-            self.assert_refused(r, "path", ["evil.example"])
+            self.assert_refused(r, "parameter which contains a line break", ["evil.example"])
 
     def test_line_break_in_a_header_secret_is_refused_without_showing_it(self):
         evil = "tok-SECRETPART\r\nX-Injected: 1"
@@ -460,6 +460,26 @@ class Secrets(E2ETestCase):
         st = self.state()
         self.assertIn("password ***", st["last_run"]["error"])
         # tearDown checks every output and file (state included) once more.
+
+    def test_text_in_errors_cannot_forge_output_lines(self):
+        """Line breaks and terminal escapes in a server's error text or in a
+        file name stay inside their message, which stays one line."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        self.mock.fault(kind="status", status=400,
+                        body="bad\r\nppflow run: done: 0 records\n\x1b[2Jcleared")
+        r = self.ppflow("run", self.siem_flow(params={"since_time": start, "until": end}))
+        self.assertEqual(r.code, 1, r)
+        self.assertFalse([l for l in r.err.splitlines() if l.startswith("ppflow run: done")],
+                         r.err)
+        self.assertNotIn("\x1b", r.err)
+        self.assertEqual(len([l for l in r.err.splitlines() if "HTTP 400" in l]), 1, r.err)
+        for cmd in ("run", "validate", "status"):
+            r = self.ppflow(cmd, os.path.join(self.dir, "no\nppflow %s: ok\x1b[2J.yaml" % cmd))
+            self.assertEqual(r.code, 2, r)
+            lines = r.err.splitlines()
+            self.assertEqual(len(lines), 1, r.err)
+            self.assertIn("no\\nppflow %s: ok\\x1b[2J.yaml" % cmd, lines[0])
+            self.assertNotIn("\x1b", r.err)
 
     def test_state_and_sink_files_are_private_whatever_the_umask(self):
         start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
