@@ -63,7 +63,10 @@ class KillLoop:
             p = subprocess.Popen([PPFLOW, "run", flow], cwd=self.dir, env=self.env(),
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             try:
-                out, err = p.communicate(timeout=rng.uniform(0.02, self.KILL_MAX))
+                # Every tenth kill of a round lengthens the delays, so that a
+                # loaded machine still completes the backfill.
+                out, err = p.communicate(timeout=rng.uniform(0.02, self.KILL_MAX) *
+                                         (1 + kills // 10))
                 self.outputs += [out, err]
                 self.assertEqual(p.returncode, 0, err)
                 return kills
