@@ -6,12 +6,18 @@
  *           (create: true) or checks the target tables and
  *           the flow state table, and creates one TEMP staging table per
  *           target table (ON COMMIT DELETE ROWS).
- *   write   opens a transaction (if none is open) and COPYs the records into
- *           the staging tables (text COPY, escaped).
- *   commit  per target table: INSERT ... SELECT FROM staging ON CONFLICT (key)
- *           DO NOTHING (or DO UPDATE), then upserts the flow's row in the
- *           state table with the host's pending checkpoint, then COMMIT. The
- *           batch and its checkpoint become visible together or not at all.
+ *   write   opens a transaction (if none is open) and, per target table,
+ *           COPYs the records straight into the table inside a savepoint
+ *           (text COPY, escaped); when that COPY meets a key already stored
+ *           or repeated (unique violation), or cannot be used (column.*
+ *           columns, a record without key, rows already staged in this
+ *           transaction, row-level security), the records go to the
+ *           table's staging table instead (see load_table).
+ *   commit  per table with staged rows: INSERT ... SELECT FROM staging ON
+ *           CONFLICT (key) DO NOTHING (or DO UPDATE), then upserts the flow's
+ *           row in the state table with the host's pending checkpoint, then
+ *           COMMIT. The batch and its checkpoint become visible together or
+ *           not at all.
  *   stored_checkpoint  returns that row's checkpoint.
  *
  * Identifiers are always quoted with PQescapeIdentifier; values only travel
@@ -35,6 +41,10 @@
 #define PG_IDENT_MAX 63 /* NAMEDATALEN - 1: longer names would be truncated */
 #define PG_MSG_MAX 400
 #define PG_DEFAULT_CHUNK (1u << 20)
+/* Direct loads per transaction, each a subtransaction that stays in the
+ * server's per-backend cache (64 entries) until commit: past this many, the
+ * transaction's remaining rows are staged, so the cache never overflows. */
+#define PG_DIRECT_MAX 48
 
 /* ---- growable string ---------------------------------------------------- */
 
@@ -160,11 +170,14 @@ typedef struct pg_column {
 } pg_column;
 
 typedef struct pg_table {
-    char *name;   /* unquoted table name (for messages) */
-    char *qname;  /* "schema"."table" */
-    char *stage;  /* pg_temp."ppflow_stage_N" */
-    char *insert; /* INSERT ... SELECT FROM stage ... ON CONFLICT */
-    int dirty;    /* rows staged in the open transaction */
+    char *name;    /* unquoted table name (for messages) */
+    char *qname;   /* "schema"."table" */
+    char *stage;   /* pg_temp."ppflow_stage_N" */
+    char *insert;  /* INSERT ... SELECT FROM stage ... ON CONFLICT */
+    int dirty;     /* rows staged in the open transaction: the rest of the
+                      transaction's rows for this table are staged too */
+    int no_direct; /* the server refused COPY into the table itself (row-level
+                      security): always staged */
 } pg_table;
 
 typedef struct pg_sink {
@@ -191,6 +204,7 @@ typedef struct pg_sink {
     const char **params; /* flow name + the column paths, for the INSERTs */
     int in_tx;
     int64_t ord;           /* order of records within a transaction */
+    int direct_savepoints; /* direct loads released in the open transaction */
     pf_sink_result failed; /* PF_SINK_OK, or the outcome every call repeats */
     char failmsg[2 * PG_MSG_MAX];
     char *checkpoint;
@@ -1174,6 +1188,7 @@ static pf_sink_result begin(pg_sink *s, char *err, size_t errlen)
     if (r == PF_SINK_OK) {
         s->in_tx = 1;
         s->ord = 0;
+        s->direct_savepoints = 0;
     }
     return r;
 }
@@ -1223,37 +1238,73 @@ static pf_sink_result copy_send(pg_sink *s, const char *what, char *err, size_t 
     return PF_SINK_OK;
 }
 
-/* COPYs the records of RECS that belong to table T (TABLE_OF maps each). */
-static pf_sink_result copy_table(pg_sink *s, size_t t, const pf_sink_record *recs,
-                                 const size_t *table_of, size_t n, char *err, size_t errlen)
+/* How copy_rows lays out a row. */
+enum copy_kind {
+    COPY_STAGE, /* ord, key (\N when NULL), record: into the staging table */
+    COPY_DIRECT /* key, record, flow: into the target table itself */
+};
+
+/* COPYs the records of RECS that belong to table T (TABLE_OF maps each).
+ * COPY_DIRECT: when the server refuses the rows with a unique violation
+ * (SQLSTATE 23505) or refuses COPY into the table (0A000, row-level security)
+ * returns PF_SINK_OK with *REFUSED set to that SQLSTATE's first character
+ * ('2' or '0') and S left unpoisoned: the caller rolls back to its savepoint.
+ * Any other failure poisons S as fail() does. */
+static pf_sink_result copy_rows(pg_sink *s, size_t t, enum copy_kind kind,
+                                const pf_sink_record *recs, const size_t *table_of, size_t n,
+                                int *refused, char *err, size_t errlen)
 {
     pg_table *tb = &s->tables[t];
     char what[200];
     snprintf(what, sizeof what, "loading records for %.63s.%.63s", s->schema, tb->name);
+    *refused = 0;
     sb sql = {0};
     sb_puts(&sql, "COPY ");
-    sb_puts(&sql, tb->stage);
-    sb_puts(&sql, " (ord, key, record) FROM STDIN");
+    if (kind == COPY_STAGE) {
+        sb_puts(&sql, tb->stage);
+        sb_puts(&sql, " (ord, key, record) FROM STDIN");
+    } else {
+        sb_puts(&sql, tb->qname);
+        sb_puts(&sql, " (\"key\", \"record\", \"flow\") FROM STDIN");
+    }
     if (sql.oom) {
         sb_free(&sql);
         return oom(s, err, errlen);
     }
-    pf_sink_result r = PF_SINK_OK;
-    PGresult *res = run(s, sql.p, 0, NULL, PGRES_COPY_IN, what, &r, err, errlen);
+    PGresult *res = PQexec(s->conn, sql.p);
     sb_free(&sql);
-    if (!res) return r;
+    if (!res || PQresultStatus(res) != PGRES_COPY_IN) {
+        const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (kind == COPY_DIRECT && st && strcmp(st, "0A000") == 0) {
+            *refused = '0';
+            PQclear(res);
+            return PF_SINK_OK;
+        }
+        pf_sink_result r = fail(s, res, what, err, errlen);
+        PQclear(res);
+        return r;
+    }
     PQclear(res);
-    tb->dirty = 1;
+    if (kind == COPY_STAGE) tb->dirty = 1;
     sb_reset(&s->copybuf);
+    pf_sink_result r = PF_SINK_OK;
     for (size_t i = 0; i < n; i++) {
         if (table_of[i] != t) continue;
-        sb_printf(&s->copybuf, "%lld\t", (long long)++s->ord);
-        if (recs[i].key)
+        if (kind == COPY_STAGE) {
+            sb_printf(&s->copybuf, "%lld\t", (long long)++s->ord);
+            if (recs[i].key)
+                copy_escape(&s->copybuf, recs[i].key, recs[i].key_len);
+            else
+                sb_puts(&s->copybuf, "\\N");
+            sb_put(&s->copybuf, "\t", 1);
+            copy_escape(&s->copybuf, recs[i].json, recs[i].json_len);
+        } else {
             copy_escape(&s->copybuf, recs[i].key, recs[i].key_len);
-        else
-            sb_puts(&s->copybuf, "\\N");
-        sb_put(&s->copybuf, "\t", 1);
-        copy_escape(&s->copybuf, recs[i].json, recs[i].json_len);
+            sb_put(&s->copybuf, "\t", 1);
+            copy_escape(&s->copybuf, recs[i].json, recs[i].json_len);
+            sb_put(&s->copybuf, "\t", 1);
+            copy_escape(&s->copybuf, s->flow, strlen(s->flow));
+        }
         sb_put(&s->copybuf, "\n", 1);
         if (s->copybuf.oom) {
             PQputCopyEnd(s->conn, "out of memory");
@@ -1267,11 +1318,78 @@ static pf_sink_result copy_table(pg_sink *s, size_t t, const pf_sink_record *rec
     if (PQputCopyEnd(s->conn, NULL) != 1) return fail(s, NULL, what, err, errlen);
     r = PF_SINK_OK;
     while ((res = PQgetResult(s->conn))) {
-        if (r == PF_SINK_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-            r = fail(s, res, what, err, errlen);
+        if (r == PF_SINK_OK && !*refused && PQresultStatus(res) != PGRES_COMMAND_OK) {
+            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            if (kind == COPY_DIRECT && st &&
+                (strcmp(st, "23505") == 0 || strcmp(st, "0A000") == 0) && s->conn &&
+                PQstatus(s->conn) == CONNECTION_OK)
+                *refused = st[0];
+            else
+                r = fail(s, res, what, err, errlen);
+        }
         PQclear(res);
     }
     return r;
+}
+
+/* Whether table T's records in this write may be loaded into the table
+ * itself: no column.* columns to compute, nothing staged yet in this
+ * transaction (staged rows are inserted at commit, after every direct row,
+ * so a later direct row could otherwise overtake a staged one with the same
+ * key), and every record has a key (a missing key is computed by the
+ * server). */
+static int direct_ok(const pg_sink *s, size_t t, const pf_sink_record *recs, const size_t *table_of,
+                     size_t n)
+{
+    const pg_table *tb = &s->tables[t];
+    if (s->ncols || tb->dirty || tb->no_direct || s->direct_savepoints >= PG_DIRECT_MAX) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (table_of[i] == t && !recs[i].key) return 0;
+    return 1;
+}
+
+/* Loads table T's records of this write: straight into the table inside a
+ * savepoint when direct_ok() allows and no stored or batch key collides;
+ * otherwise (or when the direct COPY is refused, which the savepoint undoes)
+ * into the staging table, which commit inserts with ON CONFLICT. */
+static pf_sink_result load_table(pg_sink *s, size_t t, const pf_sink_record *recs,
+                                 const size_t *table_of, size_t n, char *err, size_t errlen)
+{
+    int refused = 0;
+    if (direct_ok(s, t, recs, table_of, n)) {
+        pf_sink_result r =
+            exec_ok(s, "SAVEPOINT ppflow_direct", 0, NULL, "starting a savepoint", err, errlen);
+        if (r != PF_SINK_OK) return r;
+        r = copy_rows(s, t, COPY_DIRECT, recs, table_of, n, &refused, err, errlen);
+        if (r != PF_SINK_OK) return r;
+        if (!refused) {
+            s->direct_savepoints++;
+            r = exec_ok(s, "RELEASE SAVEPOINT ppflow_direct", 0, NULL, "ending a savepoint", err,
+                        errlen);
+            if (r == PF_SINK_OK)
+                pg_log(s, 3, "%s.%s: batch copied into the table", s->schema, s->tables[t].name);
+            return r;
+        }
+        /* Nothing of the refused COPY remains; the savepoint is dropped too. */
+        if ((r = exec_ok(s, "ROLLBACK TO SAVEPOINT ppflow_direct", 0, NULL,
+                         "rolling back to a savepoint", err, errlen)) != PF_SINK_OK ||
+            (r = exec_ok(s, "RELEASE SAVEPOINT ppflow_direct", 0, NULL, "ending a savepoint", err,
+                         errlen)) != PF_SINK_OK)
+            return r;
+        if (refused == '0') {
+            s->tables[t].no_direct = 1;
+            pg_log(s, 2,
+                   "%s.%s does not accept COPY (row-level security?): its rows are staged and "
+                   "inserted at commit",
+                   s->schema, s->tables[t].name);
+        } else {
+            pg_log(s, 3,
+                   "%s.%s already holds a key of this batch (or the batch repeats one): "
+                   "staging the batch for INSERT ... ON CONFLICT",
+                   s->schema, s->tables[t].name);
+        }
+    }
+    return copy_rows(s, t, COPY_STAGE, recs, table_of, n, &refused, err, errlen);
 }
 
 static pf_sink_result pg_write(void *p, const pf_sink_record *recs, size_t n, char *err,
@@ -1298,7 +1416,7 @@ static pf_sink_result pg_write(void *p, const pf_sink_record *recs, size_t n, ch
         size_t i = 0;
         while (i < n && table_of[i] != t)
             i++;
-        if (i < n) r = copy_table(s, t, recs, table_of, n, err, errlen);
+        if (i < n) r = load_table(s, t, recs, table_of, n, err, errlen);
     }
     free(table_of);
     return r;
@@ -1388,8 +1506,8 @@ __attribute__((visibility("default"))) const pf_sink_descriptor ppflow_sink_desc
     .abi_version = PF_SINK_ABI_VERSION,
     .struct_size = sizeof(pf_sink_descriptor),
     .name = "postgres",
-    .description = "PostgreSQL tables: COPY, INSERT ... ON CONFLICT and the flow's checkpoint "
-                   "in one transaction (exactly once)",
+    .description = "PostgreSQL tables: COPY (INSERT ... ON CONFLICT for stored keys) and the "
+                   "flow's checkpoint in one transaction (exactly once)",
     .options = pg_options,
     .open = pg_open,
     .write = pg_write,

@@ -11,7 +11,8 @@ resident memory of:
   2. fetching it from a loopback HTTP server to NDJSON: `ppflow run`
      (source.base_url) and `curl -s URL > file`;
   3. loading the records of a smaller input (--sink-size) into PostgreSQL
-     (a throwaway cluster, tests/pg/pgcluster.py): `ppflow run` with the
+     (a throwaway cluster, tests/pg/pgcluster.py, with PostgreSQL's durable
+    defaults: fsync and synchronous_commit on): `ppflow run` with the
      postgres sink, `psql \\copy` of the same rows, and one autocommit INSERT
      per row for the first --insert-rows rows;
   4. producing them to librdkafka's mock cluster (tests/kafka/pf_kafka_mock):
@@ -211,14 +212,14 @@ def prepare_sink_input(a, work, log, ppflow, env, data, ppflow_out):
     lines. Returns a dict describing them."""
     size = min(a.sink_size, a.size)
     db = {'size': size}
-    if size >= a.size:
+    if size >= a.size and ppflow_out:
         db['data'], ndjson = data, ppflow_out
     else:
-        db['data'] = os.path.join(work, 'siem-sink.json')
+        db['data'] = data if size >= a.size else os.path.join(work, 'siem-sink.json')
         stamp = db['data'] + '.params'
         want = json.dumps({'size': size, 'seed': a.seed})
-        if not (os.path.exists(db['data']) and os.path.exists(stamp) and
-                open(stamp).read() == want):
+        if db['data'] != data and not (os.path.exists(db['data']) and os.path.exists(stamp)
+                                       and open(stamp).read() == want):
             print('generating %.1f MB of SIEM data for rows 3-4...' % size, file=sys.stderr)
             subprocess.run([sys.executable, os.path.join(HERE, 'gen_siem.py'), str(size),
                             str(a.seed), '--out', db['data']], check=True)
@@ -272,7 +273,9 @@ def row_postgres(a, work, log, ppflow, env, db):
         r.add('ppflow / psql', note='skipped: %s not built (needs libpq-dev)' % plugin)
         return r
     try:
-        pg = pgcluster.Cluster()
+        # PostgreSQL's defaults (fsync, synchronous_commit on), as a real server
+        # has them: each tool waits for the disk at each of its commits.
+        pg = pgcluster.Cluster(durable=True)
     except pgcluster.Unavailable as e:
         r.add('ppflow / psql', note='skipped: %s' % e)
         return r
@@ -415,7 +418,15 @@ def main():
     ap.add_argument('--work', help='scratch directory (default BUILD/bench-work)')
     ap.add_argument('--tiny', action='store_true',
                     help='a quick check that everything runs (0.3 MB, 1 run)')
+    ap.add_argument('--rows', default='1,2,3,4,5',
+                    help='comma-separated rows to measure (default all: 1,2,3,4,5)')
     a = ap.parse_args()
+    try:
+        a.rows = {int(x) for x in a.rows.split(',') if x.strip()}
+    except ValueError:
+        ap.error('--rows takes row numbers separated by commas, e.g. 3 or 1,3')
+    if not a.rows or not a.rows <= {1, 2, 3, 4, 5}:
+        ap.error('--rows takes row numbers from 1 to 5')
     if a.tiny:
         a.size, a.runs, a.rounds = 0.3, 1, 20
 
@@ -475,6 +486,36 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
     rows = []
 
     # ---- row 1: file -> NDJSON ---------------------------------------------
+    ppflow_out = None
+    if 1 in a.rows:
+        ppflow_out = row_file(a, work, log, ppflow, env, data, mb, bench_extract, rows)
+    if 2 in a.rows:
+        row_http(a, work, log, ppflow, env, serve, data, mb, rows)
+
+    # ---- rows 3 and 4: sinks, on a smaller input ------------------------------
+    db = None
+    if a.rows & {3, 4}:
+        db = prepare_sink_input(a, work, log, ppflow, env, data, ppflow_out)
+    if 3 in a.rows:
+        rows.append(row_postgres(a, work, log, ppflow, env, db))
+    if 4 in a.rows:
+        rows.append(row_kafka(a, work, log, ppflow, env, db))
+    if 5 in a.rows:
+        rows.append(row_jsonpath(a, work, log, bench_jsonpath))
+
+    header = ('ppflow benchmark: input %.1f MB (gen_siem.py %g %d), rows 3-4 %s, '
+              'median of %d run(s); %d CPUs, %s' % (
+                  mb, a.size, a.seed, '%.1f MB (gen_siem.py %g %d)' % (
+                      db['mb'], db['size'], a.seed) if db else 'not run',
+                  a.runs, os.cpu_count() or 0, cpu_model()))
+    print_table(rows, header)
+    for line in ratio_lines(rows):
+        print(line)
+    return 0
+
+
+def row_file(a, work, log, ppflow, env, data, mb, bench_extract, rows):
+    """Row 1; returns the NDJSON file ppflow wrote."""
     r1 = Row('1', 'file -> NDJSON, $.messagesDelivered[*]')
     out_dir = os.path.join(work, 'ppflow-file')
     state = os.path.join(work, 'ppflow-file-state.json')
@@ -520,8 +561,11 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
     r1.add('pf_extract_records alone', *res['bx'], mb=mb, recs=n_jq,
            note='bench_extract buffered (json-c)')
     rows.append(r1)
+    return ppflow_out
 
-    # ---- row 2: loopback HTTP -> NDJSON -------------------------------------
+
+def row_http(a, work, log, ppflow, env, serve, data, mb, rows):
+    """Row 2."""
     r2 = Row('2', 'loopback HTTP -> NDJSON')
     server, port = start_server(serve, log)
     try:
@@ -547,6 +591,7 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
         server.kill()
         server.wait()
     n_http = count_lines(os.path.join(out_dir2, 'messages_delivered.ndjson'))
+    n_jq = count_lines(os.path.join(work, 'jq.ndjson')) if 1 in a.rows else n_http
     if n_http != n_jq:
         raise Fail('ppflow over HTTP wrote %d records, jq %d' % (n_http, n_jq))
     if os.path.getsize(curl_out) != os.path.getsize(data):
@@ -557,12 +602,9 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
            note='python ThreadingHTTPServer on 127.0.0.1')
     rows.append(r2)
 
-    # ---- rows 3 and 4: sinks, on a smaller input ------------------------------
-    db = prepare_sink_input(a, work, log, ppflow, env, data, ppflow_out)
-    rows.append(row_postgres(a, work, log, ppflow, env, db))
-    rows.append(row_kafka(a, work, log, ppflow, env, db))
 
-    # ---- row 5: JSONPath evaluator -------------------------------------------
+def row_jsonpath(a, work, log, bench_jsonpath):
+    """Row 5."""
     r5 = Row('5', 'JSONPath evaluator, CTS valid queries')
     cts = os.path.join(ROOT, 'tests', 'jsonpath', 'cts', 'cts.json')
     t5, m5, notes = [], [], []
@@ -581,16 +623,7 @@ def run(a, work, log, ppflow, bench_extract, bench_jsonpath):
            note='%s queries x %s rounds: %.0f evaluations/s (%.0f ns each)' % (
                f['queries'], f['rounds'], evals / statistics.median(t5),
                statistics.median(t5) * 1e9 / evals))
-    rows.append(r5)
-
-    header = ('ppflow benchmark: input %.1f MB (gen_siem.py %g %d), rows 3-4 %.1f MB '
-              '(gen_siem.py %g %d), median of %d run(s); %d CPUs, %s' % (
-                  mb, a.size, a.seed, db['mb'], db['size'], a.seed, a.runs,
-                  os.cpu_count() or 0, cpu_model()))
-    print_table(rows, header)
-    for line in ratio_lines(rows):
-        print(line)
-    return 0
+    return r5
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/bench/run.sh: ppflow's benchmark, one command (see docs/performance.md).
 #
-#   ./tests/bench/run.sh [--size MB] [--runs N] [--seed S] [--rounds R]
+#   ./tests/bench/run.sh [--size MB] [--runs N] [--seed S] [--rounds R] [--rows LIST]
 #                        [--sink-size MB] [--insert-rows N]
 #                        [--build DIR] [--work DIR] [--tiny]
 #

@@ -179,6 +179,32 @@ class PostgresDelivery(PostgresCase):
         self.assertEqual(self.state()["cursor"], end)
         self.assertEqual(self.assert_exact_pg(start, end), total)
 
+    def test_lost_checkpoint_rerun_adds_nothing(self):
+        """Both checkpoints gone (state file and state row): the rerun fetches
+        and delivers every record again; the batches meet stored keys, fall
+        back from COPY to INSERT ... ON CONFLICT, and commit without error,
+        duplicate or change. A row another program wrote first is kept."""
+        start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
+        flow = self.pg_flow(start, end)
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 0, r)
+        self.assert_exact_pg(start, end)
+        one = self.pg.sql("SELECT key FROM %s ORDER BY key LIMIT 1"
+                          % self.table("messages_delivered"))
+        self.pg.sql("UPDATE %s SET record = '{\"by\": \"someone else\"}' WHERE key = '%s'"
+                    % (self.table("messages_delivered"), one))
+        before = self.snapshot()
+        os.unlink(os.path.join(self.dir, "state", "siem.json"))
+        self.pg.sql("DELETE FROM %s.ppflow_state" % self.schema)
+        self.mock.reset()
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 3)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.pg.sql("SELECT record->>'by' FROM %s WHERE key = '%s'"
+                                     % (self.table("messages_delivered"), one)), "someone else")
+        self.assertEqual(self.stored_checkpoint()["cursor"], end)
+
     def test_sinks_lists_postgres_and_its_options(self):
         r = self.ppflow("sinks", "postgres")
         self.assertEqual(r.code, 0, r)

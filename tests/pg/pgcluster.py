@@ -11,6 +11,12 @@ dedicated user `ppflow-pg`, created when that one is missing). A watchdog
 process stops and removes the cluster if the process that started it dies
 without doing so (a killed test run leaves nothing behind).
 
+The tests' clusters skip durability (fsync = off, full_page_writes = off):
+nothing in them outlives the run. Cluster(durable=True) keeps PostgreSQL's
+defaults instead (fsync, synchronous_commit and full_page_writes on: every
+commit waits for its WAL to reach the disk; shared_buffers 128MB), as the
+benchmark needs.
+
 As a module:
     with pgcluster.Cluster() as pg:
         pg.conninfo            # "host=127.0.0.1 port=N dbname=ppflow user=ppflow"
@@ -96,9 +102,10 @@ def server_user():
 
 
 class Cluster:
-    def __init__(self, watch=True):
+    def __init__(self, watch=True, durable=False):
         self.bindir = find_bindir()
         self.watch = watch
+        self.durable = durable
         self.dir = None
         self.port = None
         self.watchdog = None
@@ -149,9 +156,10 @@ class Cluster:
                             "listen_addresses = '127.0.0.1'\n"
                             "port = %d\n"
                             "unix_socket_directories = '%s'\n"
-                            "fsync = off\nfull_page_writes = off\n"
-                            "max_connections = 60\nshared_buffers = 32MB\n"
+                            "max_connections = 60\n"
                             "log_min_messages = warning\n" % (self.port, self.dir))
+                    if not self.durable:
+                        f.write("fsync = off\nfull_page_writes = off\nshared_buffers = 32MB\n")
                 if self.server("start").returncode == 0:
                     break
             else:

@@ -686,9 +686,11 @@ static void test_lock_wait_times_out_and_dropped_table_is_an_error(void **unused
     host_init(&h, "timeout", "t_timeout");
     set(&h, "statement_timeout", "1s");
     void *st = open_ok(&h, two_streams, 2);
-    pf_sink_record b[] = {rec("alpha", "k", "{}")};
+    /* A record without key is staged: the table itself is first touched by
+     * the INSERT at commit. Another session holds the table: the INSERT
+     * gives up after 1 s. */
+    pf_sink_record b[] = {rec("alpha", NULL, "{}")};
     write_ok(st, b, 1);
-    /* Another session holds the table: the INSERT gives up after 1 s. */
     exec_sql("BEGIN; LOCK TABLE t_timeout.ppflow_alpha IN ACCESS EXCLUSIVE MODE");
     char err[512] = "";
     const char *token;
@@ -702,18 +704,153 @@ static void test_lock_wait_times_out_and_dropped_table_is_an_error(void **unused
     desc->close(st);
     assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
 
+    /* Records with keys are copied into the table by the write itself,
+     * which gives up the same way. */
+    st = open_ok(&h, two_streams, 2);
+    exec_sql("BEGIN; LOCK TABLE t_timeout.ppflow_alpha IN ACCESS EXCLUSIVE MODE");
+    pf_sink_record k[] = {rec("alpha", "k", "{}")};
+    t0 = time(NULL);
+    pf_sink_result r = desc->write(st, k, 1, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_RETRY);
+    assert_true(time(NULL) - t0 < 10);
+    if (!strstr(err, "SQLSTATE 55P03") && !strstr(err, "SQLSTATE 57014"))
+        fail_msg("not a timeout: %s", err);
+    exec_sql("ROLLBACK");
+    desc->close(st);
+    assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
+
     /* A table dropped while the flow runs: ERROR (class 42), nothing committed. */
     st = open_ok(&h, two_streams, 2);
     exec_sql("DROP TABLE t_timeout.ppflow_beta");
     pf_sink_record c[] = {rec("alpha", "k", "{}"), rec("beta", "k", "{}")};
-    write_ok(st, c, 2);
     h.pending = "{\"seq\":5}";
-    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_ERROR);
+    r = desc->write(st, c, 2, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
     h.pending = NULL;
     assert_non_null(strstr(err, "SQLSTATE 42P01"));
     desc->close(st);
     assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
     assert_null(q1("SELECT checkpoint::text FROM t_timeout.ppflow_state", 0, NULL));
+}
+
+/* A batch goes straight into the table unless one of its keys is already
+ * stored (a re-sweep, a re-run, a row written by someone else) or repeated in
+ * the transaction: then that batch and the rest of the transaction are
+ * staged and inserted with ON CONFLICT at commit. Either way the batch
+ * commits, without error and without a duplicate, and the first version of
+ * a key wins (on_conflict: nothing). */
+static void test_stored_keys_fall_back_to_on_conflict(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "fallback", "t_fallback");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b1[] = {rec("alpha", "a", "{\"v\":1}"), rec("alpha", "b", "{\"v\":1}")};
+    write_ok(st, b1, 2);
+    assert_non_null(strstr(h.log, "batch copied into the table"));
+    assert_null(strstr(h.log, "staging"));
+    commit_ok(&h, st, "{\"seq\":1}");
+    /* A row written by another program with a key the flow delivers later. */
+    exec_sql("INSERT INTO t_fallback.ppflow_alpha (key, record, flow) VALUES "
+             "('outside', '{\"by\":\"someone else\"}', 'other')");
+    h.log[0] = '\0';
+    /* Next transaction: new keys, a stored one, and one repeated later. */
+    pf_sink_record b2[] = {rec("alpha", "c", "{\"v\":2}"), rec("alpha", "a", "{\"v\":2}"),
+                           rec("alpha", "outside", "{\"v\":2}")};
+    write_ok(st, b2, 3);
+    assert_non_null(strstr(h.log, "staging"));
+    /* Nothing stored collides here, but "c" was staged above: this batch is
+     * staged too, so the first "c" still wins. */
+    pf_sink_record b3[] = {rec("alpha", "d", "{\"v\":3}"), rec("alpha", "c", "{\"v\":3}")};
+    write_ok(st, b3, 2);
+    const char *token = commit_ok(&h, st, "{\"seq\":2}");
+    assert_string_equal(token, "{\"seq\":2}");
+    assert_int_equal(count_rows("t_fallback", "ppflow_alpha"), 5);
+    assert_true(holds("t_fallback", "ppflow_alpha", "a", "{\"v\":1}"));
+    assert_true(holds("t_fallback", "ppflow_alpha", "b", "{\"v\":1}"));
+    assert_true(holds("t_fallback", "ppflow_alpha", "c", "{\"v\":2}"));
+    assert_true(holds("t_fallback", "ppflow_alpha", "d", "{\"v\":3}"));
+    assert_true(holds("t_fallback", "ppflow_alpha", "outside", "{\"by\":\"someone else\"}"));
+    /* A key repeated across two direct batches of one transaction. */
+    h.log[0] = '\0';
+    pf_sink_record b4[] = {rec("alpha", "e", "{\"v\":4}")};
+    pf_sink_record b5[] = {rec("alpha", "f", "{\"v\":5}"), rec("alpha", "e", "{\"v\":5}")};
+    write_ok(st, b4, 1);
+    write_ok(st, b5, 2);
+    commit_ok(&h, st, NULL);
+    assert_non_null(strstr(h.log, "batch copied into the table"));
+    assert_non_null(strstr(h.log, "staging"));
+    assert_int_equal(count_rows("t_fallback", "ppflow_alpha"), 7);
+    assert_true(holds("t_fallback", "ppflow_alpha", "e", "{\"v\":4}"));
+    assert_true(holds("t_fallback", "ppflow_alpha", "f", "{\"v\":5}"));
+    /* The whole first batch again (a re-run): nothing added, nothing changed. */
+    write_ok(st, b1, 2);
+    write_ok(st, b2, 3);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_int_equal(count_rows("t_fallback", "ppflow_alpha"), 7);
+    assert_true(holds("t_fallback", "ppflow_alpha", "a", "{\"v\":1}"));
+    assert_int_equal(qlong("SELECT seq FROM t_fallback.ppflow_state", 0, NULL), 4);
+}
+
+/* on_conflict: update without column.* columns: a batch copied straight in,
+ * then the same keys again (in the same and in a later transaction): the
+ * last version wins. */
+static void test_update_after_direct_load_keeps_the_last_version(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "updd", "t_updd");
+    set(&h, "on_conflict", "update");
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b1[] = {rec("beta", "k", "{\"v\":1}"), rec("beta", "j", "{\"v\":1}")};
+    pf_sink_record b2[] = {rec("beta", "k", "{\"v\":2}")};
+    write_ok(st, b1, 2);
+    write_ok(st, b2, 1);
+    commit_ok(&h, st, NULL);
+    assert_int_equal(count_rows("t_updd", "ppflow_beta"), 2);
+    assert_true(holds("t_updd", "ppflow_beta", "k", "{\"v\":2}"));
+    pf_sink_record b3[] = {rec("beta", "j", "{\"v\":3}"), rec("beta", "n", "{\"v\":3}"),
+                           rec("beta", "j", "{\"v\":4}")};
+    write_ok(st, b3, 3);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_int_equal(count_rows("t_updd", "ppflow_beta"), 3);
+    assert_true(holds("t_updd", "ppflow_beta", "k", "{\"v\":2}"));
+    assert_true(holds("t_updd", "ppflow_beta", "j", "{\"v\":4}"));
+    assert_true(holds("t_updd", "ppflow_beta", "n", "{\"v\":3}"));
+}
+
+/* A table with row-level security for the sink's role refuses COPY: its
+ * rows are staged and inserted at commit, as the policy allows. */
+static void test_row_level_security_is_staged(void **unused)
+{
+    (void)unused;
+    const char *pwconn = getenv("PG_CONNINFO_PASSWORD");
+    assert_non_null(pwconn);
+    pf_sink_host h;
+    host_init(&h, "rls", "t_rls");
+    void *st = open_ok(&h, two_streams, 2); /* creates the tables */
+    desc->close(st);
+    exec_sql("GRANT USAGE ON SCHEMA t_rls TO ppflow_pw; "
+             "GRANT SELECT, INSERT, UPDATE ON t_rls.ppflow_alpha, t_rls.ppflow_beta, "
+             "t_rls.ppflow_state TO ppflow_pw; "
+             "ALTER TABLE t_rls.ppflow_alpha ENABLE ROW LEVEL SECURITY; "
+             "CREATE POLICY only_rls ON t_rls.ppflow_alpha USING (flow = 'rls') "
+             "WITH CHECK (flow = 'rls')");
+    h.vals[0] = pwconn;
+    h.vals[2] = "false";
+    st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "a", "{}"), rec("beta", "b", "{}")};
+    write_ok(st, b, 2);
+    assert_non_null(strstr(h.log, "does not accept COPY"));
+    write_ok(st, b, 2);
+    commit_ok(&h, st, "{\"seq\":1}");
+    desc->close(st);
+    assert_int_equal(count_rows("t_rls", "ppflow_alpha"), 1);
+    assert_int_equal(count_rows("t_rls", "ppflow_beta"), 1);
 }
 
 static void test_conninfo_never_reaches_messages(void **unused)
@@ -816,6 +953,9 @@ int main(void)
         cmocka_unit_test(test_missing_objects_without_create_are_errors),
         cmocka_unit_test(test_lost_connection_is_retried_and_loses_nothing),
         cmocka_unit_test(test_lock_wait_times_out_and_dropped_table_is_an_error),
+        cmocka_unit_test(test_stored_keys_fall_back_to_on_conflict),
+        cmocka_unit_test(test_update_after_direct_load_keeps_the_last_version),
+        cmocka_unit_test(test_row_level_security_is_staged),
         cmocka_unit_test(test_conninfo_never_reaches_messages),
         cmocka_unit_test(test_unknown_stream_is_refused),
     };
