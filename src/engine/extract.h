@@ -1,10 +1,15 @@
 /* extract.h: pulling records out of a whole response body (the buffered
  * path; stream_extract.h streams the common shapes and falls back here).
  *
- * The body is first checked exactly as the streaming path checks it
- * (pf_sx_check_body: strict RFC 8259, UTF-8, nesting, repeated member names
- * on the stream paths), so both paths refuse the same bodies with the same
- * errors. It is then parsed with json-c, each stream's JSONPath is evaluated,
+ * The body is first checked by pf_sx_check_body (strict RFC 8259, UTF-8,
+ * nesting; see stream_extract.h): for a template that can stream, exactly
+ * as the streaming path checks it (repeated member names refused in the
+ * objects on the stream paths), so both paths refuse the same bodies with
+ * the same errors; for a template that cannot stream, any object of the
+ * body that repeats a member name (compared decoded) is refused with
+ * PF_EDATA at the second occurrence, because json-c would keep only the
+ * last value and silently lose records or change one. It is then parsed
+ * with json-c, each stream's JSONPath is evaluated,
  * and every selected node becomes one record: its JSON text (compact json-c
  * text, members in their original order; strings are decoded and re-escaped
  * by json-c, numbers keep the text they were sent with) and its key (the key
@@ -32,7 +37,8 @@ typedef struct pf_records {
 /* Parses BODY (LEN bytes) and appends the records of every stream of T to
  * OUT (zero-initialised by the caller), stream by stream in template order,
  * each in RFC 9535 order. Fails with PF_EDATA for a body that is not JSON
- * (the message says what, e.g. "truncated JSON (12 bytes)", and the error
+ * (the message says what, e.g. "truncated JSON (12 bytes)" or, for a
+ * template that cannot stream, a repeated member name, and the error
  * carries the byte offset), PF_EDEPTH when nested deeper than
  * PF_EXTRACT_MAX_NESTING, PF_ETOOBIG over 2 GiB, or PF_ENOMEM. On failure
  * OUT keeps what it had before the call. */

@@ -241,8 +241,7 @@ pf_status pf_js_capture(pf_js *js, pf_buf *out, pf_error *err)
         return pf_error_set(err, PF_EINVAL, "pf_js_capture: not right after a container begins");
     pf_status st = pf_buf_putc(out, js->last_tok == PF_JS_OBJECT_BEGIN ? '{' : '[');
     if (st != PF_OK)
-        return pf_error_off(err, st, (long)js->last_off, "value at offset %llu does not fit",
-                            js->last_off);
+        return pf_error_off(err, st, (long)js->last_off, "a captured value does not fit");
     js->cap = out;
     js->cap_depth = js->last_depth;
     js->cap_off = js->last_off;
@@ -298,8 +297,8 @@ static pf_status cap_flush(pf_js *js, size_t to, pf_error *err)
     pf_status st = pf_buf_append(js->cap, js->in + js->run, to - js->run);
     js->run = to;
     if (st == PF_ETOOBIG)
-        return fail(js, err, PF_ETOOBIG, js->cap_off,
-                    "value at offset %llu is larger than %zu bytes", js->cap_off, js->cap->cap);
+        return fail(js, err, PF_ETOOBIG, js->cap_off, "value is larger than %zu bytes",
+                    js->cap->cap);
     if (st != PF_OK) return fail(js, err, st, js->cap_off, "out of memory capturing a value");
     return PF_OK;
 }
@@ -340,8 +339,8 @@ static pf_status tok_save(pf_js *js, pf_error *err)
     }
     pf_status st = pf_buf_append(&js->scratch, js->in + from, js->in_len - from);
     if (st == PF_ETOOBIG)
-        return fail(js, err, PF_ETOOBIG, js->tok_off,
-                    "token at offset %llu is longer than %zu bytes", js->tok_off, js->max_token);
+        return fail(js, err, PF_ETOOBIG, js->tok_off, "token is longer than %zu bytes",
+                    js->max_token);
     if (st != PF_OK) return fail(js, err, st, js->tok_off, "out of memory reading a token");
     return PF_OK;
 }
@@ -361,8 +360,7 @@ static pf_status tok_text(pf_js *js, size_t end, pf_js_event *ev, pf_error *err)
     case TM_SCRATCH: {
         pf_status st = pf_buf_append(&js->scratch, js->in, end);
         if (st == PF_ETOOBIG)
-            return fail(js, err, PF_ETOOBIG, js->tok_off,
-                        "token at offset %llu is longer than %zu bytes", js->tok_off,
+            return fail(js, err, PF_ETOOBIG, js->tok_off, "token is longer than %zu bytes",
                         js->max_token);
         if (st != PF_OK) return fail(js, err, st, js->tok_off, "out of memory reading a token");
         ev->text = js->scratch.data;
@@ -427,8 +425,8 @@ static pf_status tok_end(pf_js *js, size_t text_end, pf_js_event *ev, int *produ
     pf_status st = tok_text(js, text_end, ev, err);
     if (st != PF_OK) return st;
     if (ev->len > js->max_token)
-        return fail(js, err, PF_ETOOBIG, js->tok_off,
-                    "token at offset %llu is longer than %zu bytes", js->tok_off, js->max_token);
+        return fail(js, err, PF_ETOOBIG, js->tok_off, "token is longer than %zu bytes",
+                    js->max_token);
     const char *text = ev->text;
     size_t len = ev->len;
     emit(js, ev, js->tok, js->tok_depth, js->tok_off);

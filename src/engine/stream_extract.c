@@ -421,10 +421,11 @@ static pf_status js_failed(pf_sx *sx, pf_status st, pf_error *e, pf_error *err)
 {
     if (st == PF_ETOOBIG && sx->in_rec) {
         const pf_stream_def *sd = &sx->t->streams[sx->rec_list->streams[0]];
+        /* pf_error_format adds " at offset N" (the record's first byte). */
         pf_error_off(e, st, (long)sx->rec_off,
-                     "record of stream %s at offset %llu is larger than the record limit (%zu "
-                     "bytes, source.http.max_record)",
-                     sd->name, sx->rec_off, sx->max_record);
+                     "record of stream %s is larger than the record limit (%zu bytes, "
+                     "source.http.max_record), the record starting",
+                     sd->name, sx->max_record);
     }
     if (err) *err = *e;
     return sticky(sx, st, err ? err : e);
@@ -592,9 +593,9 @@ static pf_status scalar_record(pf_sx *sx, const sx_list *l, const pf_js_event *e
     if (st == PF_ETOOBIG)
         return sticky(sx,
                       pf_error_off(err, st, (long)ev->offset,
-                                   "record of stream %s at offset %llu is larger than "
-                                   "the record limit (%zu bytes)",
-                                   sx->t->streams[l->streams[0]].name, ev->offset, sx->max_record),
+                                   "record of stream %s is larger than the record limit (%zu "
+                                   "bytes, source.http.max_record), the record starting",
+                                   sx->t->streams[l->streams[0]].name, sx->max_record),
                       err);
     if (st != PF_OK)
         return sticky(sx, pf_error_set(err, st, "out of memory extracting records"), err);
@@ -765,9 +766,9 @@ static pf_status name_event(pf_sx *sx, sx_frame *f, const pf_js_event *ev, pf_er
     if (st == PF_ETOOBIG)
         return sticky(sx,
                       pf_error_off(err, st, (long)ev->offset,
-                                   "the object holding the member at offset %llu has "
-                                   "more than %zu bytes of member names",
-                                   ev->offset, (size_t)PF_SX_MAX_PATH_NAMES),
+                                   "an object on a record path has more than %zu bytes of "
+                                   "member names, reached with the member",
+                                   (size_t)PF_SX_MAX_PATH_NAMES),
                       err);
     if (st != PF_OK)
         return sticky(sx, pf_error_set(err, st, "out of memory extracting records"), err);
@@ -902,11 +903,242 @@ pf_status pf_sx_finish(pf_sx *sx, pf_error *err)
     return PF_OK;
 }
 
+/* ---- the buffered path's check: no object repeats a member name ------- */
+
+/* json-c keeps one value per member name (the last), so a body whose
+ * object repeats a name would lose the other values without a word, inside
+ * a record as well as on the way to it. The buffered path refuses any such
+ * body. Names are compared decoded (RFC 8259: "a" and "\u0061" are the same
+ * name) and, as json-c keys are C strings, only up to a U+0000. */
+
+/* Objects with at most this many names are searched linearly; larger ones
+ * get a hash table. */
+#define DN_SMALL 8
+/* Top bit of dn_name.len: the name is in the arena, not in the body. */
+#define DN_IN_ARENA ((size_t)1 << (sizeof(size_t) * 8 - 1))
+#define DN_EMPTY SIZE_MAX
+
+typedef struct dn_name {
+    size_t off; /* in the body, or in the arena (len has DN_IN_ARENA) */
+    size_t len; /* decoded length, | DN_IN_ARENA */
+    uint64_t hash;
+} dn_name;
+
+/* One open container. */
+typedef struct dn_level {
+    size_t first;       /* index of the object's first name in dn_check.names */
+    size_t arena_start; /* arena length when the object opened */
+    int hashed;         /* the object's names are in TABLE */
+    size_t *table;      /* open addressing over names; DN_EMPTY when free */
+    size_t table_size;  /* 0 or a power of two; kept (empty) for the next object here */
+} dn_level;
+
+typedef struct dn_check {
+    const char *body;
+    size_t len;
+    dn_level *levels; /* PF_EXTRACT_MAX_NESTING of them */
+    size_t nlevels;   /* open containers */
+    dn_name *names;   /* names of the open objects, innermost last */
+    size_t nnames, cap;
+    pf_buf arena; /* decoded escaped names (capped by the body length) */
+} dn_check;
+
+static const char *dn_text(const dn_check *c, const dn_name *n)
+{
+    return (n->len & DN_IN_ARENA) ? c->arena.data + n->off : c->body + n->off;
+}
+
+/* Puts names[I] into L's table (which has a free slot). */
+static void dn_insert(const dn_check *c, dn_level *l, size_t i)
+{
+    size_t mask = l->table_size - 1, s = (size_t)c->names[i].hash & mask;
+    while (l->table[s] != DN_EMPTY)
+        s = (s + 1) & mask;
+    l->table[s] = i;
+}
+
+/* Gives L (an object whose names are names[first..nnames), not in a
+ * table yet unless SIZE is above the table's size) a table of at least SIZE
+ * slots holding all its names. */
+static pf_status dn_rehash(dn_check *c, dn_level *l, size_t size)
+{
+    if (size > l->table_size) {
+        if (size > SIZE_MAX / sizeof *l->table) return PF_ENOMEM;
+        size_t *t = malloc(size * sizeof *t);
+        if (!t) return PF_ENOMEM;
+        memset(t, 0xff, size * sizeof *t);
+        free(l->table);
+        l->table = t;
+        l->table_size = size;
+    } /* else: the table a previous object here left, emptied by dn_unhash */
+    for (size_t i = l->first; i < c->nnames; i++)
+        dn_insert(c, l, i);
+    l->hashed = 1;
+    return PF_OK;
+}
+
+/* Empties L's table: its names are taken out newest first, so that every
+ * probe sequence still leads to the name looked for. O(names). */
+static void dn_unhash(const dn_check *c, dn_level *l)
+{
+    size_t mask = l->table_size - 1;
+    for (size_t i = c->nnames; i-- > l->first;) {
+        size_t s = (size_t)c->names[i].hash & mask;
+        while (l->table[s] != i)
+            s = (s + 1) & mask;
+        l->table[s] = DN_EMPTY;
+    }
+    l->hashed = 0;
+}
+
+/* The NAME event EV in the innermost open object. */
+static pf_status dn_name_event(dn_check *c, const pf_js_event *ev, pf_error *err)
+{
+    dn_level *l = &c->levels[c->nlevels - 1];
+    size_t off, len = ev->len, flag = 0;
+    uintptr_t p = (uintptr_t)ev->text, b = (uintptr_t)c->body;
+    if (!ev->escaped && p >= b && p - b <= c->len && ev->len <= c->len - (p - b)) {
+        off = (size_t)(p - b); /* the name as it stands in the body */
+    } else {
+        off = c->arena.len;
+        if (pf_buf_append(&c->arena, ev->text, ev->len) != PF_OK)
+            return pf_error_set(err, PF_ENOMEM, "out of memory checking member names");
+        if (ev->escaped) {
+            len = pf_js_unescape(c->arena.data + off, ev->len, c->arena.data + off);
+            len = name_len(c->arena.data + off, len);
+            c->arena.len = off + len;
+            c->arena.data[c->arena.len] = '\0';
+        }
+        flag = DN_IN_ARENA;
+    }
+    const char *text = flag ? c->arena.data + off : c->body + off;
+    uint64_t h = hash_bytes(text, len);
+    size_t count = c->nnames - l->first, dup = DN_EMPTY;
+    if (!l->hashed) {
+        for (size_t i = l->first; i < c->nnames && dup == DN_EMPTY; i++) {
+            const dn_name *n = &c->names[i];
+            if (n->hash == h && (n->len & ~DN_IN_ARENA) == len &&
+                memcmp(dn_text(c, n), text, len) == 0)
+                dup = i;
+        }
+    } else {
+        size_t mask = l->table_size - 1;
+        for (size_t s = (size_t)h & mask; l->table[s] != DN_EMPTY; s = (s + 1) & mask) {
+            const dn_name *n = &c->names[l->table[s]];
+            if (n->hash == h && (n->len & ~DN_IN_ARENA) == len &&
+                memcmp(dn_text(c, n), text, len) == 0) {
+                dup = l->table[s];
+                break;
+            }
+        }
+    }
+    if (dup != DN_EMPTY) {
+        char shown[80];
+        show_name(text, len, shown, sizeof shown);
+        return pf_error_off(err, PF_EDATA, (long)ev->offset,
+                            "member name \"%s\" appears twice in one object (ppflow refuses "
+                            "it rather than keep only one of the values), the second time",
+                            shown);
+    }
+    if (c->nnames == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 256;
+        dn_name *nn = nc <= SIZE_MAX / sizeof *nn ? realloc(c->names, nc * sizeof *nn) : NULL;
+        if (!nn) return pf_error_set(err, PF_ENOMEM, "out of memory checking member names");
+        c->names = nn;
+        c->cap = nc;
+    }
+    c->names[c->nnames++] = (dn_name){off, len | flag, h};
+    count++;
+    if (l->hashed && count * 2 > l->table_size) {
+        if (dn_rehash(c, l, l->table_size * 2) != PF_OK) goto nomem;
+    } else if (l->hashed) {
+        dn_insert(c, l, c->nnames - 1);
+    } else if (count > DN_SMALL) {
+        size_t size = 32; /* at least twice the names */
+        while (size < count * 2)
+            size *= 2;
+        if (dn_rehash(c, l, size) != PF_OK) goto nomem;
+    }
+    return PF_OK;
+nomem:
+    c->nnames--;
+    return pf_error_set(err, PF_ENOMEM, "out of memory checking member names");
+}
+
+/* Validates BODY as JSON (the tokenizer's checks, with the same errors as
+ * pf_sx_feed/pf_sx_finish) and refuses an object with a repeated member
+ * name. */
+static pf_status check_names(const char *body, size_t len, int *empty, pf_error *err)
+{
+    pf_status st;
+    pf_error e;
+    dn_check c = {body, len, NULL, 0, NULL, 0, 0, {0}};
+    pf_buf_init(&c.arena, len);
+    pf_js *js = pf_js_new(PF_EXTRACT_MAX_NESTING, SIZE_MAX / 4, &e);
+    c.levels = calloc(PF_EXTRACT_MAX_NESTING, sizeof *c.levels);
+    if (!js || !c.levels) {
+        st = pf_error_set(err, PF_ENOMEM, "out of memory checking a response");
+        goto out;
+    }
+    pf_js_input(js, body, len);
+    pf_js_end_input(js);
+    for (;;) {
+        pf_js_event ev;
+        st = pf_js_next(js, &ev, &e);
+        if (st != PF_OK) {
+            if (err) *err = e;
+            goto out;
+        }
+        if (ev.token == PF_JS_EOF || ev.token == PF_JS_NONE) break;
+        switch (ev.token) {
+        case PF_JS_OBJECT_BEGIN:
+        case PF_JS_ARRAY_BEGIN:
+            if (c.nlevels == PF_EXTRACT_MAX_NESTING) { /* the tokenizer stops before */
+                st = pf_error_off(err, PF_EDEPTH, (long)ev.offset, "nested too deep");
+                goto out;
+            }
+            c.levels[c.nlevels].first = c.nnames;
+            c.levels[c.nlevels].arena_start = c.arena.len;
+            c.nlevels++;
+            break;
+        case PF_JS_OBJECT_END:
+        case PF_JS_ARRAY_END: {
+            dn_level *l = &c.levels[--c.nlevels];
+            if (l->hashed) dn_unhash(&c, l);
+            c.nnames = l->first;
+            c.arena.len = l->arena_start;
+            break;
+        }
+        case PF_JS_NAME:
+            if ((st = dn_name_event(&c, &ev, err)) != PF_OK) goto out;
+            break;
+        default:
+            break;
+        }
+    }
+    if (empty) *empty = pf_js_empty(js);
+    st = PF_OK;
+out:
+    for (size_t i = 0; c.levels && i < PF_EXTRACT_MAX_NESTING; i++)
+        free(c.levels[i].table);
+    free(c.levels);
+    free(c.names);
+    pf_buf_free(&c.arena);
+    pf_js_free(js);
+    return st;
+}
+
 pf_status pf_sx_check_body(const pf_template *t, const char *body, size_t len, int *empty,
                            pf_error *err)
 {
+    if (empty) *empty = 0;
     pf_sx *sx = sx_create(t, 0, 0, NULL, NULL, 1, err);
     if (!sx) return err ? err->code : PF_ENOMEM;
+    if (!sx->streaming) {
+        /* The buffered path: json-c would keep one value per name. */
+        pf_sx_free(sx);
+        return check_names(body, len, empty, err);
+    }
     pf_status st = pf_sx_feed(sx, body, len, err);
     if (st == PF_OK) st = pf_sx_finish(sx, err);
     if (empty) *empty = st == PF_OK && pf_js_empty(sx->js);

@@ -26,13 +26,17 @@
  * byte) and kept (at most max_body bytes); pf_sx_finish runs
  * pf_extract_records (json-c + the JSONPath evaluator) and calls the callback
  * for each record. Records are then compact json-c text, not the original
- * bytes (escapes decoded and re-encoded, see extract.h).
+ * bytes (escapes decoded and re-encoded, see extract.h). As json-c keeps only
+ * one value per member name, a template that buffers refuses a body in which
+ * any object (on a path, inside a record or anywhere else) repeats a member
+ * name (see pf_sx_check_body).
  *
- * For the same template, a streaming pf_sx and pf_extract_records (what
- * buffered mode runs) accept and refuse the same bodies with the same errors
- * (code, message and offset; pf_extract_records runs the same checks through
- * pf_sx_check_body), apart from the limits only one of them has: max_record
- * when streaming, max_body when buffering. A body of zero bytes or only
+ * For a template that streams, a streaming pf_sx and pf_extract_records
+ * (which a caller may run on the whole body instead) accept and refuse the
+ * same bodies with the same errors (code, message and offset;
+ * pf_extract_records runs the same checks through pf_sx_check_body), apart
+ * from the limits only one of them has: max_record when streaming, max_body
+ * when buffering. A body of zero bytes or only
  * whitespace has no records (HTTP 204).
  *
  * Records and keys (both modes, the same for the same body):
@@ -42,14 +46,19 @@
  *     decoded; may hold NUL bytes, see key_len), or a number's text as sent;
  *     any other value, a missing member or (for a member name) a record that
  *     is not an object gives no key (key NULL) and counts as a missing key.
- *     When the member appears twice, the last wins. A member name holding
- *     U+0000 counts only up to it (json-c keeps names as C strings);
- *   - a member name that repeats within an object on a stream's path (an
- *     object the path steps through, or whose members are the records) is
- *     refused (PF_EDATA at the repeated name): a stream cannot take back the
- *     records of the first occurrence, and RFC 8259 leaves the meaning of
- *     repeated names open. Repeated names inside records are passed on as
- *     sent (buffered mode keeps the last, as json-c does).
+ *     When the member appears twice (possible only for a template that
+ *     streams), the last wins. A member name holding U+0000 counts only up
+ *     to it (json-c keeps names as C strings);
+ *   - repeated member names (compared decoded, and only up to a U+0000):
+ *     for a template that streams, a name that repeats within an object on
+ *     a stream's path (an object the path steps through, or whose members
+ *     are the records) is refused (PF_EDATA at the repeated name): a stream
+ *     cannot take back the records of the first occurrence, and RFC 8259
+ *     leaves the meaning of repeated names open; repeated names inside
+ *     records are passed on as sent (pf_extract_records, run on such a
+ *     body, keeps the last, as json-c does). For a template that buffers,
+ *     a name repeated in any object of the body is refused (PF_EDATA at the
+ *     second occurrence), since json-c would silently keep only one value.
  * Order: streaming mode calls the callback in document order (a value that
  * is a record of several streams is passed once per stream, in template
  * order); buffered mode stream by stream in template order, each in RFC 9535
@@ -127,7 +136,7 @@ pf_sx *pf_sx_new(const pf_template *t, size_t max_record, size_t max_body, pf_sx
 /* Feeds the next LEN bytes of the body (DATA may be NULL when LEN is 0).
  * In streaming mode, calls FN for every record completed by these bytes.
  * Fails with PF_EDATA (not JSON, with the absolute byte offset of the first
- * bad byte; repeated member name on a path), PF_EDEPTH (nested deeper than
+ * bad byte; in streaming mode, a repeated member name on a path), PF_EDEPTH (nested deeper than
  * PF_EXTRACT_MAX_NESTING), PF_ETOOBIG (record over max_record, body over
  * max_body, names over PF_SX_MAX_PATH_NAMES), PF_ENOMEM, or the callback's
  * status; messages name no response (callers prefix their own, e.g.
@@ -136,7 +145,9 @@ pf_sx *pf_sx_new(const pf_template *t, size_t max_record, size_t max_body, pf_sx
 pf_status pf_sx_feed(pf_sx *sx, const char *data, size_t len, pf_error *err);
 
 /* Ends the body: checks that it was complete JSON (PF_EDATA "truncated"
- * otherwise) and, in buffered mode, extracts and delivers every record.
+ * otherwise) and, in buffered mode, extracts and delivers every record
+ * (after pf_sx_check_body's checks: an object repeating a member name is
+ * PF_EDATA here, and nothing is delivered).
  * Returns PF_OK when the whole response was valid and delivered. After
  * finish, only pf_sx_reset, pf_sx_get_stats and pf_sx_free may be called
  * (feed and finish return PF_EINVAL). */
@@ -160,12 +171,26 @@ void pf_sx_get_stats(const pf_sx *sx, pf_sx_stats *out);
 /* Frees SX; NULL accepted. */
 void pf_sx_free(pf_sx *sx);
 
-/* For callers that hold a whole body (pf_extract_records): runs every check
- * a streaming pf_sx for T makes on BODY (LEN bytes), without delivering
- * records and without the max_record limit; for a template that cannot
- * stream, only the JSON checks. Returns PF_OK or the same error pf_sx_feed /
- * pf_sx_finish would give. Sets *EMPTY (may be NULL) to 1 for a body that is
- * empty or only whitespace. */
+/* For callers that hold a whole body (pf_extract_records calls it before
+ * json-c parses the body). T and BODY are borrowed (BODY may be NULL when
+ * LEN is 0).
+ *   - T can stream: runs every check a streaming pf_sx for T makes on BODY
+ *     (LEN bytes), without delivering records and without the max_record
+ *     limit, and returns PF_OK or the same error pf_sx_feed / pf_sx_finish
+ *     would give.
+ *   - T cannot stream: the JSON checks (the same errors as a buffered
+ *     pf_sx_feed gives), and every object of the body, at any depth, must
+ *     not repeat a member name: names are compared after JSON unescaping
+ *     ("a" and "\u0061" are one name, RFC 8259) and only up to a U+0000, as
+ *     json-c keys them. A repeat fails with PF_EDATA at the byte offset of
+ *     its second occurrence ("member name \"x\" appears twice in one
+ *     object ..."). Memory: a hash set of names per open object (names
+ *     point into BODY, escaped ones are decoded into a copy), bounded by
+ *     LEN; no recursion.
+ * Fails with PF_EDATA, PF_EDEPTH, PF_ETOOBIG (names over
+ * PF_SX_MAX_PATH_NAMES on a path, streaming templates only) or PF_ENOMEM,
+ * filling ERR (may be NULL). Sets *EMPTY (may be NULL) to 1 for a body that
+ * is empty or only whitespace, else 0. */
 pf_status pf_sx_check_body(const pf_template *t, const char *body, size_t len, int *empty,
                            pf_error *err);
 

@@ -112,8 +112,9 @@ class Memory(E2ETestCase):
         code, _, err = self.measured_run(self.file_flow("o", data, {"max_record": "16KiB"}))
         self.assertEqual(code, 1, err)
         offset = json.dumps(doc).index('{"GUID": "g2"')
-        self.assertIn("record of stream messages_delivered at offset %d is larger than the "
-                      "record limit (16384 bytes, source.http.max_record)" % offset, err)
+        self.assertIn("record of stream messages_delivered is larger than the record limit "
+                      "(16384 bytes, source.http.max_record), the record starting at offset %d"
+                      % offset, err)
         # Nothing of the failed response was committed.
         out = os.path.join(self.dir, "out-o", "messages_delivered.ndjson")
         self.assertEqual(os.path.getsize(out) if os.path.exists(out) else 0, 0)

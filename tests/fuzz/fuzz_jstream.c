@@ -9,7 +9,10 @@
  *   - both accept it with a different number of records per stream, or
  *     different keys (compared in order, except for the union stream whose
  *     order differs by design);
- *   - a streamed record is not itself one valid, minified JSON value. */
+ *   - a streamed record is not itself one valid, minified JSON value;
+ *   - a template that cannot stream ($.a[?@.id], whose buffered check
+ *     refuses any repeated member name) accepts a body the streaming
+ *     template refuses. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,15 +30,28 @@ static const char *const paths[NSTREAMS] = {"$.a[*]", "$.b.c[*]", "$['x','y'][*]
                                             "$.s",    "$.a[*]",   "$.b.c[*]"};
 static const char *const keys[NSTREAMS] = {"$.id", "$.k", NULL, NULL, "$['k']", "$"};
 
-static pf_template *tmpl;
+static pf_template *tmpl, *tmpl_buffered;
 
-static pf_template *make_template(void)
+static const char *const buffered_path = "$.a[?@.id]";
+
+/* The fuzzed template (BUFFERED 0), or one stream whose path cannot stream. */
+static pf_template *make_template(int buffered)
 {
     pf_template *t = calloc(1, sizeof *t);
     if (!t) abort();
-    t->streams = calloc(NSTREAMS, sizeof *t->streams);
+    size_t n = buffered ? 1 : NSTREAMS;
+    t->streams = calloc(n, sizeof *t->streams);
     if (!t->streams) abort();
-    t->nstreams = NSTREAMS;
+    t->nstreams = n;
+    if (buffered) {
+        pf_stream_def *s = &t->streams[0];
+        s->name = strdup("b");
+        s->path_text = strdup(buffered_path);
+        if (!s->name || !s->path_text ||
+            pf_jsonpath_compile(buffered_path, strlen(buffered_path), &s->path, NULL) != PF_OK)
+            abort();
+        return t;
+    }
     for (size_t i = 0; i < NSTREAMS; i++) {
         pf_stream_def *s = &t->streams[i];
         char name[8];
@@ -133,7 +149,8 @@ static pf_status on_record(void *ud, const pf_sink_record *r, pf_error *err)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 3) return 0;
-    if (!tmpl) tmpl = make_template();
+    if (!tmpl) tmpl = make_template(0);
+    if (!tmpl_buffered) tmpl_buffered = make_template(1);
     const char *body = (const char *)data + 3;
     size_t len = size - 3;
     size_t split = ((size_t)data[0] << 8 | data[1]) % (len + 1);
@@ -176,5 +193,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     pf_records_free(&recs);
     counts_free(&fast);
+
+    /* Whole-body extraction for a template that cannot stream: its check
+     * refuses every repeated member name, so it never accepts more. */
+    pf_records brecs = {0};
+    pf_error eb;
+    pf_status sb = pf_extract_records(tmpl_buffered, body, len, &brecs, &eb);
+    if (sb == PF_OK && sf != PF_OK && sf != PF_ETOOBIG) abort();
+    pf_records_free(&brecs);
     return 0;
 }

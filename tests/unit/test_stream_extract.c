@@ -585,8 +585,12 @@ static void test_record_limit(void **state)
         assert_int_equal(run_stream(t, body, strlen(body), &rng, 32, &r, &e), PF_ETOOBIG);
         assert_int_equal(e.code, PF_ETOOBIG);
         assert_int_equal(e.offset, 81);
-        assert_non_null(strstr(e.msg, "record of stream messages_delivered at offset 81 is larger "
-                                      "than the record limit (32 bytes, source.http.max_record)"));
+        /* The offset once, where pf_error_format puts it. */
+        char shown[PF_ERROR_MSG_MAX + 64];
+        pf_error_format(&e, shown, sizeof shown);
+        assert_string_equal(shown, "record of stream messages_delivered is larger than the "
+                                   "record limit (32 bytes, source.http.max_record), the record "
+                                   "starting at offset 81");
         assert_int_equal(r.n, 1); /* the record before it was delivered */
         recs_free(&r);
     }
@@ -851,6 +855,197 @@ static void test_repeated_names(void **state)
     assert_int_equal(check_both(w, "{\"a\": {\"x\": 1, \"y\": 2, \"x\": 3}}", 31, &rng, 1, "dup"),
                      PF_EDATA);
     pf_template_free(w);
+    pf_template_free(t);
+}
+
+/* ---- the buffered path refuses any repeated member name ---------------- */
+
+/* pf_extract_records (and a buffered pf_sx fed in CHUNK-byte pieces) on
+ * BODY with template T: PF_OK, or the error, whose formatted text is put in
+ * SHOWN. Both must agree; OUT gets the records of pf_extract_records. */
+static pf_status buffered_both(const pf_template *t, const char *body, size_t len, size_t chunk,
+                               recs *out, pf_error *e, char *shown, size_t n)
+{
+    pf_status st = run_buffered(t, body, len, out, e);
+    if (st != PF_OK) pf_error_format(e, shown, n);
+    recs viasx = {0};
+    viasx.t = t;
+    pf_error e2;
+    pf_sx *sx = pf_sx_new(t, 0, 0, collect, &viasx, &e2);
+    assert_non_null(sx);
+    assert_int_equal(pf_sx_is_streaming(sx), 0);
+    pf_status st2 = PF_OK;
+    for (size_t pos = 0; pos < len && st2 == PF_OK; pos += chunk)
+        st2 = pf_sx_feed(sx, body + pos, len - pos < chunk ? len - pos : chunk, &e2);
+    if (st2 == PF_OK) st2 = pf_sx_finish(sx, &e2);
+    pf_sx_free(sx);
+    assert_int_equal(st2, st);
+    if (st != PF_OK) {
+        assert_int_equal(e2.offset, e->offset);
+        assert_string_equal(e2.msg, e->msg);
+        assert_int_equal(viasx.n, 0); /* nothing delivered from a refused body */
+    } else {
+        assert_int_equal(viasx.n, out->n);
+    }
+    recs_free(&viasx);
+    return st;
+}
+
+/* Asserts BODY is refused for a repeated NAME (as shown) whose second
+ * occurrence starts at OFFSET. */
+static void assert_repeated(const pf_template *t, const char *body, size_t len, const char *name,
+                            long offset)
+{
+    recs r = {0};
+    pf_error e;
+    char shown[PF_ERROR_MSG_MAX + 64];
+    pf_status st = buffered_both(t, body, len, 7, &r, &e, shown, sizeof shown);
+    if (st != PF_EDATA) fail_msg("accepted (%d): %.200s", st, body);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(e.offset, offset);
+    char want[PF_ERROR_MSG_MAX + 64];
+    snprintf(want, sizeof want,
+             "member name \"%s\" appears twice in one object (ppflow refuses it rather than "
+             "keep only one of the values), the second time at offset %ld",
+             name, offset);
+    assert_string_equal(shown, want);
+    recs_free(&r);
+}
+
+static void test_buffered_refuses_repeated_names(void **state)
+{
+    (void)state;
+    /* A record path that cannot stream: the buffered path. */
+    pf_template *t = one_stream("$.messagesDelivered[?@.GUID]", "$.GUID");
+    char shown[PF_ERROR_MSG_MAX + 64];
+    recs r = {0};
+    pf_error e;
+
+    /* A stream's array given twice: json-c would keep only the second. */
+    static const char twice[] = "{\"messagesDelivered\":[{\"GUID\":\"first-1\"}],\"queryEndTime\":"
+                                "\"x\",\"messagesDelivered\":[{\"GUID\":\"second-1\"}]}";
+    assert_repeated(t, twice, strlen(twice), "messagesDelivered", 61);
+
+    /* Inside a record: json-c would change the record. */
+    static const char in_rec[] = "{\"messagesDelivered\":[{\"GUID\":\"a\",\"n\":1},"
+                                 "{\"GUID\":\"b\",\"n\":1,\"n\":2}]}";
+    assert_repeated(t, in_rec, strlen(in_rec), "n", (long)(strrchr(in_rec, 'n') - in_rec - 1));
+    static const char key_twice[] = "{\"messagesDelivered\":[{\"GUID\":\"a\",\"GUID\":\"b\"}]}";
+    assert_repeated(t, key_twice, strlen(key_twice), "GUID", 34);
+
+    /* Deep inside a record, and deep off any record path. */
+    pf_buf b;
+    pf_buf_init(&b, 0);
+    assert_int_equal(pf_buf_puts(&b, "{\"messagesDelivered\":[{\"GUID\":\"d\",\"x\":"), PF_OK);
+    for (int i = 0; i < 900; i++)
+        assert_int_equal(pf_buf_puts(&b, i % 2 ? "[" : "{\"x\":"), PF_OK);
+    assert_int_equal(pf_buf_puts(&b, "{\"y\":1,\"z\":2,\"y\":3}"), PF_OK);
+    long deep_off = (long)b.len - 6; /* the second "y" */
+    for (int i = 0; i < 900; i++)
+        assert_int_equal(pf_buf_puts(&b, i % 2 ? "}" : "]"), PF_OK);
+    assert_int_equal(pf_buf_puts(&b, "}]}"), PF_OK);
+    assert_repeated(t, b.data, b.len, "y", deep_off);
+    static const char off_path[] = "{\"messagesDelivered\":[],\"meta\":{\"a\":[[{\"b\":{\"c\":1,"
+                                   "\"c\":2}}]]}}";
+    assert_repeated(t, off_path, strlen(off_path), "c",
+                    (long)(strrchr(off_path, 'c') - off_path - 1));
+
+    /* Names are compared decoded, as RFC 8259 and json-c see them; a name
+     * holding U+0000 as far as json-c keeps it. */
+    static const struct {
+        const char *body, *name; /* the repeat follows the last comma */
+    } escaped[] = {
+        {"{\"a\":1,\"\\u0061\":2}", "a"},
+        {"{\"\\u0061\":1,\"a\":2}", "a"},
+        {"{\"\\u00e9\":1,\"\xc3\xa9\":2}", "\xc3\xa9"},
+        {"{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}", "\xf0\x9f\x98\x80"},
+        {"{\"a\\/b\":1,\"a/b\":2}", "a/b"},
+        {"{\"a\\u0000x\":1,\"a\\u0000y\":2}", "a"},
+        {"{\"n\":1,\"\\u006e\\u0000\":2}", "n"},
+        {"[{\"q\":[{\"\\\"\":1,\"\\u0022\":2}]}]", "\""},
+    };
+    for (size_t i = 0; i < sizeof escaped / sizeof escaped[0]; i++)
+        assert_repeated(t, escaped[i].body, strlen(escaped[i].body), escaped[i].name,
+                        (long)(strrchr(escaped[i].body, ',') - escaped[i].body) + 1);
+
+    /* The same name in sibling or nested objects is fine, and the records
+     * are delivered as before. */
+    static const char siblings[] =
+        "{\"messagesDelivered\":[{\"GUID\":\"a\",\"n\":{\"n\":{\"n\":1}}},{\"GUID\":\"b\",\"n\":1}]"
+        ","
+        "\"x\":{\"n\":1,\"N\":2,\"n \":3,\"\\u006ex\":4},\"y\":[{\"n\":1},{\"n\":2}]}";
+    assert_int_equal(buffered_both(t, siblings, strlen(siblings), 5, &r, &e, shown, sizeof shown),
+                     PF_OK);
+    assert_int_equal(r.n, 2);
+    assert_rec(&r.v[0], t, "s0", "a", "{\"GUID\":\"a\",\"n\":{\"n\":{\"n\":1}}}");
+    assert_rec(&r.v[1], t, "s0", "b", "{\"GUID\":\"b\",\"n\":1}");
+    recs_free(&r);
+
+    /* A big flat object: every distinct name is fine; one repeat, of the
+     * first or of a middle name, is found at the end. Then sibling objects
+     * at the same level reuse the table cleanly. */
+    enum { NNAMES = 200000 };
+    pf_buf_reset(&b);
+    assert_int_equal(pf_buf_puts(&b, "{\"messagesDelivered\":[{\"GUID\":\"big\""), PF_OK);
+    for (int i = 0; i < NNAMES; i++)
+        assert_int_equal(pf_buf_printf(&b, i % 3 ? ",\"k%d\":%d" : ",\"\\u006b%d\":%d", i, i),
+                         PF_OK);
+    size_t open_len = b.len;
+    assert_int_equal(pf_buf_puts(&b, "}]}"), PF_OK);
+    assert_int_equal(buffered_both(t, b.data, b.len, 65536, &r, &e, shown, sizeof shown), PF_OK);
+    assert_int_equal(r.n, 1);
+    assert_true(r.v[0].json_len > (size_t)NNAMES * 6);
+    recs_free(&r);
+    static const char *const again[] = {"k0", "\\u006b99999", "k199999", "GUID"};
+    static const char *const again_shown[] = {"k0", "k99999", "k199999", "GUID"};
+    for (size_t i = 0; i < sizeof again / sizeof again[0]; i++) {
+        b.len = open_len;
+        long at = (long)b.len + 1;
+        assert_int_equal(pf_buf_printf(&b, ",\"%s\":0}]}", again[i]), PF_OK);
+        assert_repeated(t, b.data, b.len, again_shown[i], at);
+    }
+    /* Many big siblings, then a small one with a repeat. */
+    pf_buf_reset(&b);
+    assert_int_equal(pf_buf_puts(&b, "{\"messagesDelivered\":["), PF_OK);
+    for (int o = 0; o < 50; o++) {
+        assert_int_equal(pf_buf_printf(&b, "%s{\"GUID\":\"s%d\"", o ? "," : "", o), PF_OK);
+        for (int i = 0; i < 40 + o * 20; i++)
+            assert_int_equal(pf_buf_printf(&b, ",\"k%d\":%d", i, i), PF_OK);
+        assert_int_equal(pf_buf_putc(&b, '}'), PF_OK);
+    }
+    open_len = b.len;
+    assert_int_equal(pf_buf_puts(&b, "]}"), PF_OK);
+    assert_int_equal(buffered_both(t, b.data, b.len, 4096, &r, &e, shown, sizeof shown), PF_OK);
+    assert_int_equal(r.n, 50);
+    recs_free(&r);
+    for (int small = 1; small <= 12; small += 11) { /* under and over the linear search */
+        b.len = open_len;
+        assert_int_equal(pf_buf_puts(&b, ",{\"GUID\":\"t\""), PF_OK);
+        for (int i = 0; i < small; i++)
+            assert_int_equal(pf_buf_printf(&b, ",\"k%d\":0", i), PF_OK);
+        long at = (long)b.len + 1;
+        assert_int_equal(pf_buf_puts(&b, ",\"k0\":1}]}"), PF_OK);
+        assert_repeated(t, b.data, b.len, "k0", at);
+    }
+    pf_buf_free(&b);
+
+    /* JSON errors are the same as before, and come first when they come
+     * first. */
+    static const char bad[] = "{\"messagesDelivered\":[{\"GUID\":\"a\",\"n\":NaN,\"n\":1}]}";
+    assert_int_equal(buffered_both(t, bad, strlen(bad), 3, &r, &e, shown, sizeof shown), PF_EDATA);
+    assert_int_equal(e.offset, (long)(strstr(bad, "NaN") - bad));
+    assert_null(strstr(e.msg, "appears twice"));
+    assert_int_equal(buffered_both(t, "", 0, 1, &r, &e, shown, sizeof shown), PF_OK);
+    assert_int_equal(r.n, 0);
+
+    /* A template that streams keeps its rules on both paths: names are
+     * checked only in the objects on its paths. */
+    pf_template *s = siem_template();
+    static const char in_rec_stream[] =
+        "{\"messagesDelivered\":[{\"GUID\":\"a\",\"n\":1,\"n\":2}]}";
+    assert_int_equal(check_both(s, in_rec_stream, strlen(in_rec_stream), NULL, 0, "stream"), PF_OK);
+    assert_int_equal(check_both(s, twice, strlen(twice), NULL, 0, "stream twice"), PF_EDATA);
+    pf_template_free(s);
     pf_template_free(t);
 }
 
@@ -1270,6 +1465,7 @@ int main(void)
         cmocka_unit_test(test_empty_bodies),
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_repeated_names),
+        cmocka_unit_test(test_buffered_refuses_repeated_names),
         cmocka_unit_test(test_equivalence_on_compliance_queries),
         cmocka_unit_test(test_equivalence_on_generated_responses),
         cmocka_unit_test(test_both_paths_refuse_the_same_bodies),
