@@ -78,6 +78,18 @@ typedef struct run_ctx {
     char quota_key[PF_QUOTA_KEY_SIZE];
     int quota_warned;
     size_t batch_records, batch_bytes; /* see SINK_CHUNK */
+    /* The checkpoint as it stood before the unit being delivered: what the
+     * partial commits of a split batch offer a checkpoint-storing sink, so
+     * that a crash between them never stores the unit's page position or
+     * ledger with only part of its records (set while delivering). */
+    struct {
+        int set;
+        char *page_kind, *page_token, *ledger;
+        long long page_number;
+        int64_t page_window_end_ms;
+        int has_cursor;
+        int64_t cursor_ms;
+    } before;
 } run_ctx;
 
 /* ---- call budgets ------------------------------------------------------- */
@@ -395,6 +407,14 @@ static pf_sink_result commit_ex(run_ctx *c, int final, pf_error *err)
         if (final && c->pend_set) {
             next.has_cursor = 1;
             next.cursor_ms = c->pend_cursor_ms;
+        } else if (!final && c->before.set) {
+            next.page_kind = c->before.page_kind;
+            next.page_token = c->before.page_token;
+            next.page_number = c->before.page_number;
+            next.page_window_end_ms = c->before.page_window_end_ms;
+            next.has_cursor = c->before.has_cursor;
+            next.cursor_ms = c->before.cursor_ms;
+            next.ledger = c->before.ledger;
         }
         if (pf_state_to_json(&next, c->f->name, 0, &cp, err) != PF_OK) return PF_SINK_RETRY;
     }
@@ -899,17 +919,33 @@ static pf_status us_deliver(run_ctx *c, unit_stream *u, pf_error *err)
     if (r == PF_SINK_OK) return PF_OK;
     u->sink_r = r;
     if (err) *err = u->sink_err;
-    if (r == PF_SINK_RETRY) {
-        int attempt = 1;
+    if (r == PF_SINK_RETRY && pf_sink_stores_checkpoint(c->sink)) {
+        /* Only the sink can tell whether the commit happened: ask it before
+         * the unit is fetched again. When it cannot answer, the run stops
+         * here and the next one adopts whatever the sink holds. */
+        int attempt = 1, attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1;
         int64_t delay = c->o->sink_backoff_ms;
         pf_error re;
         pf_error_clear(&re);
         pf_status ast = PF_OK;
-        if (reopen_sink(c, &delay, &attempt, 1, &re) == PF_OK &&
-            adopt_stored_checkpoint(c, &re, &ast) && c->state.seq == seq_before + 1) {
+        if (reopen_sink(c, &delay, &attempt, attempts, &re) != PF_OK ||
+            (!adopt_stored_checkpoint(c, &re, &ast) && ast != PF_OK)) {
+            u->sink_r = PF_SINK_OK;
+            if (err) *err = re;
+            return re.code ? re.code : PF_ESINK;
+        }
+        if (c->state.seq == seq_before + 1) {
             pf_log_info("the sink had committed the batch before the error; not sending it again");
             u->sink_r = PF_SINK_OK;
             return PF_OK;
+        }
+        if (c->state.seq != seq_before) {
+            /* Another process committed this flow meanwhile: stop. */
+            u->sink_r = PF_SINK_OK;
+            return pf_error_set(err, PF_ESTATE,
+                                "sink %s holds a checkpoint of commit %lld, written by another "
+                                "run of this flow while this one reconnected; stopping",
+                                c->f->sink.desc->name, c->state.seq);
         }
     }
     return PF_ESINK;
@@ -967,7 +1003,16 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
     } else {
         c->pend_set = unit_done && w != NULL;
         c->pend_cursor_ms = cursor_after;
+        c->before.set = 1;
+        c->before.page_kind = old_kind;
+        c->before.page_token = old_token;
+        c->before.ledger = old_ledger;
+        c->before.page_number = old_number;
+        c->before.page_window_end_ms = old_wend;
+        c->before.has_cursor = old_has_cursor;
+        c->before.cursor_ms = old_cursor;
         st = ur->recs ? deliver(c, ur->recs, err) : us_deliver(c, ur->us, err);
+        c->before.set = 0;
         c->pend_set = 0;
     }
     if (st != PF_OK) {
@@ -986,6 +1031,16 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
             } else if (!c->state.ledger) {
                 pf_keyledger_free(c->ledger);
                 c->ledger = pf_keyledger_new();
+            }
+            if (!l && c->state.ledger) {
+                /* The ledger still holds this unit's records: fetching the
+                 * unit again would drop them all. The run stops here. */
+                st = pf_error_set(err, PF_ENOMEM,
+                                  "out of memory restoring the late-arrival "
+                                  "ledger; the next run continues from the "
+                                  "checkpoint");
+            } else if (!c->ledger) {
+                st = pf_error_set(err, PF_ENOMEM, "out of memory");
             }
         }
         free(c->state.page_kind);
@@ -1121,9 +1176,20 @@ static pf_status streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
                    (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG)) {
             pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
         }
+        if (st == PF_ENOMEM) u.sink_r = PF_SINK_OK; /* never fetched again */
         if (u.sink_r == PF_SINK_OK) {
-            /* Done, or a failure of the fetch: what this unit wrote is never
-             * committed (the run ends; the next open discards it). */
+            /* Done, or a failure that ends the run: what this unit wrote
+             * and did not commit is taken back now (best effort; the next
+             * open does it anyway), so the sink's files match the
+             * checkpoint when the run ends. */
+            if (st != PF_OK && u.written) {
+                int a = 1;
+                int64_t d = 0;
+                pf_error re;
+                pf_error_clear(&re);
+                if (reopen_sink(c, &d, &a, 1, &re) != PF_OK)
+                    pf_log_debug("cannot reopen the sink to take back an unfinished unit");
+            }
             us_free(&u);
             return st;
         }

@@ -163,6 +163,21 @@ class SinkPlugins(E2ETestCase):
         self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
         self.assertEqual(self.state()["cursor"], end)
 
+    def test_lost_commit_answers_are_not_delivered_twice(self):
+        """A commit that succeeded but whose answer was lost: the sink's
+        stored checkpoint says so, and the window is not sent again."""
+        start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
+        r = self.ppflow("run", self.flow(start, end, lost_commits="2"))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("commit answer lost (injected, 1 more)", r.err)
+        self.assertEqual(r.err.count("the sink had committed the batch before the error; "
+                                     "not sending it again"), 2, r.err)
+        cp, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        self.assert_exact(start, end, recs)
+        self.assertEqual(cp["cursor"], end)
+        self.assertEqual(self.state()["cursor"], end)
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 3, "a window was fetched again")
+
     def test_refused_record_mid_window_is_isolated(self):
         """A record refused by a write while the window streams: the window
         is fetched again as one collected batch and split until the record

@@ -6,7 +6,8 @@
  * A commit rewrites the whole file atomically (temporary file, fsync,
  * rename), so records and checkpoint are durable together, like a database
  * transaction. Options make it refuse records (ERROR), fail transiently
- * (RETRY, at commits or at writes) or pause after a commit (so a test can kill ppflow between the
+ * (RETRY, at commits or at writes), lose the answer of a durable commit, or
+ * pause after a commit (so a test can kill ppflow between the
  * sink's commit and the checkpoint file's). Built three more times with
  * FAULTY_ABI / FAULTY_SMALL / FAULTY_NAME to test the loader's checks. */
 #define _GNU_SOURCE /* memmem */
@@ -35,6 +36,7 @@ typedef struct faulty {
     char *refuse;             /* records containing this text are refused (ERROR) */
     long *retries_left;       /* commits answering RETRY before succeeding */
     long *write_retries_left; /* writes answering RETRY before succeeding */
+    long *lost_left;          /* commits that succeed but answer RETRY (a lost answer) */
     long pause_ms;            /* sleep after each successful commit */
     int store;                /* store the checkpoint with the records */
     char *checkpoint;
@@ -48,6 +50,7 @@ static const pf_sink_option options[] = {
     {"refuse", PF_SINK_OPT_STRING, NULL, 0, "refuse records whose JSON contains this text"},
     {"retries", PF_SINK_OPT_INT, "0", 0, "commits that answer RETRY before one succeeds"},
     {"write_retries", PF_SINK_OPT_INT, "0", 0, "writes that answer RETRY before one succeeds"},
+    {"lost_commits", PF_SINK_OPT_INT, "0", 0, "commits that succeed but answer RETRY"},
     {"pause", PF_SINK_OPT_DURATION, "0s", 0, "sleep after every commit"},
     {"store_checkpoint", PF_SINK_OPT_BOOL, "true", 0, "keep the flow checkpoint in the file"},
     {"x.*", PF_SINK_OPT_STRING, NULL, 0, "any x.NAME setting, reported in the log"},
@@ -121,6 +124,9 @@ static pf_sink_result f_open(const pf_sink_host *host, const pf_sink_host_api *a
     if (write_retries_left < 0)
         write_retries_left = (long)api->option_int(host, "write_retries", 0);
     f->write_retries_left = &write_retries_left;
+    static long lost_left = -1;
+    if (lost_left < 0) lost_left = (long)api->option_int(host, "lost_commits", 0);
+    f->lost_left = &lost_left;
     f->pause_ms = (long)api->option_int(host, "pause", 0);
     f->store = (int)api->option_int(host, "store_checkpoint", 1);
     api->options_with_prefix(host, "x.", add_extra, f);
@@ -235,6 +241,12 @@ static pf_sink_result f_commit(void *p, const char **token, char *err, size_t er
     }
     snprintf(f->token, sizeof f->token, "{\"records\":%zu}", f->done.n);
     *token = f->token;
+    if (*f->lost_left > 0) {
+        /* Durable, but the answer is lost (a connection dropped at COMMIT). */
+        --*f->lost_left;
+        snprintf(err, errlen, "commit answer lost (injected, %ld more)", *f->lost_left);
+        return PF_SINK_RETRY;
+    }
     return PF_SINK_OK;
 }
 
