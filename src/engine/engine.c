@@ -78,10 +78,11 @@ typedef struct run_ctx {
     char quota_key[PF_QUOTA_KEY_SIZE];
     int quota_warned;
     size_t batch_records, batch_bytes; /* see SINK_CHUNK */
-    /* The checkpoint as it stood before the unit being delivered: what the
-     * partial commits of a split batch offer a checkpoint-storing sink, so
-     * that a crash between them never stores the unit's page position or
-     * ledger with only part of its records (set while delivering). */
+    /* The checkpoint as it stood before the unit being completed (owned
+     * while complete_unit runs): restored when the unit fails, and what the
+     * partial commits of a split batch offer a checkpoint-storing sink
+     * (SET while delivering), so that a crash between them never stores the
+     * unit's page position or ledger with only part of its records. */
     struct {
         int set;
         char *page_kind, *page_token, *ledger;
@@ -972,14 +973,16 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
 {
     pf_status st = PF_OK;
     /* The checkpoint this page leads to, offered to checkpoint-storing sinks
-     * with the commit; the previous page position is kept for a failure. */
+     * with the commit; the checkpoint as it was (c->before) is offered with
+     * partial commits and restored on failure. */
     int unit_done = !pg || pg->done;
-    char *old_kind = c->state.page_kind, *old_token = c->state.page_token;
-    long long old_number = c->state.page_number;
-    int64_t old_wend = c->state.page_window_end_ms;
-    int old_has_cursor = c->state.has_cursor;
-    int64_t old_cursor = c->state.cursor_ms;
-    char *old_ledger = c->state.ledger ? strdup(c->state.ledger) : NULL;
+    c->before.page_kind = c->state.page_kind;
+    c->before.page_token = c->state.page_token;
+    c->before.page_number = c->state.page_number;
+    c->before.page_window_end_ms = c->state.page_window_end_ms;
+    c->before.has_cursor = c->state.has_cursor;
+    c->before.cursor_ms = c->state.cursor_ms;
+    c->before.ledger = c->state.ledger ? strdup(c->state.ledger) : NULL;
     /* The cursor never moves back: a re-swept window ends before it. */
     int64_t cursor_after = w && (!c->state.has_cursor || w->end_ms > c->state.cursor_ms)
                                ? w->end_ms
@@ -993,7 +996,7 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->state.has_cursor = 1;
         c->state.cursor_ms = w->start_ms;
     }
-    if (c->state.ledger && !old_ledger) {
+    if (c->state.ledger && !c->before.ledger) {
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
     } else if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
@@ -1004,13 +1007,6 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->pend_set = unit_done && w != NULL;
         c->pend_cursor_ms = cursor_after;
         c->before.set = 1;
-        c->before.page_kind = old_kind;
-        c->before.page_token = old_token;
-        c->before.ledger = old_ledger;
-        c->before.page_number = old_number;
-        c->before.page_window_end_ms = old_wend;
-        c->before.has_cursor = old_has_cursor;
-        c->before.cursor_ms = old_cursor;
         st = ur->recs ? deliver(c, ur->recs, err) : us_deliver(c, ur->us, err);
         c->before.set = 0;
         c->pend_set = 0;
@@ -1019,8 +1015,7 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         /* The in-memory ledger may hold this batch: rebuild it from the
          * checkpoint's text. */
         free(c->state.ledger);
-        c->state.ledger = old_ledger;
-        old_ledger = NULL;
+        c->state.ledger = c->before.ledger;
         if (c->ledger) {
             pf_keyledger *l = NULL;
             pf_error le;
@@ -1045,17 +1040,19 @@ static pf_status complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         }
         free(c->state.page_kind);
         free(c->state.page_token);
-        c->state.page_kind = old_kind;
-        c->state.page_token = old_token;
-        c->state.page_number = old_number;
-        c->state.page_window_end_ms = old_wend;
-        c->state.has_cursor = old_has_cursor;
-        c->state.cursor_ms = old_cursor;
+        c->state.page_kind = c->before.page_kind;
+        c->state.page_token = c->before.page_token;
+        c->state.page_number = c->before.page_number;
+        c->state.page_window_end_ms = c->before.page_window_end_ms;
+        c->state.has_cursor = c->before.has_cursor;
+        c->state.cursor_ms = c->before.cursor_ms;
+        memset(&c->before, 0, sizeof c->before);
         return st;
     }
-    free(old_kind);
-    free(old_token);
-    free(old_ledger);
+    free(c->before.page_kind);
+    free(c->before.page_token);
+    free(c->before.ledger);
+    memset(&c->before, 0, sizeof c->before);
     if (c->gap_json) {
         free(c->gap_json);
         c->gap_json = NULL;

@@ -14,6 +14,7 @@
 
 #include "engine/extract.h"
 #include "flow/template.h"
+#include "unit_records.h"
 
 static pf_template *tmpl;
 
@@ -38,21 +39,6 @@ static pf_status extract(const char *body, pf_records *out, pf_error *e)
 {
     pf_error_clear(e);
     return pf_extract_records(tmpl, body, strlen(body), out, e);
-}
-
-static void assert_record(const pf_sink_record *r, const char *stream, const char *key,
-                          const char *json)
-{
-    assert_string_equal(r->stream, stream);
-    if (key) {
-        assert_non_null(r->key);
-        assert_int_equal(r->key_len, strlen(key));
-        assert_memory_equal(r->key, key, r->key_len);
-    } else {
-        assert_null(r->key);
-    }
-    if (r->json_len != strlen(json) || memcmp(r->json, json, r->json_len) != 0)
-        fail_msg("record json %.*s, want %s", (int)r->json_len, r->json, json);
 }
 
 static const char siem_body[] =

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "proofpoint/syslog.h"
+#include "unit_records.h"
 
 static pf_template *all, *delivered;
 
@@ -47,21 +48,6 @@ static pf_status extract_n(const pf_template *t, const char *body, size_t len, p
 static pf_status extract(const char *body, pf_records *out, pf_error *e)
 {
     return extract_n(all, body, strlen(body), out, e);
-}
-
-static void assert_record(const pf_sink_record *r, const char *stream, const char *key,
-                          const char *json)
-{
-    assert_string_equal(r->stream, stream);
-    if (key) {
-        assert_non_null(r->key);
-        assert_int_equal(r->key_len, strlen(key));
-        assert_memory_equal(r->key, key, r->key_len);
-    } else {
-        assert_null(r->key);
-    }
-    if (r->json_len != strlen(json) || memcmp(r->json, json, r->json_len) != 0)
-        fail_msg("record json\n  got  %.*s\n  want %s", (int)r->json_len, r->json, json);
 }
 
 /* The mock's layout: RFC 5424 with the kind as MSGID and quoted pairs. */
