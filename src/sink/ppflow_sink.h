@@ -50,6 +50,14 @@ typedef enum pf_sink_result {
      * fails, nothing is written). Any other callback answering it is
      * treated as PF_SINK_RETRY. */
     PF_SINK_BUSY = 3,
+    /* From any callback: the destination cannot take any record until
+     * someone changes it (authentication refused, an unknown database,
+     * role or topic, a dropped table, a revoked privilege). Unlike
+     * PF_SINK_ERROR it says nothing about the records: the host stops the
+     * run at once with ERR, dead-letters nothing and does not retry; the
+     * checkpoint stays at the last durable commit. Added within ABI
+     * version 1: hosts that predate it treat it as PF_SINK_RETRY. */
+    PF_SINK_FATAL = 4,
 } pf_sink_result;
 
 typedef enum pf_sink_opt_type {
@@ -74,8 +82,11 @@ typedef struct pf_sink_option {
 } pf_sink_option;
 
 /* One record. JSON is the record exactly as it will be delivered (minified
- * JSON text, not NUL-terminated). KEY is the record's key (NULL when the
- * stream has no key path or the record lacks it). */
+ * JSON text, not NUL-terminated). KEY is the record's identity: the value
+ * at the first of the stream's key paths that the record has, else
+ * "sha256:" and the hex SHA-256 of JSON (see stream_identity). Hosts since
+ * stream_identity always set it; older hosts leave it NULL when the stream
+ * has no key path or the record lacks it. */
 typedef struct pf_sink_record {
     const char *stream;
     const char *key;
@@ -114,6 +125,14 @@ typedef struct pf_sink_host_api {
     void (*options_with_prefix)(const pf_sink_host *h, const char *prefix,
                                 void (*fn)(void *ud, const char *key, const char *value),
                                 void *ud);
+    /* Appended within ABI version 1 (check struct_size before calling):
+     * how the records of STREAM are identified, as text: the stream's key
+     * paths in the order they are tried, then "sha256" (the fallback), joined
+     * by " | ", e.g. "$.id | sha256"; "sha256" alone when the stream has no
+     * key path. A sink that keys its destination by record identity can
+     * store it and refuse to mix identities (a table keyed by an earlier
+     * definition). NULL for an unknown stream. Valid until close. */
+    const char *(*stream_identity)(const pf_sink_host *h, const char *stream);
 } pf_sink_host_api;
 
 typedef struct pf_sink_descriptor {

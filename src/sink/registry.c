@@ -407,6 +407,8 @@ void pf_sink_config_free(pf_sink_config *cfg)
 struct pf_sink_host {
     const pf_sink_config *cfg;
     const char *pending; /* checkpoint offered during commit */
+    const char *const *streams, *const *identities; /* borrowed from open's caller */
+    size_t nstreams;
 };
 
 struct pf_sink {
@@ -468,26 +470,41 @@ static void host_options_with_prefix(const pf_sink_host *h, const char *prefix,
         if (strncmp(h->cfg->keys[i], prefix, pl) == 0) fn(ud, h->cfg->keys[i], h->cfg->values[i]);
 }
 
-static const pf_sink_host_api host_api = {sizeof(pf_sink_host_api), host_option,
-                                          host_option_int,          host_log,
-                                          host_flow_name,           host_pending_checkpoint,
-                                          host_options_with_prefix};
+static const char *host_stream_identity(const pf_sink_host *h, const char *stream)
+{
+    for (size_t i = 0; stream && i < h->nstreams; i++)
+        if (strcmp(h->streams[i], stream) == 0)
+            return h->identities && h->identities[i] ? h->identities[i] : "sha256";
+    return NULL;
+}
+
+static const pf_sink_host_api host_api = {
+    sizeof(pf_sink_host_api), host_option,      host_option_int,          host_log,
+    host_flow_name,           host_pending_checkpoint, host_options_with_prefix,
+    host_stream_identity};
 
 static void result_error(pf_error *err, pf_sink_result r, const char *what, const char *name,
                          const char *msg)
 {
     pf_error_set(err, PF_ESINK, "sink %s: %s failed: %s", name, what,
                  msg[0] ? msg : "no reason given");
-    if (err) err->retriable = r == PF_SINK_RETRY;
+    if (err) {
+        err->retriable = r == PF_SINK_RETRY;
+        err->fatal = r == PF_SINK_FATAL;
+    }
 }
 
-pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, size_t nstreams,
-                       const char *resume, pf_sink **out, pf_error *err)
+pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams,
+                       const char *const *identities, size_t nstreams, const char *resume,
+                       pf_sink **out, pf_error *err)
 {
     *out = NULL;
     pf_sink *s = calloc(1, sizeof *s);
     if (!s) return pf_error_set(err, PF_ENOMEM, "out of memory opening sink");
     s->host.cfg = cfg;
+    s->host.streams = streams;
+    s->host.identities = identities;
+    s->host.nstreams = nstreams;
     s->desc = cfg->desc;
     char msg[512] = "";
     pf_sink_result r =

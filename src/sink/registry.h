@@ -62,12 +62,16 @@ void pf_sink_config_free(pf_sink_config *cfg);
 /* An open sink. */
 typedef struct pf_sink pf_sink;
 
-/* Opens the configured sink. PF_ESINK with the sink's message on failure;
- * err->retriable set when the sink answered PF_SINK_RETRY. PF_ESTATE (not
- * retriable, the sink's message unprefixed) when it answered PF_SINK_BUSY:
- * another process holds the sink's lock on the flow. */
-pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams, size_t nstreams,
-                       const char *resume, pf_sink **out, pf_error *err);
+/* Opens the configured sink. IDENTITIES (may be NULL: "sha256" for every
+ * stream) parallels STREAMS: how each stream's records are identified (see
+ * stream_identity in ppflow_sink.h); both are borrowed until close. PF_ESINK
+ * with the sink's message on failure; err->retriable set when the sink
+ * answered PF_SINK_RETRY, err->fatal when it answered PF_SINK_FATAL.
+ * PF_ESTATE (not retriable, the sink's message unprefixed) when it answered
+ * PF_SINK_BUSY: another process holds the sink's lock on the flow. */
+pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams,
+                       const char *const *identities, size_t nstreams, const char *resume,
+                       pf_sink **out, pf_error *err);
 
 /* Writes N records; outcome as the descriptor's write. */
 pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, pf_error *err);

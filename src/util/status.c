@@ -34,6 +34,7 @@ void pf_error_clear(pf_error *e)
     if (!e) return;
     e->code = PF_OK;
     e->retriable = 0;
+    e->fatal = 0;
     e->file[0] = '\0';
     e->line = e->col = 0;
     e->offset = -1;

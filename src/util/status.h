@@ -37,6 +37,8 @@ const char *pf_strerror(pf_status code);
 typedef struct pf_error {
     pf_status code;
     int retriable;             /* 1 when the same call may succeed later */
+    int fatal; /* 1 when nothing can succeed until the destination is changed
+                  (a sink answered PF_SINK_FATAL): the run stops at once */
     char file[PF_ERROR_FILE_MAX]; /* "" when the error has no file */
     int line, col;             /* 1-based; 0 when unknown */
     long offset;               /* byte offset in a query; -1 when none */

@@ -61,7 +61,7 @@ static pf_sink *open_ok(const pf_sink_config *cfg, const char *const *streams, s
     pf_sink *s = NULL;
     pf_error e;
     pf_error_clear(&e);
-    if (pf_sink_open(cfg, streams, n, resume, &s, &e) != PF_OK) fail_msg("open failed: %s", e.msg);
+    if (pf_sink_open(cfg, streams, NULL, n, resume, &s, &e) != PF_OK) fail_msg("open failed: %s", e.msg);
     assert_non_null(s);
     return s;
 }
@@ -411,17 +411,17 @@ static void test_open_refuses_bad_input(void **state)
     /* A stream name that would escape the directory. */
     const char *evil[] = {"../../escape"};
     pf_error_clear(&e);
-    assert_int_equal(pf_sink_open(&cfg, evil, 1, NULL, &s, &e), PF_ESINK);
+    assert_int_equal(pf_sink_open(&cfg, evil, NULL, 1, NULL, &s, &e), PF_ESINK);
     assert_null(s);
     assert_non_null(strstr(e.msg, "../../escape"));
 
     /* A token that is not this sink's. */
     const char *streams[] = {"ev"};
     pf_error_clear(&e);
-    assert_int_equal(pf_sink_open(&cfg, streams, 1, "{\"offset\":3}", &s, &e), PF_ESINK);
+    assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, "{\"offset\":3}", &s, &e), PF_ESINK);
     assert_null(s);
     pf_error_clear(&e);
-    assert_int_equal(pf_sink_open(&cfg, streams, 1, "not json", &s, &e), PF_ESINK);
+    assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, "not json", &s, &e), PF_ESINK);
     assert_null(s);
     assert_non_null(strstr(e.msg, "resume token"));
     pf_sink_config_free(&cfg);
@@ -430,7 +430,7 @@ static void test_open_refuses_bad_input(void **state)
     memset(&cfg, 0, sizeof cfg);
     cfg.desc = pf_sink_find("ndjson", &e);
     pf_error_clear(&e);
-    assert_int_equal(pf_sink_open(&cfg, streams, 1, NULL, &s, &e), PF_ESINK);
+    assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, NULL, &s, &e), PF_ESINK);
     assert_non_null(strstr(e.msg, "path"));
     pf_sink_config_free(&cfg);
 }
@@ -538,7 +538,7 @@ static void open_refused(const pf_sink_config *cfg, const char *const *streams, 
     pf_sink *s = (pf_sink *)(uintptr_t)1;
     pf_error e;
     pf_error_clear(&e);
-    if (pf_sink_open(cfg, streams, n, NULL, &s, &e) == PF_OK)
+    if (pf_sink_open(cfg, streams, NULL, n, NULL, &s, &e) == PF_OK)
         fail_msg("open succeeded; expected '%s'", want);
     assert_null(s);
     if (!strstr(e.msg, want)) fail_msg("message '%s' lacks '%s'", e.msg, want);
