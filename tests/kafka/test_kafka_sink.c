@@ -127,8 +127,15 @@ static void h_with_prefix(const pf_sink_host *h, const char *prefix,
         if (strncmp(h->keys[i], prefix, strlen(prefix)) == 0) fn(ud, h->keys[i], h->vals[i]);
 }
 
-static const pf_sink_host_api api = {
-    sizeof(pf_sink_host_api), h_option, h_option_int, h_log, h_flow_name, h_pending, h_with_prefix};
+static const char *h_identity(const pf_sink_host *h, const char *stream)
+{
+    (void)h;
+    (void)stream;
+    return "$.id | sha256";
+}
+
+static const pf_sink_host_api api = {sizeof(pf_sink_host_api), h_option, h_option_int,
+                                     h_log, h_flow_name, h_pending, h_with_prefix, h_identity};
 
 /* A host with the mock's brokers, short timeouts and the KEY, VALUE pairs
  * given (NULL-terminated). */

@@ -101,8 +101,15 @@ static void h_prefix(const pf_sink_host *h, const char *prefix,
         if (strncmp(h->keys[i], prefix, strlen(prefix)) == 0) fn(ud, h->keys[i], h->vals[i]);
 }
 
-static const pf_sink_host_api api = {
-    sizeof(pf_sink_host_api), h_option, h_option_int, h_log, h_flow, h_pending, h_prefix};
+static const char *h_identity(const pf_sink_host *h, const char *stream)
+{
+    (void)h;
+    (void)stream;
+    return "$.id | sha256";
+}
+
+static const pf_sink_host_api api = {sizeof(pf_sink_host_api), h_option, h_option_int, h_log,
+                                     h_flow, h_pending, h_prefix, h_identity};
 
 static void set(pf_sink_host *h, const char *key, const char *val)
 {
