@@ -406,7 +406,7 @@ void pf_sink_config_free(pf_sink_config *cfg)
 
 struct pf_sink_host {
     const pf_sink_config *cfg;
-    const char *pending; /* checkpoint offered during commit */
+    const char *pending;                            /* checkpoint offered during commit */
     const char *const *streams, *const *identities; /* borrowed from open's caller */
     size_t nstreams;
 };
@@ -478,10 +478,10 @@ static const char *host_stream_identity(const pf_sink_host *h, const char *strea
     return NULL;
 }
 
-static const pf_sink_host_api host_api = {
-    sizeof(pf_sink_host_api), host_option,      host_option_int,          host_log,
-    host_flow_name,           host_pending_checkpoint, host_options_with_prefix,
-    host_stream_identity};
+static const pf_sink_host_api host_api = {sizeof(pf_sink_host_api), host_option,
+                                          host_option_int,          host_log,
+                                          host_flow_name,           host_pending_checkpoint,
+                                          host_options_with_prefix, host_stream_identity};
 
 static void result_error(pf_error *err, pf_sink_result r, const char *what, const char *name,
                          const char *msg)
