@@ -2,7 +2,7 @@
 # Sourced by tests/run.sh and samples/quickstart.sh; apt-get update runs once,
 # and only when something is missing.
 
-PF_BUILD_PKGS="gcc make cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev librdkafka-dev libpq-dev"
+PF_BUILD_PKGS="gcc make cmake pkg-config libcurl4-openssl-dev libjson-c-dev libyaml-dev libpcre2-dev libssl-dev librdkafka-dev libpq-dev"
 PF_TEST_PKGS="libcmocka-dev python3 clang libclang-rt-14-dev postgresql kcat jq curl valgrind openssl tzdata"
 
 pf_install_deps() { # pf_install_deps build|test

@@ -88,9 +88,8 @@ static int show_one(const char *name)
     }
     printf("streams:\n");
     for (size_t i = 0; i < t->nstreams; i++)
-        printf("  %-20s %s%s%s\n", t->streams[i].name, t->streams[i].path_text,
-               t->streams[i].key_text ? "  key " : "",
-               t->streams[i].key_text ? t->streams[i].key_text : "");
+        printf("  %-20s %s  identity %s\n", t->streams[i].name, t->streams[i].path_text,
+               t->streams[i].identity ? t->streams[i].identity : "sha256");
     printf("parameters:\n");
     for (size_t i = 0; i < t->nparams; i++)
         show_param(&t->params[i]);

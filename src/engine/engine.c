@@ -308,12 +308,21 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
      * sinks also get the gap stream. */
     size_t nstreams = f->tmpl->nstreams;
     c.streams = calloc(nstreams + 1, sizeof *c.streams);
-    if (!c.streams) return pf_error_set(err, PF_ENOMEM, "out of memory");
-    for (size_t i = 0; i < nstreams; i++)
+    c.identities = calloc(nstreams + 1, sizeof *c.identities);
+    if (!c.streams || !c.identities) {
+        free(c.streams);
+        free(c.identities);
+        return pf_error_set(err, PF_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < nstreams; i++) {
         c.streams[i] = f->tmpl->streams[i].name;
+        c.identities[i] = f->tmpl->streams[i].identity ? f->tmpl->streams[i].identity : "sha256";
+    }
     if (f->tmpl->paging == PF_PAGING_TIME_WINDOW && f->tmpl->window.retention_ms > 0 &&
-        !f->local_file)
+        !f->local_file) {
+        c.identities[nstreams] = "gap:$.lost_start";
         c.streams[nstreams++] = PF_RUN_GAP_STREAM;
+    }
     c.nstreams = nstreams;
 
     if (!o->test && (lockfd = pf_state_lock(f->state_path, err)) < 0) {
@@ -407,8 +416,10 @@ done:
     pf_state_unlock(lockfd);
     pf_keyledger_free(c.ledger);
     pf_sx_free(c.sx);
+    pf_buf_free(&c.idbuf);
     free(c.gap_json);
     free(c.streams);
+    free(c.identities);
     return st;
 }
 

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "engine/run.h"
+#include "engine/identity.h"
 #include "engine/paging.h"
 #include "engine/quota.h"
 #include "engine/request.h"
@@ -75,14 +76,18 @@ static void quota_record(run_ctx *c, int n)
 
 /* ---- streaming extraction ----------------------------------------------- */
 
-/* pf_sx callback: keeps a copy of the record in the unit's records (the
- * stream name is the template's, which outlives the run). */
-
 pf_status pf_run_sx_record(void *ud, const pf_sink_record *rec, pf_error *err)
 {
     run_ctx *c = ud;
-    if (c->us) return pf_run_us_record(c, rec, err);
-    return pf_records_push_copy(c->sx_out, rec, err);
+    pf_sink_record r = *rec;
+    if (!r.key) {
+        /* The extractor reads the first key path only: the record's
+         * identity comes from the further paths or its hash. */
+        pf_status st = pf_identity_complete(pf_identity_stream(c->f->tmpl, &r), &r, &c->idbuf, err);
+        if (st != PF_OK) return st;
+    }
+    if (c->us) return pf_run_us_record(c, &r, err);
+    return pf_records_push_copy(c->sx_out, &r, err);
 }
 
 /* pf_http_body_fn: feeds the extractor; a retry restarts the body. */

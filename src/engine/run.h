@@ -55,6 +55,7 @@ typedef struct run_ctx {
     pf_sink *sink;
     pf_state state;
     const char **streams;
+    const char **identities; /* parallel to streams: how records are identified */
     /* The cursor the unit being delivered will set once durable; offered to
      * checkpoint-storing sinks with the unit's final commit. */
     int pend_set;
@@ -74,6 +75,7 @@ typedef struct run_ctx {
      * body or document tree is held. */
     pf_sx *sx;
     pf_records *sx_out;
+    pf_buf idbuf; /* the identity of the record being handed on (identity.h) */
     long long sx_bytes;
     /* Direct delivery: the unit being streamed into the sink (NULL when
      * records are collected into sx_out instead). */
@@ -134,8 +136,9 @@ typedef struct unit_result {
 pf_status pf_run_fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_buf *body,
                        int *no_data, pf_buf *url, pf_error *err);
 
-/* pf_sx record callback (UD is the run_ctx): to the streamed unit, or a
- * copy into the collected records. */
+/* pf_sx record callback (UD is the run_ctx): completes the record's identity
+ * (identity.h), then hands it to the streamed unit or copies it into the
+ * collected records. */
 pf_status pf_run_sx_record(void *ud, const pf_sink_record *rec, pf_error *err);
 
 /* ---- session.c ---- */

@@ -40,7 +40,7 @@ static pf_status open_sink(run_ctx *c, pf_error *err)
             pf_log_warn("the checkpoint's sink state belongs to sink %s, not %s; ignoring it",
                         c->state.sink_type ? c->state.sink_type : "?", type);
     }
-    return pf_sink_open(&c->f->sink, c->streams, NULL, c->nstreams, resume, &c->sink, err);
+    return pf_sink_open(&c->f->sink, c->streams, c->identities, c->nstreams, resume, &c->sink, err);
 }
 
 /* Commits the sink and records its token in the in-memory state. FINAL:

@@ -195,7 +195,9 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
             pf_sx_stats sxs;
             pf_sx_get_stats(c->sx, &sxs);
             if (!ur.no_data && sxs.missing_keys)
-                pf_log_warn("%zu records have no value at their key path", sxs.missing_keys);
+                pf_log_debug("%zu records have no value at their first key path: identified "
+                             "by the further key paths or their hash",
+                             sxs.missing_keys);
             ur.us = &u;
             ur.hashes = &u.hashes;
             ur.fetched = u.fetched;

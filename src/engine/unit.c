@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/run.h"
+#include "engine/identity.h"
 #include "engine/extract.h"
 #include "engine/keyledger.h"
 #include "engine/paging.h"
@@ -300,7 +301,13 @@ pf_status pf_run_collected_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf
         goto out;
     }
     if (recs.missing_keys)
-        pf_log_warn("%zu records have no value at their key path", recs.missing_keys);
+        pf_log_debug("%zu records have no value at their first key path: identified by the "
+                     "further key paths or their hash",
+                     recs.missing_keys);
+    for (size_t i = 0; i < recs.count && st == PF_OK; i++)
+        st = pf_identity_complete_owned(pf_identity_stream(f->tmpl, &recs.recs[i]), &recs.recs[i],
+                                        err);
+    if (st != PF_OK) goto out;
     ur.fetched = recs.count;
     if (c->o->test) {
         print_records(c, &recs);

@@ -83,13 +83,93 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
+static void key_clear(pf_stream_def *s)
+{
+    free(s->key_text);
+    pf_jsonpath_free(s->key);
+    for (size_t i = 0; i < s->nkey_alt; i++) {
+        free(s->key_alt_text[i]);
+        pf_jsonpath_free(s->key_alt[i]);
+    }
+    free(s->key_alt_text);
+    free(s->key_alt);
+    s->key_text = NULL;
+    s->key = NULL;
+    s->key_alt_text = NULL;
+    s->key_alt = NULL;
+    s->nkey_alt = 0;
+}
+
+/* Sets S->identity from its key paths ("$.id | $.GUID | sha256"). */
+static void set_identity(pf_stream_def *s, const pf_ynode *at, pf_diags *d)
+{
+    size_t n = sizeof "sha256";
+    if (s->key_text) n += strlen(s->key_text) + 3;
+    for (size_t i = 0; i < s->nkey_alt; i++)
+        n += strlen(s->key_alt_text[i]) + 3;
+    char *id = malloc(n);
+    if (!id) {
+        pf_ys_error(d, at, PF_ENOMEM, "out of memory");
+        return;
+    }
+    size_t o = 0;
+    if (s->key_text) o += (size_t)snprintf(id + o, n - o, "%s | ", s->key_text);
+    for (size_t i = 0; i < s->nkey_alt; i++)
+        o += (size_t)snprintf(id + o, n - o, "%s | ", s->key_alt_text[i]);
+    snprintf(id + o, n - o, "sha256");
+    free(s->identity);
+    s->identity = id;
+}
+
+static pf_jsonpath *compile_path(const pf_ynode *at, const char *text, pf_diags *d);
+
+/* Loads a stream's `key` (KK, in OWNER; NULL or null: none): one JSONPath, or a list
+ * of them tried in order. Replaces what S had. */
+static void load_key(pf_stream_def *s, const pf_ynode *kk, const pf_ynode *owner, const char *what,
+                     pf_diags *d)
+{
+    key_clear(s);
+    if (kk && kk->kind == PF_Y_SEQ) {
+        if (kk->count == 0) {
+            pf_ys_error(d, kk, PF_ECONFIG,
+                        "%s: an empty list; give one or more JSONPaths, or leave it out "
+                        "(records are then identified by a hash of their content)",
+                        what);
+        } else if (kk->count > 8) {
+            pf_ys_error(d, kk, PF_ECONFIG, "%s: at most 8 paths", what);
+        } else {
+            s->key_alt_text = calloc(kk->count, sizeof *s->key_alt_text);
+            s->key_alt = calloc(kk->count, sizeof *s->key_alt);
+            if (!s->key_alt_text || !s->key_alt) {
+                pf_ys_error(d, kk, PF_ENOMEM, "out of memory");
+            } else {
+                for (size_t i = 0; i < kk->count; i++) {
+                    const pf_ynode *it = kk->items[i];
+                    char *text = pf_ys_string(it, what, d);
+                    pf_jsonpath *q = text ? compile_path(it, text, d) : NULL;
+                    if (i == 0) {
+                        s->key_text = text;
+                        s->key = q;
+                    } else {
+                        s->key_alt_text[s->nkey_alt] = text;
+                        s->key_alt[s->nkey_alt++] = q;
+                    }
+                }
+            }
+        }
+    } else if (kk && !pf_ynode_is_null(kk) && (s->key_text = pf_ys_string(kk, what, d))) {
+        s->key = compile_path(kk, s->key_text, d);
+    }
+    set_identity(s, kk ? kk : owner, d);
+}
+
 static void stream_clear(pf_stream_def *s)
 {
     free(s->name);
     free(s->path_text);
     pf_jsonpath_free(s->path);
-    free(s->key_text);
-    pf_jsonpath_free(s->key);
+    key_clear(s);
+    free(s->identity);
     free(s->when_param);
     strv_free(s->when_values, s->nwhen_values);
     memset(s, 0, sizeof *s);
@@ -582,9 +662,7 @@ static void load_streams(pf_template *t, const pf_ynode *streams, pf_diags *d)
             continue;
         }
         if ((s->path_text = pf_ys_string(p, "path", d))) s->path = compile_path(p, s->path_text, d);
-        const pf_ynode *kk = pf_ymap_get(v, "key");
-        if (kk && (s->key_text = pf_ys_string(kk, "key", d)))
-            s->key = compile_path(kk, s->key_text, d);
+        load_key(s, pf_ymap_get(v, "key"), v, "key", d);
         const pf_ynode *w = pf_ymap_get(v, "when");
         if (w) load_when(t, s, w, d);
     }
@@ -756,7 +834,8 @@ static void load_pages(pf_template *t, pf_pages_def *p, pf_paging_kind kind, con
 static void load_pagination(pf_template *t, const pf_ynode *pg, pf_diags *d)
 {
     static const char *const window_keys[] = {
-        "kind", "max_pages", "min", "max", "retention", "retention_margin", "late_lookback", "query", "pages", NULL};
+        "kind",          "max_pages", "min",   "max", "retention", "retention_margin",
+        "late_lookback", "query",     "pages", NULL};
     static const char *const none_keys[] = {"kind", "max_pages", NULL};
     static const char *const window_builtins[] = {"window_start", "window_end", NULL};
     pagination_clear(t);
@@ -1231,8 +1310,7 @@ static void apply_manual(pf_template *t, const pf_ynode *src, pf_diags *d)
             free(text);
         }
     }
-    if (kn && (s->key_text = pf_ys_string(kn, "source.key", d)))
-        s->key = compile_path(kn, s->key_text, d);
+    load_key(s, kn, src, "source.key", d);
     load_response(t, pf_ymap_get(src, "response"), d);
     load_pagination(t, pf_ymap_get(src, "pagination"), d);
 }
@@ -1273,14 +1351,7 @@ static void apply_stream_overrides(pf_template *t, const pf_ynode *ov, pf_diags 
                 free(text);
             }
         }
-        if (kk) {
-            free(s->key_text);
-            pf_jsonpath_free(s->key);
-            s->key_text = NULL;
-            s->key = NULL;
-            if (!pf_ynode_is_null(kk) && (s->key_text = pf_ys_string(kk, "key", d)))
-                s->key = compile_path(kk, s->key_text, d);
-        }
+        if (kk) load_key(s, kk, v, "key", d);
     }
 }
 

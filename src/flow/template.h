@@ -64,6 +64,15 @@ typedef struct pf_stream_def {
     pf_jsonpath *path;
     char *key_text; /* JSONPath to the record key inside a record; NULL: none */
     pf_jsonpath *key;
+    /* `key` given as a list: the further paths, tried in order when `key`
+     * selects nothing (a string's value or a number's text). */
+    char **key_alt_text;
+    pf_jsonpath **key_alt;
+    size_t nkey_alt;
+    /* How a record is identified, for sinks (stream_identity in
+     * ppflow_sink.h): the key paths joined by " | ", then "sha256", the
+     * fallback when none selects a value. Never NULL once loaded. */
+    char *identity;
     char *when_param;   /* the stream exists only when this parameter's value is one of */
     char **when_values; /* ... these (NULL when_param: always) */
     size_t nwhen_values;
