@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine/run.h"
+#include "engine/spool.h"
 #include "util/log.h"
 #include "util/paths.h"
 #include "util/timeutil.h"
@@ -74,16 +75,17 @@ out:
     return st;
 }
 
-/* Delivers RECS as one durable batch. When the sink answers ERROR (a batch
+/* Delivers SRC as one durable batch. When the sink answers ERROR (a batch
  * that can never succeed), the batch is split in halves until the records
  * at fault are isolated: each of those goes to the dead-letter file with
  * the sink's reason, everything else is delivered, and a final commit
- * carries the unit's checkpoint. Nothing is dropped silently. */
-pf_status pf_run_deliver(run_ctx *c, const pf_records *recs, pf_error *err)
+ * carries the unit's checkpoint. Nothing is dropped silently. Records come
+ * from memory or from the spool, never from the API again. */
+pf_status pf_run_deliver(run_ctx *c, const pf_run_src *src, pf_error *err)
 {
-    int fatal = 0;
-    pf_status st = pf_run_write_commit(c, recs->recs, recs->count, 1, &fatal, err);
-    if (st == PF_OK || !fatal) return st;
+    int refused = 0;
+    pf_status st = pf_run_write_commit(c, src, 0, src->count, 1, &refused, err);
+    if (st == PF_OK || !refused) return st;
     char first[PF_ERROR_MSG_MAX];
     pf_error_format(err, first, sizeof first);
     pf_log_warn("%s; isolating the records the sink refuses", first);
@@ -91,23 +93,25 @@ pf_status pf_run_deliver(run_ctx *c, const pf_records *recs, pf_error *err)
     /* Halves are pushed right first, so ranges are delivered in order; the
      * depth is bounded by log2(count) + 1 entries per level. */
     lo[top] = 0;
-    hi[top++] = recs->count;
+    hi[top++] = src->count;
     while (top) {
         top--;
         size_t a = lo[top], b = hi[top];
         if (a >= b) continue;
         pf_error e;
         pf_error_clear(&e);
-        st = pf_run_write_commit(c, recs->recs + a, b - a, 0, &fatal, &e);
+        st = pf_run_write_commit(c, src, a, b, 0, &refused, &e);
         if (st == PF_OK) continue;
-        if (!fatal) {
+        if (!refused) {
             if (err) *err = e;
             return st;
         }
         if (b - a == 1) {
             char why[PF_ERROR_MSG_MAX];
             pf_error_format(&e, why, sizeof why);
-            if ((st = dead_letter(c, &recs->recs[a], why, err)) != PF_OK) return st;
+            const pf_sink_record *rec = src->mem ? &src->mem[a] : NULL;
+            if (!rec && (st = pf_spool_read(src->spool, a, 1, &rec, err)) != PF_OK) return st;
+            if ((st = dead_letter(c, rec, why, err)) != PF_OK) return st;
             c->stats->dead_letters++;
             continue;
         }
@@ -122,5 +126,5 @@ pf_status pf_run_deliver(run_ctx *c, const pf_records *recs, pf_error *err)
     pf_log_error("%lld records refused by sink %s so far were written to %s.deadletter.ndjson",
                  c->stats->dead_letters, c->f->sink.desc->name, c->f->state_path);
     /* The commit that completes the unit (and carries its checkpoint). */
-    return pf_run_write_commit(c, NULL, 0, 1, &fatal, err);
+    return pf_run_write_commit(c, NULL, 0, 0, 1, &refused, err);
 }

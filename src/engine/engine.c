@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "engine/run.h"
+#include "engine/spool.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -46,10 +47,17 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
         end = iend;
     else if (until && pf_time_parse(until, &end, err) != PF_OK)
         return PF_ECONFIG;
+    int64_t origin = INT64_MIN; /* where the flow's range begins, when it says */
+    if (since_time && pf_time_parse(since_time, &origin, err) != PF_OK) return PF_ECONFIG;
+    if (!since_time && interval) origin = istart;
     if (c->state.has_cursor) {
+        /* The late-arrival re-sweep never reaches before the range the flow
+         * asks for: records from before since_time/interval were never
+         * wanted, late or not. */
         start = c->state.cursor_ms - c->lookback_ms;
+        if (start < origin) start = origin < c->state.cursor_ms ? origin : c->state.cursor_ms;
     } else if (since_time) {
-        if (pf_time_parse(since_time, &start, err) != PF_OK) return PF_ECONFIG;
+        start = origin;
     } else if (since_seconds) {
         start = now - strtoll(since_seconds, NULL, 10) * 1000;
     } else if (interval) {
@@ -287,6 +295,14 @@ static pf_status make_http(run_ctx *c, pf_error *err)
     return pf_http_client_new(&o, &c->http, err);
 }
 
+/* The most a unit's records may take in the spool: the body's cap with room
+ * for keys and framing (records are parts of the body). */
+static uint64_t spool_limit(const pf_flow *f)
+{
+    uint64_t body = f->http.max_body > 0 ? (uint64_t)f->http.max_body : (uint64_t)256 << 20;
+    return body + body / 2 + ((uint64_t)1 << 20);
+}
+
 pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, pf_error *err)
 {
     memset(stats, 0, sizeof *stats);
@@ -339,12 +355,15 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
     }
     if (!f->local_file && (st = make_http(&c, err)) != PF_OK) goto done;
     if (!o->test) {
-        /* A sink that is briefly unreachable (RETRY) is retried like a
-         * failed batch. */
+        /* Before any API call the sink proves it can take records (each
+         * sink checks its destination when it opens: PostgreSQL its
+         * database and tables, Kafka its brokers' metadata). One that
+         * cannot fails the run at once, naming what it could not reach,
+         * without spending any of the call budget; a scheduled run tries
+         * again at its next time. */
         int open_attempt = 1;
         int64_t open_delay = o->sink_backoff_ms;
-        if ((st = pf_run_reopen_sink(&c, &open_delay, &open_attempt,
-                                     o->sink_attempts > 0 ? o->sink_attempts : 1, err)) != PF_OK) {
+        if ((st = pf_run_reopen_sink(&c, &open_delay, &open_attempt, 1, err)) != PF_OK) {
             /* pf_sink_open answers PF_ESTATE only when the sink's lock on
              * the flow is held elsewhere: the run is busy, as with the
              * state lock file. */
@@ -356,7 +375,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         /* Record the sink's starting point before anything is written, so a
          * crash in the first window can be undone too. */
         int fatal = 0;
-        if ((st = pf_run_write_commit(&c, NULL, 0, 0, &fatal, err)) != PF_OK) goto done;
+        if ((st = pf_run_write_commit(&c, NULL, 0, 0, 0, &fatal, err)) != PF_OK) goto done;
         pf_state_set_str(&c.state.template_name, f->tmpl->name);
         c.state.run_started_ms = pf_time_real_ms();
         c.state.run_ended_ms = 0;
@@ -385,6 +404,17 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
             pf_sx_free(c.sx);
             c.sx = NULL;
         }
+    }
+    if (c.sx && !o->test) {
+        /* Streamed units keep their records in the spool, so that a sink
+         * failure replays them instead of fetching them again. */
+        char path[4200];
+        pf_error se;
+        pf_error_clear(&se);
+        if (snprintf(path, sizeof path, "%s.spool", f->state_path) >= (int)sizeof path ||
+            pf_spool_open(path, c.streams, c.nstreams, spool_limit(f), &c.spool, &se) != PF_OK)
+            pf_log_warn("%s; a sink failure in the middle of a response fetches it again",
+                        se.msg[0] ? se.msg : "state.path is too long for the spool file");
     }
     st = run_units(&c, err);
     if (!o->test) {
@@ -416,6 +446,7 @@ done:
     pf_state_unlock(lockfd);
     pf_keyledger_free(c.ledger);
     pf_sx_free(c.sx);
+    pf_spool_close(c.spool);
     pf_buf_free(&c.idbuf);
     free(c.gap_json);
     free(c.streams);

@@ -46,6 +46,14 @@ typedef struct hash_list {
 } hash_list;
 
 struct unit_stream;
+struct pf_spool;
+
+/* Records to deliver: in memory (MEM), or else in the spool. */
+typedef struct pf_run_src {
+    const pf_sink_record *mem;
+    struct pf_spool *spool;
+    size_t count;
+} pf_run_src;
 
 typedef struct run_ctx {
     pf_flow *f;
@@ -80,6 +88,9 @@ typedef struct run_ctx {
     /* Direct delivery: the unit being streamed into the sink (NULL when
      * records are collected into sx_out instead). */
     struct unit_stream *us;
+    /* The streamed unit's records, for replay to the sink (NULL: no spool;
+     * see spool.h). */
+    struct pf_spool *spool;
     /* The template's call budget: ledger file and key ("" when none). */
     char quota_path[4200];
     char quota_key[PF_QUOTA_KEY_SIZE];
@@ -118,9 +129,10 @@ typedef struct unit_stream {
 } unit_stream;
 
 /* What a unit fetched, for its delivery and its log line. Exactly one of
- * RECS (collected records) and US (streamed unit) is set. */
+ * SRC (records in memory or in the spool) and US (a streamed unit being
+ * written while its body arrives) is set. */
 typedef struct unit_result {
-    pf_records *recs;
+    const pf_run_src *src;
     unit_stream *us;
     const hash_list *hashes; /* ledger hashes of the records delivered */
     size_t fetched, dropped;
@@ -160,17 +172,28 @@ int pf_run_adopt_checkpoint(run_ctx *c, pf_error *err, pf_status *st);
  * ATTEMPTS, *DELAY doubles. */
 pf_status pf_run_reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attempts, pf_error *err);
 
-/* Writes COUNT records and commits, retrying from the last durable point
- * while the sink answers RETRY. *FATAL is set when the sink answered ERROR
- * (the sink is reopened then, so nothing of the batch remains in it). */
-pf_status pf_run_write_commit(run_ctx *c, const pf_sink_record *recs, size_t count, int final,
-                              int *fatal, pf_error *err);
+/* Writes records A .. B-1 of SRC (NULL: none) and commits, retrying from
+ * the last durable point while the sink answers RETRY (a commit whose answer
+ * was lost is settled with pf_run_commit_happened first). *REFUSED is set
+ * when the sink answered ERROR (the sink is reopened then, so nothing of
+ * the batch remains in it). A FATAL answer returns at once through
+ * pf_run_sink_fatal. */
+pf_status pf_run_write_commit(run_ctx *c, const pf_run_src *src, size_t a, size_t b, int final,
+                              int *refused, pf_error *err);
+
+/* See session.c: 1 when the commit numbered SEQ_BEFORE + 1 happened in the
+ * sink although its answer was lost (seq taken), 0 when not, -1 on failure. */
+int pf_run_commit_happened(run_ctx *c, long long seq_before, pf_error *err);
+
+/* The sink answered FATAL: marks ERR fatal, says that the run stops and
+ * why nothing was dead-lettered, and returns its code. */
+pf_status pf_run_sink_fatal(run_ctx *c, pf_error *err);
 
 /* ---- deadletter.c ---- */
 
-/* Delivers RECS as one durable batch, isolating and dead-lettering the
+/* Delivers SRC as one durable batch, isolating and dead-lettering the
  * records the sink refuses; the last commit carries the unit's checkpoint. */
-pf_status pf_run_deliver(run_ctx *c, const pf_records *recs, pf_error *err);
+pf_status pf_run_deliver(run_ctx *c, const pf_run_src *src, pf_error *err);
 
 /* ---- unit.c ---- */
 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "engine/run.h"
+#include "engine/spool.h"
 #include "http/http.h"
 #include "state/state.h"
 #include "util/log.h"
@@ -143,32 +144,98 @@ pf_status pf_run_reopen_sink(run_ctx *c, int64_t *delay, int *attempt, int attem
     return PF_OK;
 }
 
-/* Writes N records and commits, retrying (from the last durable point) while
- * the sink answers RETRY. *FATAL is set when the sink answered ERROR (the
- * sink is then reopened, so nothing of this batch remains in it). */
-pf_status pf_run_write_commit(run_ctx *c, const pf_sink_record *recs, size_t count, int final,
-                              int *fatal, pf_error *err)
+/* After a reopen that followed a commit without an answer: whether that
+ * commit happened, which only a sink that stores checkpoints can tell (its
+ * stored seq is SEQ_BEFORE + 1). Only seq is taken from the stored
+ * checkpoint then: the rest is the checkpoint this run offered with that
+ * commit, which the caller holds already (the unit's, or for a partial
+ * commit the one before the unit); taking it wholesale would put back the
+ * page position and ledger from before the unit. Returns 1 when the commit
+ * happened, 0 when it did not, -1 (ERR set) when the sink cannot tell or
+ * another process committed this flow meanwhile. */
+int pf_run_commit_happened(run_ctx *c, long long seq_before, pf_error *err)
+{
+    if (!pf_sink_stores_checkpoint(c->sink)) return 0;
+    const char *text = NULL;
+    if (pf_sink_stored_checkpoint(c->sink, &text, err) != PF_SINK_OK) return -1;
+    if (!text) return 0;
+    pf_state s = {0};
+    char label[160];
+    snprintf(label, sizeof label, "(the checkpoint stored by sink %s)", c->f->sink.desc->name);
+    if (pf_state_parse(text, strlen(text), label, &s, err) != PF_OK) return -1;
+    long long seq = s.seq;
+    pf_state_free(&s);
+    if (seq == seq_before) return 0;
+    if (seq == seq_before + 1) {
+        c->state.seq = seq;
+        pf_log_info("the sink had committed the batch before the error; not sending it again");
+        return 1;
+    }
+    pf_error_set(err, PF_ESTATE,
+                 "sink %s holds a checkpoint of commit %lld, written by another run of this flow "
+                 "while this one reconnected; stopping",
+                 c->f->sink.desc->name, seq);
+    return -1;
+}
+
+pf_status pf_run_sink_fatal(run_ctx *c, pf_error *err)
+{
+    (void)c;
+    if (!err) return PF_ESINK;
+    err->fatal = 1;
+    err->retriable = 0;
+    size_t n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n,
+             "; the run stops here: the sink cannot take records until this is fixed (nothing "
+             "was dead-lettered; the next run continues from the checkpoint)");
+    return err->code ? err->code : PF_ESINK;
+}
+
+/* Writes records A .. B-1 of SRC in batches (batch_records, and for the
+ * spool batch_bytes). *R is the sink's answer; the return is PF_OK unless
+ * reading the spool failed. */
+static pf_status write_range(run_ctx *c, const pf_run_src *src, size_t a, size_t b,
+                             pf_sink_result *r, pf_error *err)
+{
+    *r = PF_SINK_OK;
+    for (size_t i = a; i < b && *r == PF_SINK_OK;) {
+        size_t n = b - i < c->batch_records ? b - i : c->batch_records;
+        const pf_sink_record *recs = NULL;
+        if (src->mem) {
+            recs = src->mem + i;
+        } else {
+            n = pf_spool_fit(src->spool, i, n, c->batch_bytes);
+            pf_status st = pf_spool_read(src->spool, i, n, &recs, err);
+            if (st != PF_OK) return st;
+        }
+        *r = pf_sink_write(c->sink, recs, n, err);
+        i += n;
+    }
+    return PF_OK;
+}
+
+pf_status pf_run_write_commit(run_ctx *c, const pf_run_src *src, size_t a, size_t b, int final,
+                              int *refused, pf_error *err)
 {
     int attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1;
     int64_t delay = c->o->sink_backoff_ms;
-    *fatal = 0;
+    *refused = 0;
     for (int attempt = 1;; attempt++) {
         pf_sink_result r = PF_SINK_OK;
         long long seq_before = c->state.seq;
-        for (size_t i = 0; i < count && r == PF_SINK_OK; i += c->batch_records) {
-            size_t n = count - i < c->batch_records ? count - i : c->batch_records;
-            r = pf_sink_write(c->sink, recs + i, n, err);
-        }
+        pf_status lst = src ? write_range(c, src, a, b, &r, err) : PF_OK;
+        if (lst != PF_OK) return lst;
         if (r == PF_SINK_OK) r = pf_run_commit(c, final, err);
         if (r == PF_SINK_OK) return PF_OK;
+        if (r == PF_SINK_FATAL) return pf_run_sink_fatal(c, err);
         if (r == PF_SINK_ERROR) {
-            *fatal = 1;
-            int a = 0;
+            *refused = 1;
+            int a1 = 0;
             pf_error re;
             pf_error_clear(&re);
-            if (pf_run_reopen_sink(c, &delay, &a, attempts, &re) != PF_OK) {
+            if (pf_run_reopen_sink(c, &delay, &a1, attempts, &re) != PF_OK) {
                 if (err) *err = re;
-                *fatal = 0;
+                *refused = 0;
                 return re.code;
             }
             return err ? err->code : PF_ESINK;
@@ -184,14 +251,9 @@ pf_status pf_run_write_commit(run_ctx *c, const pf_sink_record *recs, size_t cou
         delay *= 2;
         pf_status st = pf_run_reopen_sink(c, &delay, &attempt, attempts, err);
         if (st != PF_OK) return st;
-        /* A commit whose answer was lost may have happened after all: a sink
-         * that stores checkpoints tells. */
-        pf_status ast = PF_OK;
-        if (c->state.seq == seq_before && pf_run_adopt_checkpoint(c, err, &ast) &&
-            c->state.seq == seq_before + 1) {
-            pf_log_info("the sink had committed the batch before the error; not sending it again");
-            return PF_OK;
-        }
-        if (ast != PF_OK) return ast;
+        /* A commit whose answer was lost may have happened after all. */
+        int h = pf_run_commit_happened(c, seq_before, err);
+        if (h < 0) return err ? err->code : PF_ESINK;
+        if (h > 0) return PF_OK;
     }
 }

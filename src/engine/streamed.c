@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/run.h"
+#include "engine/spool.h"
 #include "engine/keyledger.h"
 #include "http/http.h"
 #include "util/log.h"
@@ -61,11 +62,27 @@ static pf_status us_push(unit_stream *u, const pf_sink_record *rec, pf_error *er
     return PF_OK;
 }
 
+/* Whether every record of the unit so far is in the spool, so that the sink
+ * can be given them again without another API call. */
+static int spooled(const run_ctx *c)
+{
+    return c->spool && pf_spool_usable(c->spool);
+}
+
 /* Writes the batch to the sink (no commit). On a sink failure, records the
- * sink's answer in U and returns PF_ESINK. */
+ * sink's answer in U: when the unit is spooled (and the answer is not
+ * FATAL) the fetch goes on, the rest of the body going to the spool only,
+ * and the unit is delivered from the spool afterwards; otherwise returns
+ * PF_ESINK, which stops the fetch. */
 static pf_status us_flush(run_ctx *c, unit_stream *u, pf_error *err)
 {
     if (!u->count) return PF_OK;
+    if (u->sink_r != PF_SINK_OK) {
+        /* The sink failed already: these records wait in the spool. */
+        u->count = 0;
+        pf_buf_reset(&u->bytes);
+        return PF_OK;
+    }
     for (size_t i = 0; i < u->count; i++) {
         u->recs[i].json = u->bytes.data + u->off[2 * i];
         if (u->recs[i].key) u->recs[i].key = u->bytes.data + u->off[2 * i + 1];
@@ -79,12 +96,38 @@ static pf_status us_flush(run_ctx *c, unit_stream *u, pf_error *err)
                        c->stats->bytes + c->sx_bytes, 0);
     if (r == PF_SINK_OK) return PF_OK;
     u->sink_r = r;
+    if (r != PF_SINK_FATAL && spooled(c)) return PF_OK;
     if (err) *err = u->sink_err;
     return PF_ESINK;
 }
 
+/* Keeps REC for the unit: in the spool, and in the batch while the sink
+ * takes records. */
+static pf_status us_take(run_ctx *c, unit_stream *u, const pf_sink_record *rec, pf_error *err)
+{
+    if (spooled(c)) {
+        pf_error se;
+        pf_error_clear(&se);
+        if (pf_spool_append(c->spool, rec, &se) != PF_OK) {
+            if (se.code == PF_ENOMEM) {
+                if (err) *err = se;
+                return PF_ENOMEM;
+            }
+            pf_log_warn("%s; should the sink fail in this unit, the unit is fetched again", se.msg);
+        }
+    }
+    if (u->sink_r != PF_SINK_OK) {
+        if (spooled(c)) return PF_OK;
+        if (err) *err = u->sink_err;
+        return PF_ESINK;
+    }
+    if (us_push(u, rec, err) != PF_OK) return PF_ENOMEM;
+    if (u->count >= c->batch_records || u->bytes.len >= c->batch_bytes) return us_flush(c, u, err);
+    return PF_OK;
+}
+
 /* pf_sx callback in direct delivery: drops what the ledger says was
- * delivered, batches the rest and writes full batches. */
+ * delivered and keeps the rest (us_take). */
 pf_status pf_run_us_record(run_ctx *c, const pf_sink_record *rec, pf_error *err)
 {
     unit_stream *u = c->us;
@@ -97,18 +140,23 @@ pf_status pf_run_us_record(run_ctx *c, const pf_sink_record *rec, pf_error *err)
         }
         if (pf_run_hash_push(&u->hashes, h, err) != PF_OK) return PF_ENOMEM;
     }
-    if (us_push(u, rec, err) != PF_OK) return PF_ENOMEM;
-    if (u->count >= c->batch_records || u->bytes.len >= c->batch_bytes) return us_flush(c, u, err);
-    return PF_OK;
+    return us_take(c, u, rec, err);
 }
 
-/* Starts (or restarts) the unit: the pending gap record goes first. */
+/* Starts (or restarts) the unit with an empty spool: the pending gap record
+ * goes first. */
 static pf_status us_begin(run_ctx *c, pf_error *err)
 {
     us_clear(c->us);
+    if (c->spool) {
+        pf_error se;
+        pf_error_clear(&se);
+        if (pf_spool_reset(c->spool, &se) != PF_OK)
+            pf_log_warn("%s; should the sink fail in this unit, the unit is fetched again", se.msg);
+    }
     if (!c->gap_json) return PF_OK;
     pf_sink_record g = pf_run_gap_record(c);
-    return us_push(c->us, &g, err);
+    return us_take(c, c->us, &g, err);
 }
 
 /* An HTTP retry restarts the body: whatever this unit wrote is taken back by
@@ -118,15 +166,16 @@ pf_status pf_run_us_restart(run_ctx *c)
     unit_stream *u = c->us;
     pf_error e;
     pf_error_clear(&e);
-    if (u->written) {
+    if (u->written || u->sink_r != PF_SINK_OK) {
         int attempt = 1;
         int64_t delay = c->o->sink_backoff_ms;
         if (pf_run_reopen_sink(c, &delay, &attempt,
                                c->o->sink_attempts > 0 ? c->o->sink_attempts : 1,
                                &u->sink_err) != PF_OK) {
-            u->sink_r = PF_SINK_RETRY;
+            u->sink_r = u->sink_err.fatal ? PF_SINK_FATAL : PF_SINK_RETRY;
             return PF_ESINK;
         }
+        u->sink_r = PF_SINK_OK;
     }
     return us_begin(c, &e);
 }
@@ -134,47 +183,77 @@ pf_status pf_run_us_restart(run_ctx *c)
 /* Delivers the rest of a streamed unit: the last batch, then the commit that
  * carries the unit's checkpoint. A commit whose answer was lost may have
  * happened: a sink that stores checkpoints tells, and then the unit is
- * done. On failure U->sink_r says what the sink answered. */
+ * done. On failure U->sink_r says what the sink answered (also when it
+ * failed while the body arrived). */
 pf_status pf_run_us_deliver(run_ctx *c, unit_stream *u, pf_error *err)
 {
     pf_status st = us_flush(c, u, err);
     if (st != PF_OK) return st;
+    if (u->sink_r != PF_SINK_OK) {
+        if (err) *err = u->sink_err;
+        return PF_ESINK;
+    }
     long long seq_before = c->state.seq;
     pf_error_clear(&u->sink_err);
     pf_sink_result r = pf_run_commit(c, 1, &u->sink_err);
     if (r == PF_SINK_OK) return PF_OK;
     u->sink_r = r;
     if (err) *err = u->sink_err;
+    if (r == PF_SINK_FATAL) return pf_run_sink_fatal(c, err);
     if (r == PF_SINK_RETRY && pf_sink_stores_checkpoint(c->sink)) {
         /* Only the sink can tell whether the commit happened: ask it before
-         * the unit is fetched again. When it cannot answer, the run stops
+         * the unit is sent again. When it cannot answer, the run stops
          * here and the next one adopts whatever the sink holds. */
         int attempt = 1, attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1;
         int64_t delay = c->o->sink_backoff_ms;
         pf_error re;
         pf_error_clear(&re);
-        pf_status ast = PF_OK;
-        if (pf_run_reopen_sink(c, &delay, &attempt, attempts, &re) != PF_OK ||
-            (!pf_run_adopt_checkpoint(c, &re, &ast) && ast != PF_OK)) {
+        int h = -1;
+        if (pf_run_reopen_sink(c, &delay, &attempt, attempts, &re) == PF_OK)
+            h = pf_run_commit_happened(c, seq_before, &re);
+        if (h != 0) {
             u->sink_r = PF_SINK_OK;
+            if (h > 0) return PF_OK;
             if (err) *err = re;
             return re.code ? re.code : PF_ESINK;
         }
-        if (c->state.seq == seq_before + 1) {
-            pf_log_info("the sink had committed the batch before the error; not sending it again");
-            u->sink_r = PF_SINK_OK;
-            return PF_OK;
-        }
-        if (c->state.seq != seq_before) {
-            /* Another process committed this flow meanwhile: stop. */
-            u->sink_r = PF_SINK_OK;
-            return pf_error_set(err, PF_ESTATE,
-                                "sink %s holds a checkpoint of commit %lld, written by another "
-                                "run of this flow while this one reconnected; stopping",
-                                c->f->sink.desc->name, c->state.seq);
-        }
     }
     return PF_ESINK;
+}
+
+/* The sink failed (RETRY or ERROR) while unit W was delivered and every
+ * record of the unit is in the spool: reopens the sink (which takes back
+ * what it had not committed) and delivers the unit from the spool, retrying
+ * and isolating refused records as for collected records. No API call. */
+static pf_status replay(run_ctx *c, const pf_window *w, unit_stream *u, const char *where,
+                        pf_error *err)
+{
+    int attempts = c->o->sink_attempts > 0 ? c->o->sink_attempts : 1, attempt = 1;
+    int64_t delay = c->o->sink_backoff_ms;
+    size_t n = pf_spool_count(c->spool);
+    char msg[PF_ERROR_MSG_MAX];
+    pf_error_format(&u->sink_err, msg, sizeof msg);
+    if (u->sink_r == PF_SINK_RETRY) {
+        pf_log_warn("%s; delivering %s again from the spool in %.1f s (%zu records, no API call)",
+                    msg, where[0] ? where : "the response", (double)delay / 1000, n);
+        if (pf_http_sleep_ms((long)delay) != PF_OK)
+            return pf_error_set(err, PF_EINTERRUPTED,
+                                "interrupted while waiting to retry the sink");
+        delay *= 2;
+    } else {
+        pf_log_warn("%s; delivering %s from the spool (%zu records, no API call) to isolate the "
+                    "records the sink refuses",
+                    msg, where[0] ? where : "the response", n);
+    }
+    pf_status st = pf_run_reopen_sink(c, &delay, &attempt, attempts, err);
+    if (st != PF_OK) return st;
+    pf_run_src src = {NULL, c->spool, n};
+    unit_result ur = {0};
+    ur.src = &src;
+    ur.hashes = &u->hashes;
+    ur.fetched = u->fetched;
+    ur.dropped = u->dropped;
+    return pf_run_complete_unit(c, w, NULL, &ur, where, err);
 }
 
 pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_buf *url,
@@ -191,7 +270,7 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
         pf_status st = us_begin(c, err);
         if (st == PF_OK) st = pf_run_fetch(c, w, NULL, body, &ur.no_data, url, err);
         c->us = NULL;
-        if (st == PF_OK && u.sink_r == PF_SINK_OK) {
+        if (st == PF_OK) {
             pf_sx_stats sxs;
             pf_sx_get_stats(c->sx, &sxs);
             if (!ur.no_data && sxs.missing_keys)
@@ -203,17 +282,31 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
             ur.fetched = u.fetched;
             ur.dropped = u.dropped;
             st = pf_run_complete_unit(c, w, NULL, &ur, where, err);
+            if (st != PF_OK && (u.sink_r == PF_SINK_RETRY || u.sink_r == PF_SINK_ERROR) &&
+                spooled(c)) {
+                /* The replay's outcome is the unit's. */
+                st = replay(c, w, &u, where, err);
+                u.sink_r = err && err->fatal ? PF_SINK_FATAL : PF_SINK_OK;
+            }
+            if (st == PF_OK) {
+                u.sink_r = PF_SINK_OK;
+                if (c->spool) pf_spool_reset(c->spool, NULL);
+            }
         } else if (u.sink_r == PF_SINK_OK &&
                    (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG)) {
             pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
         }
         if (st == PF_ENOMEM) u.sink_r = PF_SINK_OK; /* never fetched again */
-        if (u.sink_r == PF_SINK_OK) {
+        if (u.sink_r == PF_SINK_FATAL && err && !err->fatal) {
+            *err = u.sink_err;
+            st = pf_run_sink_fatal(c, err);
+        }
+        if (u.sink_r == PF_SINK_OK || u.sink_r == PF_SINK_FATAL) {
             /* Done, or a failure that ends the run: what this unit wrote
              * and did not commit is taken back now (best effort; the next
              * open does it anyway), so the sink's files match the
              * checkpoint when the run ends. */
-            if (st != PF_OK && u.written) {
+            if (st != PF_OK && u.written && u.sink_r != PF_SINK_FATAL) {
                 int a = 1;
                 int64_t d = 0;
                 pf_error re;
@@ -224,6 +317,8 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
             us_free(&u);
             return st;
         }
+        /* The sink failed and the unit is not (wholly) in the spool: it is
+         * fetched again. */
         char msg[PF_ERROR_MSG_MAX];
         pf_error_format(&u.sink_err, msg, sizeof msg);
         if (u.sink_r == PF_SINK_ERROR) {

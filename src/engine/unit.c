@@ -188,7 +188,7 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->pend_set = unit_done && w != NULL;
         c->pend_cursor_ms = cursor_after;
         c->before.set = 1;
-        st = ur->recs ? pf_run_deliver(c, ur->recs, err) : pf_run_us_deliver(c, ur->us, err);
+        st = ur->src ? pf_run_deliver(c, ur->src, err) : pf_run_us_deliver(c, ur->us, err);
         c->before.set = 0;
         c->pend_set = 0;
     }
@@ -242,7 +242,7 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->state.has_cursor = 1;
         c->state.cursor_ms = cursor_after;
     }
-    size_t delivered = ur->recs ? ur->recs->count : ur->us->written;
+    size_t delivered = ur->src ? ur->src->count : ur->us->written;
     size_t fresh = ur->fetched - ur->dropped;
     size_t late = c->ledger && w && w->end_ms <= c->late_until_ms ? fresh : 0;
     c->stats->records += (long long)delivered;
@@ -317,7 +317,8 @@ pf_status pf_run_collected_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf
     if ((st = drop_delivered(c, &recs, &hashes, &ur.dropped, err)) != PF_OK ||
         (st = add_gap_record(c, &recs, err)) != PF_OK)
         goto out;
-    ur.recs = &recs;
+    pf_run_src src = {recs.recs, NULL, recs.count};
+    ur.src = &src;
     ur.hashes = &hashes;
     st = pf_run_complete_unit(c, w, pg, &ur, where, err);
 out:
