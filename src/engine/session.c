@@ -180,14 +180,15 @@ int pf_run_commit_happened(run_ctx *c, long long seq_before, pf_error *err)
 
 pf_status pf_run_sink_fatal(run_ctx *c, pf_error *err)
 {
+    static const char why[] = "; the run stops here: the sink cannot take records until this is "
+                              "fixed (nothing was dead-lettered; the next run continues from the "
+                              "checkpoint)";
     (void)c;
     if (!err) return PF_ESINK;
     err->fatal = 1;
     err->retriable = 0;
     size_t n = strlen(err->msg);
-    snprintf(err->msg + n, sizeof err->msg - n,
-             "; the run stops here: the sink cannot take records until this is fixed (nothing "
-             "was dead-lettered; the next run continues from the checkpoint)");
+    if (!strstr(err->msg, why)) snprintf(err->msg + n, sizeof err->msg - n, "%s", why);
     return err->code ? err->code : PF_ESINK;
 }
 

@@ -98,6 +98,7 @@ static pf_status us_flush(run_ctx *c, unit_stream *u, pf_error *err)
     u->sink_r = r;
     if (r != PF_SINK_FATAL && spooled(c)) return PF_OK;
     if (err) *err = u->sink_err;
+    if (r == PF_SINK_FATAL) return pf_run_sink_fatal(c, err);
     return PF_ESINK;
 }
 
@@ -297,8 +298,8 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
             pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
         }
         if (st == PF_ENOMEM) u.sink_r = PF_SINK_OK; /* never fetched again */
-        if (u.sink_r == PF_SINK_FATAL && err && !err->fatal) {
-            *err = u.sink_err;
+        if (u.sink_r == PF_SINK_FATAL && err) {
+            if (!err->fatal) *err = u.sink_err;
             st = pf_run_sink_fatal(c, err);
         }
         if (u.sink_r == PF_SINK_OK || u.sink_r == PF_SINK_FATAL) {

@@ -5,6 +5,7 @@ records the sink refuses (dead-letter file), transient sink failures.
 Uses the test plugin tests/sinkplugin/faulty.c (and broken builds of it) from
 PPFLOW_TEST_PLUGIN_DIR; registered by tests/sinkplugin/CMakeLists.txt.
 """
+import datetime as dt
 import json
 import os
 import random
@@ -15,7 +16,7 @@ import sys
 import time
 import unittest
 
-from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso
+from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, Record, hour_floor, iso
 
 PLUGINS = os.environ.get("PPFLOW_TEST_PLUGIN_DIR", "")
 SEED = int(os.environ.get("PPFLOW_TEST_SEED", random.randrange(1 << 30)))
@@ -29,7 +30,7 @@ def read_faulty(path):
     recs = []
     for line in lines[1:]:
         stream, key, rec = line.split("\t", 2)
-        recs.append((stream, key, json.loads(rec)))
+        recs.append((stream, key, Record(rec)))
     return cp, recs
 
 
@@ -53,9 +54,9 @@ class SinkPlugins(E2ETestCase):
     def assert_exact(self, start, end, recs, missing=()):
         expected = self.mock.expected("/v2/siem/all", start, end)
         for stream, (array, key) in SIEM_STREAMS.items():
-            got = [r[key] for s, _, r in recs if s == stream]
+            got = [r.identity for s, _, r in recs if s == stream]
             keys = [k for s, k, _ in recs if s == stream]
-            self.assertEqual(got, keys, "record keys differ from the records' " + key)
+            self.assertEqual(got, keys, "record keys differ from the records' identities")
             self.assertEqual(len(got), len(set(got)), "duplicates in " + stream)
             want = sorted(k for k in expected[array] if k not in missing)
             self.assertEqual(sorted(got), want, stream + " differs from the mock's records")
@@ -130,10 +131,17 @@ class SinkPlugins(E2ETestCase):
         self.assertIn("transient failure injected", r.err)
         self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
 
+    def refusable(self, expected):
+        """An identity of a delivered message that its record's text holds
+        (an `id`, not a content hash), for the sink's `refuse` option."""
+        ids = sorted(k for k in expected["messagesDelivered"] if not k.startswith("sha256:"))
+        self.assertTrue(ids, "no message with an id in the range")
+        return ids[len(ids) // 2]
+
     def test_refused_records_go_to_the_dead_letter_file(self):
         start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
         expected = self.mock.expected("/v2/siem/all", start, end)
-        bad = sorted(expected["messagesDelivered"])[len(expected["messagesDelivered"]) // 2]
+        bad = self.refusable(expected)
         r = self.ppflow("run", self.flow(start, end, refuse=bad))
         self.assertEqual(r.code, 1, r)
         self.assertIn("1 records were refused by the sink", r.err)
@@ -144,24 +152,51 @@ class SinkPlugins(E2ETestCase):
         lines = [json.loads(l) for l in open(dl, encoding="utf-8")]
         self.assertEqual(len(lines), 1)
         self.assertEqual(lines[0]["key"], bad)
-        self.assertEqual(lines[0]["record"]["GUID"], bad)
+        self.assertEqual(lines[0]["record"]["id"], bad)
         self.assertEqual(lines[0]["stream"], "messages_delivered")
         self.assertEqual(lines[0]["flow"], "siem")
         self.assertIn("which this sink refuses", lines[0]["reason"])
         # The checkpoint moved on: a rerun fetches nothing again.
         self.assertEqual(self.state()["cursor"], end)
 
-    def test_transient_write_failures_mid_window_fetch_the_window_again(self):
+    def test_transient_write_failures_mid_window_replay_from_the_spool(self):
         """Records reach the sink while the response arrives (batches of 7):
         a write answering RETRY mid-window reopens the sink from its last
-        commit and fetches the window again; nothing is lost or doubled."""
+        commit and delivers the window again from the local spool, without
+        another API call; nothing is lost or doubled."""
         start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
         r = self.ppflow("run", self.flow(start, end, write_retries="2", batch_records="7"))
         self.assertEqual(r.code, 0, r)
+        self.assertRegex(r.err, r"transient write failure injected \(1 more\); delivering window "
+                                r"\S+ again from the spool in 1\.0 s \(\d+ records, no API call\)")
+        self.assertIn("transient write failure injected (0 more); retrying in", r.err)
+        self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
+        self.assertEqual(self.state()["cursor"], end)
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 2, "a window was fetched again")
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "state", "siem.json.spool")),
+                         "the spool outlived the run")
+
+    def test_without_a_spool_a_failed_window_is_fetched_again(self):
+        """When the spool cannot be used (here: a symbolic link is at its
+        path, which is never followed), a sink failure mid-window still loses
+        nothing: the window is fetched again."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
+        os.makedirs(os.path.join(self.dir, "state"))
+        victim = os.path.join(self.dir, "victim.txt")
+        with open(victim, "w", encoding="utf-8") as f:
+            f.write("keep me\n")
+        os.symlink(victim, os.path.join(self.dir, "state", "siem.json.spool"))
+        r = self.ppflow("run", self.flow(start, end, write_retries="2", batch_records="7"))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("cannot use the spool file state/siem.json.spool: it is a symbolic link",
+                      r.err)
+        with open(victim, encoding="utf-8") as f:
+            self.assertEqual(f.read(), "keep me\n", "the spool followed a symbolic link")
         self.assertIn("transient write failure injected (1 more); retrying window", r.err)
         self.assertIn("fetching it again (attempt 2/5)", r.err)
         self.assert_exact(start, end, read_faulty(os.path.join(self.dir, "out/faulty.tsv"))[1])
         self.assertEqual(self.state()["cursor"], end)
+        self.assertGreater(len(self.mock.requests("/v2/siem/all")), 2)
 
     def test_lost_commit_answers_are_not_delivered_twice(self):
         """A commit that succeeded but whose answer was lost: the sink's
@@ -180,20 +215,66 @@ class SinkPlugins(E2ETestCase):
 
     def test_refused_record_mid_window_is_isolated(self):
         """A record refused by a write while the window streams: the window
-        is fetched again as one collected batch and split until the record
-        at fault is found; everything else is delivered once."""
+        is delivered again from the spool and split until the record at
+        fault is found; everything else is delivered once, and the API is
+        not asked again."""
         start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
         expected = self.mock.expected("/v2/siem/all", start, end)
-        bad = sorted(expected["messagesDelivered"])[len(expected["messagesDelivered"]) // 2]
+        bad = self.refusable(expected)
         r = self.ppflow("run", self.flow(start, end, refuse=bad, batch_records="7"))
         self.assertEqual(r.code, 1, r)
-        self.assertIn("fetching window", r.err)
-        self.assertIn("again to isolate the records the sink refuses", r.err)
+        self.assertNotIn("busy", r.err)
+        self.assertRegex(r.err, r"delivering window \S+ from the spool \(\d+ records, no API call\) "
+                                r"to isolate the records the sink refuses")
         _, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
         self.assert_exact(start, end, recs, missing={bad})
         dl = os.path.join(self.dir, "state", "siem.json.deadletter.ndjson")
         self.assertEqual([json.loads(l)["key"] for l in open(dl, encoding="utf-8")], [bad])
         self.assertEqual(self.state()["cursor"], end)
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 2, "a window was fetched again")
+
+    def test_fatal_answer_stops_the_run_without_dead_letters(self):
+        """A sink that cannot take any record (a dropped table, a revoked
+        privilege) answers FATAL: the run stops at once with the sink's
+        reason, nothing is dead-lettered, the checkpoint stays at the last
+        durable commit and no further window is fetched."""
+        start, end = iso(hour_floor(-4)), iso(hour_floor(-1))
+        r = self.ppflow("run", self.flow(start, end, fatal_after="3", batch_records="7"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("destination gone (injected)", r.err)
+        self.assertIn("the run stops here", r.err)
+        self.assertNotIn("isolating", r.err)
+        self.assertNotIn("retrying", r.err)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "state",
+                                                     "siem.json.deadletter.ndjson")))
+        self.assertIsNone(self.state().get("cursor"))
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 1)
+        self.assertEqual(self.state()["last_run"]["outcome"], "failed")
+
+    def test_lost_commit_answers_while_isolating_keep_the_unit_checkpoint(self):
+        """Commit answers lost during the isolation of a refused record: the
+        unit's final checkpoint still holds the unit's late-arrival ledger,
+        so the next run's re-sweep delivers none of those records again."""
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        start = iso(now - dt.timedelta(minutes=40))
+        expected = self.mock.expected("/v2/siem/all", start, iso(now))
+        bad = self.refusable(expected)
+        os.makedirs(os.path.join(self.dir, "out"))
+        flow = self.siem_flow(params={"since_time": start}, sink={
+            "type": "faulty", "path": "out/faulty.tsv", "refuse": bad, "lost_commits": "3"})
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 1, r)
+        self.assertGreaterEqual(r.err.count("the sink had committed the batch before the error"),
+                                2, r.err)
+        # A second run re-sweeps the look-back and must find it all delivered.
+        flow = self.siem_flow(params={"since_time": start}, sink={
+            "type": "faulty", "path": "out/faulty.tsv"})
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 0, r)
+        _, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        got = [k for _, k, _ in recs]
+        self.assertEqual(len(got), len(set(got)), "the re-sweep delivered records again")
+        self.assertNotIn(bad, got)
 
     def test_batch_settings_are_checked(self):
         start, end = iso(hour_floor(-3)), iso(hour_floor(-1))

@@ -6,9 +6,9 @@
  * A commit rewrites the whole file atomically (temporary file, fsync,
  * rename), so records and checkpoint are durable together, like a database
  * transaction. Options make it refuse records (ERROR), fail transiently
- * (RETRY, at commits or at writes), lose the answer of a durable commit, or
- * pause after a commit (so a test can kill ppflow between the
- * sink's commit and the checkpoint file's). Built three more times with
+ * (RETRY, at commits or at writes), lose the answer of a durable commit,
+ * answer FATAL after some writes, or pause after a commit (so a test can
+ * kill ppflow between the sink's commit and the checkpoint file's). Built three more times with
  * FAULTY_ABI / FAULTY_SMALL / FAULTY_NAME to test the loader's checks. */
 #define _GNU_SOURCE /* memmem */
 #include <fcntl.h>
@@ -37,6 +37,7 @@ typedef struct faulty {
     long *retries_left;       /* commits answering RETRY before succeeding */
     long *write_retries_left; /* writes answering RETRY before succeeding */
     long *lost_left;          /* commits that succeed but answer RETRY (a lost answer) */
+    long *fatal_after;        /* writes that succeed before every write answers FATAL (-1: never) */
     long pause_ms;            /* sleep after each successful commit */
     int store;                /* store the checkpoint with the records */
     char *checkpoint;
@@ -51,6 +52,8 @@ static const pf_sink_option options[] = {
     {"retries", PF_SINK_OPT_INT, "0", 0, "commits that answer RETRY before one succeeds"},
     {"write_retries", PF_SINK_OPT_INT, "0", 0, "writes that answer RETRY before one succeeds"},
     {"lost_commits", PF_SINK_OPT_INT, "0", 0, "commits that succeed but answer RETRY"},
+    {"fatal_after", PF_SINK_OPT_INT, "-1", 0,
+     "writes that succeed before every later one answers FATAL (-1: never)"},
     {"pause", PF_SINK_OPT_DURATION, "0s", 0, "sleep after every commit"},
     {"store_checkpoint", PF_SINK_OPT_BOOL, "true", 0, "keep the flow checkpoint in the file"},
     {"x.*", PF_SINK_OPT_STRING, NULL, 0, "any x.NAME setting, reported in the log"},
@@ -124,6 +127,9 @@ static pf_sink_result f_open(const pf_sink_host *host, const pf_sink_host_api *a
     if (write_retries_left < 0)
         write_retries_left = (long)api->option_int(host, "write_retries", 0);
     f->write_retries_left = &write_retries_left;
+    static long fatal_after = -2;
+    if (fatal_after == -2) fatal_after = (long)api->option_int(host, "fatal_after", -1);
+    f->fatal_after = &fatal_after;
     static long lost_left = -1;
     if (lost_left < 0) lost_left = (long)api->option_int(host, "lost_commits", 0);
     f->lost_left = &lost_left;
@@ -165,6 +171,11 @@ static pf_sink_result f_write(void *p, const pf_sink_record *recs, size_t n, cha
                               size_t errlen)
 {
     faulty *f = p;
+    if (n && *f->fatal_after == 0) {
+        snprintf(err, errlen, "destination gone (injected)");
+        return PF_SINK_FATAL;
+    }
+    if (n && *f->fatal_after > 0) --*f->fatal_after;
     if (n && *f->write_retries_left > 0) {
         --*f->write_retries_left;
         snprintf(err, errlen, "transient write failure injected (%ld more)",
