@@ -1095,6 +1095,7 @@ pf_status pf_template_load_file(const char *path, pf_template **out, pf_diags *d
                 pf_ys_error(d, root, PF_ENOMEM, "out of memory");
             else
                 s->path = compile_path(root, s->path_text, d);
+            set_identity(s, root, d);
         }
     } else if (!req) {
         pf_ys_error(d, root, PF_ECONFIG, "template has no request");

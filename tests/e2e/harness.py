@@ -5,6 +5,7 @@ files into a scratch directory, runs the ppflow binary there, and checks that
 no test secret ever appears in anything ppflow printed or wrote.
 """
 import base64
+import hashlib
 import datetime as dt
 import json
 import os
@@ -26,13 +27,45 @@ SECRET = "mock-secret-value"
 # The same secret as it travels in an Authorization header: just as sensitive.
 SECRET_FORMS = (SECRET, base64.b64encode(("%s:%s" % (PRINCIPAL, SECRET)).encode()).decode())
 
-# Template stream name -> the SIEM array it comes from, and its key field.
+# Template stream name -> the SIEM array it comes from, and its key path's
+# field. A record's identity is that field, else the SHA-256 of its bytes
+# (see record_identity): messages are keyed by `id`, not GUID, since the API
+# sends a message to several recipients as one event per recipient.
 SIEM_STREAMS = {
-    "messages_delivered": ("messagesDelivered", "GUID"),
-    "messages_blocked": ("messagesBlocked", "GUID"),
+    "messages_delivered": ("messagesDelivered", "id"),
+    "messages_blocked": ("messagesBlocked", "id"),
     "clicks_permitted": ("clicksPermitted", "id"),
     "clicks_blocked": ("clicksBlocked", "id"),
 }
+
+
+def record_identity(raw, field="id"):
+    """What identifies a delivered record (RAW: its bytes as delivered): the
+    value of FIELD when it is a string or number, else "sha256:" and the hex
+    SHA-256 of RAW, as ppflow computes it (src/engine/identity.h)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    rec = json.loads(raw)
+    k = rec.get(field) if isinstance(rec, dict) else None
+    if isinstance(k, str):
+        return k
+    if isinstance(k, (int, float)) and not isinstance(k, bool):
+        return json.dumps(k)
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+class Record(dict):
+    """A delivered record, parsed, with the bytes it was delivered as."""
+
+    def __init__(self, raw):
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        super().__init__(json.loads(raw))
+        self.raw = raw
+
+    @property
+    def identity(self):
+        return record_identity(self.raw)
 
 
 def slurp(path, mode="r"):
@@ -216,8 +249,8 @@ class E2ETestCase(unittest.TestCase):
         path = os.path.join(self.dir, sink_dir, stream + ".ndjson")
         if not os.path.exists(path):
             return []
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f]
+        with open(path, "rb") as f:
+            return [Record(line.rstrip(b"\n")) for line in f]
 
     def state(self, name="siem"):
         return json.loads(slurp(os.path.join(self.dir, "state", name + ".json")))
@@ -228,7 +261,7 @@ class E2ETestCase(unittest.TestCase):
         expected = self.mock.expected(path, start, end)
         total = 0
         for stream, (array, key) in streams.items():
-            got = [r[key] for r in self.read_records(stream, sink_dir)]
+            got = [r.identity for r in self.read_records(stream, sink_dir)]
             self.assertEqual(len(got), len(set(got)), "duplicates in " + stream)
             self.assertEqual(sorted(got), sorted(expected[array]),
                              "%s differs from the mock's records" % stream)

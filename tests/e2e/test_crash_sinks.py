@@ -26,7 +26,7 @@ import subprocess
 import time
 import unittest
 
-from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso
+from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso, record_identity
 from test_kafka import KAFKA_MOCK, KCAT, PLUGIN as KAFKA_PLUGIN, KafkaCluster, consume
 from test_postgres import PostgresCase
 
@@ -192,8 +192,8 @@ class KafkaCrash(KillLoop, E2ETestCase):
                 got = consume(self.kafka.brokers, "crash%d.%s" % (n, stream))
                 ids = []
                 for key, value in got:
-                    rec = json.loads(value)
-                    self.assertEqual(key, rec[field], "message key differs from the record's key")
+                    self.assertEqual(key, record_identity(value),
+                                     "message key differs from the record's identity")
                     ids.append(key)
                 missing = set(expected[array]) - set(ids)
                 self.assertEqual(missing, set(), "%s: records missing from the topic" % stream)

@@ -32,7 +32,7 @@ import subprocess
 import time
 import unittest
 
-from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso, slurp
+from harness import E2ETestCase, PPFLOW, SIEM_STREAMS, Record, hour_floor, iso, slurp
 
 TOTALS = {"faults injected": 0, "kills survived": 0, "records lost": 0}
 
@@ -57,7 +57,7 @@ class FaultCase(E2ETestCase):
             return []
         data = slurp(path, "rb")
         self.assertGreaterEqual(len(data), n, "a committed file is shorter than its checkpoint")
-        return [json.loads(line) for line in data[:n].decode().split("\n")[:-1]]
+        return [Record(line) for line in data[:n].split(b"\n")[:-1]]
 
     def assert_checkpoint_exact(self, start):
         """The checkpoint file parses, and everything committed before its
@@ -66,7 +66,7 @@ class FaultCase(E2ETestCase):
         cursor = json.loads(slurp(st_path))["cursor"] if os.path.exists(st_path) else None
         expected = self.mock.expected("/v2/siem/all", start, cursor) if cursor else {}
         for stream, (array, key) in SIEM_STREAMS.items():
-            got = [r[key] for r in self.committed(stream)]
+            got = [r.identity for r in self.committed(stream)]
             self.assertEqual(len(got), len(set(got)), "duplicates in " + stream)
             want = expected.get(array, [])
             missing = set(want) - set(got)

@@ -4,6 +4,9 @@ The mock indexes a share of events minutes after their time (late_pct,
 late_delay), as the SIEM API does. Consecutive runs at a controlled "now"
 (PPFLOW_NOW for ppflow, the mock's clock for the API) must deliver every event
 exactly once: the late ones through the look-back re-sweep, nothing twice.
+A message to several recipients is one event per recipient, all with the same
+GUID; when one of them is indexed late, keying the re-sweep on GUID would drop
+it as already delivered, so the templates identify records by `id`.
 A checkpoint older than the API's retention gives a gap record and exit 3.
 """
 import datetime as dt
@@ -52,6 +55,9 @@ class LateArrivals(Clocked):
                 if "late arrivals)" in line:
                     late_total += int(line.split("(")[1].split(" ")[0])
             self.assert_exact_siem(iso(start), iso(last))
+            guids = [r["GUID"] for s in ("messages_delivered", "messages_blocked")
+                     for r in self.read_records(s)]
+            self.assertGreater(len(guids) - len(set(guids)), 0, "no message with several recipients")
             self.assertGreater(late_total, 0, "no late arrival happened: the test proves nothing")
             # The ledger in the checkpoint stays bounded by the look-back.
             ledger = self.state()["ledger"]
@@ -78,6 +84,43 @@ class LateArrivals(Clocked):
             got = sum(len(self.read_records(s)) for s in SIEM_STREAMS)
             want = sum(len(expected[a]) for a, _ in SIEM_STREAMS.values())
             self.assertLess(got, want, "late events were not late: the control proves nothing")
+        finally:
+            self.mock.post("/__mock/config", {"late_pct": 0, "late_delay": 0, "now": None})
+
+
+    def test_guid_keys_lose_late_recipients(self):
+        """The control: keyed on GUID (as the templates were), a recipient's event
+        indexed after another recipient's of the same message is dropped by the
+        re-sweep as already delivered."""
+        self.mock.post("/__mock/config", {"late_pct": 30, "late_delay": 600, "rate": 6})
+        try:
+            t0 = hour_floor(-6)
+            start = t0 - dt.timedelta(hours=2)
+            flow = self.siem_flow(name="guid", params={"since_time": iso(start)})
+            with open(flow) as f:
+                text = f.read()
+            self.write("guid.yaml", text.replace(
+                "source:\n", "source:\n  streams: {messages_delivered: {key: $.GUID}, "
+                "messages_blocked: {key: $.GUID}}\n"))
+            for step in range(5):
+                r = self.ppflow("run", flow, env=self.at(t0 + dt.timedelta(minutes=15 * step)))
+                self.assertEqual(r.code, 0, r)
+            last = t0 + dt.timedelta(minutes=60)
+            r = self.ppflow("run", "--set", "until=" + iso(last), flow,
+                            env=self.at(last + dt.timedelta(minutes=15)))
+            self.assertEqual(r.code, 0, r)
+            expected = self.mock.expected("/v2/siem/all", iso(start), iso(last))
+            for stream in ("messages_delivered", "messages_blocked"):
+                array = SIEM_STREAMS[stream][0]
+                got = len(self.read_records(stream))
+                self.assertLessEqual(got, len(expected[array]), stream)
+            lost = sum(len(expected[SIEM_STREAMS[s][0]]) - len(self.read_records(s))
+                       for s in ("messages_delivered", "messages_blocked"))
+            self.assertGreater(lost, 0, "no late recipient was dropped: the control proves nothing")
+            # Clicks, keyed by their own id, are all there.
+            for stream in ("clicks_permitted", "clicks_blocked"):
+                self.assertEqual(sorted(r["id"] for r in self.read_records(stream)),
+                                 sorted(expected[SIEM_STREAMS[stream][0]]), stream)
         finally:
             self.mock.post("/__mock/config", {"late_pct": 0, "late_delay": 0, "now": None})
 

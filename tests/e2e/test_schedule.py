@@ -184,7 +184,7 @@ class ScheduleCase(E2ETestCase):
         expected = self.mock.expected(path, start, end)
         total = 0
         for stream, (array, key) in streams.items():
-            got = [r[key] for r in self.records(name, stream)]
+            got = [r.identity for r in self.records(name, stream)]
             self.assertEqual(len(got), len(set(got)), "duplicates in %s/%s" % (name, stream))
             self.assertEqual(sorted(got), sorted(expected[array]), "%s/%s differs" % (name, stream))
             total += len(got)

@@ -15,6 +15,17 @@ import urllib.parse
 from harness import (E2ETestCase, PPFLOW, SIEM_STREAMS, hour_floor, iso, slurp)
 
 
+def repeated_guids(case, sink_dir="out"):
+    """How many delivered message records repeat a GUID: a message sent to
+    several recipients is one event per recipient, all with its GUID, told
+    apart by `id` (the templates' key; harness.record_identity)."""
+    n = 0
+    for stream in ("messages_delivered", "messages_blocked"):
+        guids = [r["GUID"] for r in case.read_records(stream, sink_dir)]
+        n += len(guids) - len(set(guids))
+    return n
+
+
 class SiemBackfill(E2ETestCase):
     mock_seed = 11
 
@@ -24,6 +35,8 @@ class SiemBackfill(E2ETestCase):
         r = self.ppflow("run", flow)
         self.assertEqual(r.code, 0, r)
         self.assert_exact_siem(start, end)
+        self.assertGreater(repeated_guids(self), 0,
+                           "no message with several recipients: the test proves less")
 
         # Six one-hour windows, consecutive, JSON, explicit intervals.
         reqs = self.mock.requests("/v2/siem/all")

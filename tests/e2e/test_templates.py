@@ -291,15 +291,23 @@ class SiemIssuesAndSyslog(TemplateCase):
         self.assertEqual(q["params"]["format"], ["syslog"])
         lines = self.mock.get("/__mock/expected?path=/v2/siem/all&start=%s&end=%s&format=syslog"
                               % (start, end))["lines"]
-        keys = self.mock.expected("/v2/siem/all", start, end)
+        full = self.mock.get("/__mock/expected?path=/v2/siem/all&start=%s&end=%s&full=1"
+                             % (start, end))
         self.assertGreater(len(lines), 0)
         got = []
-        for stream, array, key in [("messages_delivered", "messagesDelivered", "GUID"),
-                                   ("messages_blocked", "messagesBlocked", "GUID"),
-                                   ("clicks_permitted", "clicksPermitted", "id"),
-                                   ("clicks_blocked", "clicksBlocked", "id")]:
+        for stream, array in [("messages_delivered", "messagesDelivered"),
+                              ("messages_blocked", "messagesBlocked"),
+                              ("clicks_permitted", "clicksPermitted"),
+                              ("clicks_blocked", "clicksBlocked")]:
             recs = self.records("f", stream)
-            self.assertEqual([r[key] for r in recs], keys[array], stream)
+            # In API order, each recipient's event of a message (same GUID) with
+            # its own id (none in the documented-sample style) and recipient.
+            self.assertEqual([(r.get("id"), r["GUID"], r["recipient"]) for r in recs],
+                             [(x.get("id"), x["GUID"],
+                               x["recipient"] if isinstance(x["recipient"], str)
+                               else json.dumps(x["recipient"], ensure_ascii=False,
+                                               separators=(",", ":")))
+                              for x in full[array]], stream)
             got += [r["raw"] for r in recs]
         self.assertEqual(sorted(got), sorted(lines), "every line once, kept byte for byte")
 
@@ -326,6 +334,21 @@ class TrapTemplates(TemplateCase):
         self.assertEqual(reqs[0]["params"]["state"], ["open", "closed"])
         self.assertEqual(reqs[0]["headers"]["Authorization"], TRAP_KEY, "the raw key, no scheme")
         self.assertEqual(self.state()["cursor"], end)
+
+    def test_trap_incidents_without_events(self):
+        """expand_events: false: each incident lists event_ids and has events null."""
+        start, end = iso(hour_floor(-12)), iso(hour_floor(-1))
+        self.run_ok(self.flow("trap-incidents", auth=self.trap_auth,
+                              params={"since_time": start, "until": end, "expand_events": False}))
+        self.assertEqual(self.params_of("/api/incidents")[0]["expand_events"], ["false"])
+        got = self.records("f", "incidents")
+        want = self.mock.get("/__mock/expected?path=/api/incidents&start=%s&end=%s"
+                             % (start, end))["incidents"]
+        self.assertEqual(sorted(i["id"] for i in got), sorted(want))
+        self.assertGreater(len(got), 0)
+        for i in got:
+            self.assertIsNone(i["events"])
+            self.assertEqual(len(i["event_ids"]), i["event_count"])
 
     def test_trap_incidents_wrapped_in_result_with_a_stream_override(self):
         self.mock.post("/__mock/config", {"trap_wrap_result": True})
@@ -603,6 +626,45 @@ class SamplesAndDocs(TemplateCase):
             r = self.ppflow("validate", sample, env=self.env(**self.SAMPLE_ENV))
             self.assertEqual(r.code, 0, r)
             self.assertIn("template %s," % n, r.out)
+
+    IDENTITIES = {
+        # A message sent to several recipients is one event per recipient with one
+        # GUID; `id` tells them apart, and the records without it are hashed.
+        "tap-siem-all": {"messages_delivered": "$.id | sha256", "messages_blocked": "$.id | sha256",
+                         "clicks_permitted": "$.id | sha256", "clicks_blocked": "$.id | sha256"},
+        "tap-siem-issues": {"messages_delivered": "$.id | sha256",
+                            "clicks_permitted": "$.id | sha256"},
+        "tap-siem-messages-delivered": {"messages_delivered": "$.id | sha256"},
+        "tap-siem-messages-blocked": {"messages_blocked": "$.id | sha256"},
+        "tap-siem-clicks-permitted": {"clicks_permitted": "$.id | sha256"},
+        "tap-siem-clicks-blocked": {"clicks_blocked": "$.id | sha256"},
+        "tap-forensics": {"reports": "$.id | sha256"},
+        # A campaign updated in several windows is listed in each: one record per update.
+        "tap-campaign-ids": {"campaigns": "sha256"},
+        "tap-campaign": {"campaign": "$.id | sha256", "members": "$.id | sha256"},
+        "tap-people-vap": {"users": "$.identity.guid | sha256"},
+        "tap-people-top-clickers": {"users": "$.identity.guid | sha256"},
+        "tap-threat-summary": {"threat": "$.id | sha256"},
+        "trap-incidents": {"incidents": "$.id | sha256"},
+        "trap-list-members": {"members": "$.id | $.host.host | sha256"},
+        "casb-alerts": {"alerts": "$.id | sha256"},
+        "essentials-users": {"users": "$.primary_email | sha256"},
+        "essentials-domains": {"domains": "$.name | sha256"},
+        "eti-domain": {"reputation": "$.category | sha256", "urls": "$ | sha256",
+                       "samples": "$.source | sha256", "ips": "$.ip | sha256", "events": "sha256",
+                       "nameservers": "$.server | sha256", "whois": "$.domain | sha256",
+                       "geoloc": "$.ip | sha256"},
+    }
+
+    def test_record_identity_of_each_stream(self):
+        """What identifies a record of each bundled stream (docs/templates/*.md,
+        "Record identity")."""
+        self.assertEqual(sorted(self.IDENTITIES), sorted(n for n in self.templates() if n != "manual"))
+        for name, streams in self.IDENTITIES.items():
+            r = self.ppflow("templates", name)
+            self.assertEqual(r.code, 0, r)
+            got = dict(re.findall(r"(?m)^  (\w+) +\S+  identity (.+)$", r.out))
+            self.assertEqual(got, streams, name)
 
     def test_every_template_has_a_docs_page_listing_its_parameters(self):
         ddir = os.path.join(SOURCE_DIR, "docs", "templates")

@@ -177,6 +177,12 @@ class R:
         b[8] = (b[8] & 0x3F) | 0x80
         return str(uuid.UUID(bytes=bytes(b)))
 
+    def uuid_layout(self):
+        """32 random hex digits in the 8-4-4-4-12 layout, no version bits: the
+        shape of the SIEM messages' `id` in recorded responses."""
+        h = self.hex(32)
+        return '%s-%s-%s-%s-%s' % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+
     def ip(self, pool=('198.51.100', '203.0.113', '192.0.2')):
         return '%s.%d' % (self.choice(pool), self.rng(1, 254))
 
@@ -302,8 +308,15 @@ class Gen:
         return 'https://threatinsight.proofpoint.com/%s/threat/email/%s' % (CUSTOMER_ID, tid)
 
     # ---- SIEM buckets ---------------------------------------------------
+    # Recipients of one message: each gives its own event (same GUID, QID,
+    # messageTime and content; its own `recipient` and `id`).
+    RECIPIENT_COUNTS = [1] * 11 + [2] * 5 + [3] * 2 + [4] * 2      # 45 % of messages: 2-4
+
     def bucket(self, stream, b, rate):
-        """Core events of one stream in UTC minute b: list of core dicts sorted by time."""
+        """Core events of one stream in UTC minute b: list of core dicts sorted by time.
+
+        Messages: 0..rate messages, each giving one event per recipient. Clicks:
+        0..rate clicks."""
         ck = (stream, b, rate)
         with self._lock:
             v = self._cache.get(ck)
@@ -312,26 +325,45 @@ class Gen:
                 return v
         n = R(self.seed, 'count', b, stream).below(rate + 1)
         evs = []
-        for i in range(n):
-            r = R(self.seed, 'core', b, stream, i)
+        for j in range(n):
+            r = R(self.seed, 'core', b, stream, j)
             t = b * MINUTE + r.below(60000) * MS
-            ev = {'t': t, 'stream': stream, 'b': b, 'i': i}
             if stream in MESSAGE_STREAMS:
-                ev['key'] = base64.b64encode(r.bytes(21), b'-_').decode()[:28]
+                guid = base64.b64encode(r.bytes(24), b'-_').decode()[:32]
                 nthreats = r.choice([1, 1, 1, 2, 2, 3])
-                ev['threats'] = [(r.below(self.N_THREATS), self._status(r)) for _ in range(nthreats)]
-                ev['reclass'] = r.chance(25)
+                threats = [(r.below(self.N_THREATS), self._status(r)) for _ in range(nthreats)]
+                reclass = r.chance(25)
+                nrcpt = r.choice(self.RECIPIENT_COUNTS)
+                blocked = stream == 'messagesBlocked'
+                drift = blocked and r.chance(50)             # documented-sample style, no `id`
+                sparse = not blocked and r.chance(10)        # delivered, most members null
+                for q in range(nrcpt):
+                    ev = {'t': t, 'stream': stream, 'b': b, 'i': len(evs), 'm': j, 'q': q, 'n': nrcpt,
+                          'guid': guid, 'threats': threats, 'reclass': reclass, 'drift': drift,
+                          'sparse': sparse}
+                    # The event's identity: its `id`; a record without one is
+                    # identified by the SHA-256 of its bytes (see identity()).
+                    ev['key'] = None if drift else R(self.seed, 'msgid', b, stream, j, q).uuid_layout()
+                    evs.append(ev)
             else:
-                ev['key'] = r.uuid()
-                ev['threats'] = [(self.url_threats[r.below(len(self.url_threats))]['idx'], self._status(r))]
-                ev['reclass'] = r.chance(20)
-            evs.append(ev)
+                ev = {'t': t, 'stream': stream, 'b': b, 'i': len(evs), 'key': r.uuid(),
+                      'threats': [(self.url_threats[r.below(len(self.url_threats))]['idx'], self._status(r))],
+                      'reclass': r.chance(20)}
+                evs.append(ev)
         evs.sort(key=lambda e: (e['t'], e['i']))
         with self._lock:
             self._cache[ck] = evs
             while len(self._cache) > 50000:
                 self._cache.popitem(last=False)
         return evs
+
+    def identity(self, ev):
+        """What identifies the event's record: `id` when the record has one,
+        else "sha256:" + the hex SHA-256 of the record's bytes as sent."""
+        k = ev['key']
+        if k is None:
+            k = ev['key'] = 'sha256:' + hashlib.sha256(jdump(self.record(ev))).hexdigest()
+        return k
 
     @staticmethod
     def _status(r):
@@ -364,28 +396,62 @@ class Gen:
             return self._message(ev)
         return self._click(ev)
 
+    # Member order of recorded SIEM events (tests/mock/README.md, "Evidence").
+    MESSAGE_ORDER = ['spamScore', 'phishScore', 'threatsInfoMap', 'messageTime', 'impostorScore', 'malwareScore',
+                     'cluster', 'subject', 'quarantineFolder', 'quarantineRule', 'policyRoutes', 'modulesRun',
+                     'messageSize', 'headerFrom', 'headerReplyTo', 'fromAddress', 'ccAddresses', 'replyToAddress',
+                     'toAddresses', 'xmailer', 'messageParts', 'completelyRewritten', 'id', 'QID', 'GUID', 'sender',
+                     'recipient', 'senderIP', 'messageID']
+    THREAT_ORDER = ['threatID', 'threatStatus', 'classification', 'threatUrl', 'threatTime', 'threat', 'campaignID',
+                    'threatType', 'detectionType', 'actors']
+    CLICK_ORDER = ['url', 'classification', 'clickTime', 'threatTime', 'userAgent', 'campaignId', 'campaignID', 'id',
+                   'clickIP', 'sender', 'recipient', 'senderIP', 'GUID', 'threatID', 'threatURL', 'threatStatus',
+                   'messageID']
+
+    @staticmethod
+    def _ordered(d, order):
+        """D's members in ORDER (members ORDER does not name: alphabetically, after)."""
+        out = collections.OrderedDict((k, d[k]) for k in order if k in d)
+        for k in sorted(d):
+            if k not in out:
+                out[k] = d[k]
+        return out
+
+    @staticmethod
+    def _sorted(d):
+        return collections.OrderedDict(sorted(d.items()))
+
     def _message(self, ev):
-        r = R(self.seed, 'body', ev['b'], ev['stream'], ev['i'])
+        # Everything is drawn from the message's own stream, so the events of
+        # its recipients are equal but for `recipient` and `id`.
+        r = R(self.seed, 'body', ev['b'], ev['stream'], ev['m'])
         t = ev['t']
         blocked = ev['stream'] == 'messagesBlocked'
-        drift = blocked and r.chance(50)          # fixture-style casing drift
+        drift = ev['drift']                           # documented-sample style (fixture casing)
+        sparse = ev['sparse']
         msg_time = t - r.rng(60, 2 * 86400) * NS - r.below(1000) * MS if ev['reclass'] else t
         sdom = r.choice(SENDER_DOMAINS)
         sender = '' if r.chance(4) else '%s@%s' % (r.hex(32), sdom)
-        rcpts = [person(r)[2] for _ in range(r.choice([1, 1, 1, 2, 3]))]
+        rcpts = []
+        while len(rcpts) < ev['n']:
+            a = person(r)[2]
+            if a in rcpts:
+                a = a.replace('@', '.%d@' % len(rcpts))
+            rcpts.append(a)
         from_local = r.choice(['billing', 'no-reply', 'hr', 'ceo', 'support'])
         from_addr = '%s@%s' % (from_local, sdom)
         subject = r.choice(SUBJECTS)
         mid = '' if r.chance(3) else '<%s.%d@%s>' % (r.hex(12), r.rng(1000, 9999), sdom)
-        rec = collections.OrderedDict()
-        rec['GUID'] = ev['key']
+        rec = {}
+        rec['GUID'] = ev['guid']
         rec['QID'] = None if (not blocked and r.chance(50)) else '%s-%d' % (r.hex(10), r.rng(1, 9))
-        rec['id'] = R(self.seed, 'msgid', ev['key']).uuid()
+        if not drift:
+            rec['id'] = ev['key']
         rec['messageID'] = mid
         rec['messageTime'] = fmt_ms(msg_time)
         rec['sender'] = sender
         rec['senderIP'] = r.ip()
-        rec['recipient'] = rcpts
+        rec['recipient'] = [rcpts[ev['q']]]
         rec['subject'] = subject
         rec['fromAddress'] = from_addr if (drift or r.chance(15)) else [from_addr]
         rec['toAddresses'] = list(rcpts)
@@ -400,7 +466,9 @@ class Gen:
         rec['spamScore'] = r.rng(0, 100)
         rec['phishScore'] = r.rng(0, 100)
         rec['malwareScore'] = r.rng(0, 100)
-        rec['impostorScore'] = r.choice([0.0, 0.0, 12.5, 47.25, 100.0])
+        # An integer in recorded responses; 0.0 (a float) in some of them.
+        imp = r.choice([0, 0, 0, 0, 0, 10, 20, 30, 45, 70, 100])
+        rec['impostorScore'] = 0.0 if (imp == 0 and r.chance(25)) else imp
         if drift:
             rec['clusterId'] = 'corpexample_hosted'
         else:
@@ -420,6 +488,7 @@ class Gen:
         threats = [self.threats[k] for k, _ in ev['threats']]
         has_url = any(th['type'] == 'url' for th in threats)
         rec['completelyRewritten'] = r.choice([True, True, False, 'true']) if has_url else r.choice(['na', 'na', False])
+        no_sandbox = r.chance(20)                  # parts without sandboxStatus, as recorded
         parts = [collections.OrderedDict([
             ('disposition', 'inline'), ('filename', 'text.html'), ('contentType', 'text/html'),
             ('oContentType', 'text/html'), ('md5', r.hex(32)), ('sha256', r.hex(64)),
@@ -431,6 +500,9 @@ class Gen:
                     ('contentType', 'application/zip'), ('oContentType', 'application/octet-stream'),
                     ('md5', r.hex(32)), ('sha256', th['threat']),
                     ('sandboxStatus', r.choice(['threat', 'THREAT', 'clean', 'inprogress']))]))
+        if no_sandbox:
+            for p in parts:
+                del p['sandboxStatus']
         rec['messageParts'] = parts if not r.chance(5) else None
         tim = []
         for n, ((k, st), th) in enumerate(zip(ev['threats'], threats)):
@@ -438,7 +510,7 @@ class Gen:
                 ttime = t
             else:
                 ttime = min(t, msg_time) - r.rng(0, 3 * 86400) * NS - r.below(1000) * MS
-            e = collections.OrderedDict()
+            e = {}
             e['threatId' if drift else 'threatID'] = th['id']
             e['threatStatus'] = st
             cls = th['classification']
@@ -452,9 +524,23 @@ class Gen:
                 e['detectionType'] = 'NONE'
                 e['actors'] = [{'id': sha_hex('actor', a)[:32], 'name': a, 'type': 'ACTOR'}
                                for a in ACTORS[:r.rng(0, 2)]]
-            tim.append(e)
+            tim.append(self._sorted(e) if drift else self._ordered(e, self.THREAT_ORDER))
         rec['threatsInfoMap'] = tim
-        return rec
+        if sparse:
+            # Delivered events that carry little more than the threat: most
+            # members null, `sender` and `messageID` empty, size 0 (recorded).
+            for k in ('subject', 'policyRoutes', 'modulesRun', 'headerFrom', 'headerReplyTo', 'fromAddress',
+                      'ccAddresses', 'replyToAddress', 'toAddresses', 'xmailer', 'messageParts', 'QID'):
+                rec[k] = None
+            rec.pop('headerTo', None)
+            rec.pop('headerCC', None)
+            rec['messageSize'] = 0
+            rec['sender'] = ''
+            rec['messageID'] = ''
+            rec['completelyRewritten'] = True
+        # Recorded events list members in the API's order; the documented
+        # sample (fixture style) alphabetically.
+        return self._sorted(rec) if drift else self._ordered(rec, self.MESSAGE_ORDER)
 
     def _click(self, ev):
         r = R(self.seed, 'body', ev['b'], ev['stream'], ev['i'])
@@ -466,9 +552,9 @@ class Gen:
         else:
             click_time, threat_time = t, t - r.rng(0, 3 * 86400) * NS - r.below(1000) * MS
         sdom = r.choice(SENDER_DOMAINS)
-        rec = collections.OrderedDict()
+        rec = {}
         rec['id'] = ev['key']
-        rec['GUID'] = base64.b64encode(r.bytes(21), b'-_').decode()[:28]
+        rec['GUID'] = base64.b64encode(r.bytes(24), b'-_').decode()[:32]
         rec['messageID'] = '<%s.%d@%s>' % (r.hex(12), r.rng(1000, 9999), sdom)
         rec['url'] = th['threat']
         rec['clickTime'] = fmt_ms(click_time)
@@ -476,14 +562,22 @@ class Gen:
         rec['userAgent'] = r.choice(USER_AGENTS)
         rec['sender'] = '%s@%s' % (r.hex(32), sdom)
         rec['senderIP'] = r.ip()
-        rec['recipient'] = person(r)[2]
-        rec['classification'] = th['classification']
+        rcpt = person(r)[2]
+        rec['recipient'] = [rcpt] if r.chance(15) else rcpt            # an array in some recorded responses
+        cls = th['classification']
+        rec['classification'] = cls.upper() if r.chance(10) else cls
         rec['threatID'] = th['id']
-        rec['threatURL'] = self.threat_url(th['id'])
+        rec['threatURL'] = (('https://threatinsight.proofpoint.com/#/%s/threat/u/%s' % (CUSTOMER_ID, th['id']))
+                            if r.chance(20) else self.threat_url(th['id']))
         rec['threatTime'] = fmt_ms(threat_time)
         rec['threatStatus'] = st
-        rec['campaignId'] = th['campaignID']
-        return rec
+        x = r.below(100)
+        if x < 70:
+            rec['campaignId'] = th['campaignID']
+        elif x < 80:
+            rec['campaignID'] = th['campaignID']                      # unconfirmed casing
+        # else: no campaign member at all (recorded)
+        return self._ordered(rec, self.CLICK_ORDER)
 
 
 # --------------------------------------------------------------------------
@@ -735,7 +829,8 @@ FORENSIC_TYPES = {
 }
 PLATFORMS = [{'name': 'Win10', 'os': 'win', 'version': 'win10'},
              {'name': 'Win7', 'os': 'win', 'version': 'win7'},
-             {'name': 'static', 'os': 'static', 'version': '0'}]
+             {'name': 'static', 'os': 'static', 'version': '0'},
+             {'name': 'pps', 'os': 'pps'}]                    # no version (recorded)
 TRAP_STATES = ['New', 'Open', 'Assigned', 'Closed', 'Ignored']
 TRAP_LISTS = {1: 'Blocked IPs', 2: 'Blocked Domains', 3: 'Blocked URLs', 4: 'Blocked Hashes', 5: 'Empty List'}
 ETI_CATEGORIES = [('CnC', 'Malware Command and Control Server'), ('Bot', 'Known Infected Bot'),
@@ -802,11 +897,17 @@ class OtherApis:
         rt.append(('POST', re.compile(r'/generic/v1/search$'), self.generic_search))
 
     # ---- TAP forensics ----------------------------------------------------
+    @staticmethod
+    def _blacklisted(r):
+        """`what.blacklisted`: a bool, or in some recorded responses 0/1."""
+        v = r.chance(55)
+        return int(v) if r.chance(30) else v
+
     def _evidence(self, r, etype, th):
         host = urllib.parse.urlsplit(th['threat']).hostname if th['type'] == 'url' else r.choice(URL_HOSTS)
         ip = r.ip()
         if etype == 'attachment':
-            what = {'sha256': r.hex(64), 'md5': r.hex(32), 'blacklisted': r.chance(50), 'offset': r.rng(0, 4096),
+            what = {'sha256': r.hex(64), 'md5': r.hex(32), 'blacklisted': self._blacklisted(r), 'offset': r.rng(0, 4096),
                     'rule': 'zip_with_exe', 'size': r.rng(1000, 900000)}
             disp = 'Attachment with suspicious content'
         elif etype == 'cookie':
@@ -843,7 +944,7 @@ class OtherApis:
             disp = 'Registry run key set'
         elif etype == 'url':
             what = {'url': th['threat'] if th['type'] == 'url' else 'https://%s/' % host,
-                    'blacklisted': r.chance(60), 'ip': ip, 'httpStatus': r.choice([200, 302, 404]),
+                    'blacklisted': self._blacklisted(r), 'ip': ip, 'httpStatus': r.choice([200, 302, 404]),
                     'md5': r.hex(32), 'sha256': r.hex(64), 'size': r.rng(100, 90000), 'offset': 0, 'rule': 'url_rule'}
             disp = 'URL: %s' % what['url']
         elif etype in ('screenshot', 'redirect_chain'):
@@ -853,7 +954,7 @@ class OtherApis:
             what = {'rule': 'suspicious_behavior'}
             disp = 'Suspicious behavior'
         ev = collections.OrderedDict([('type', etype), ('display', disp),
-                                      ('engine', r.choice(['iee', 'static', 'tstatic', 'cuckoo'])),
+                                      ('engine', r.choice(['iee', 'static', 'tstatic', 'cuckoo', 'av'])),
                                       ('malicious', r.chance(40))])
         if etype == 'screenshot' or r.chance(10):
             ev['note'] = disp
@@ -873,8 +974,8 @@ class OtherApis:
 
     def _campaign_report(self, camp):
         members = [t for t in self.gen.threats if t['campaignID'] == camp['id']]
-        rep = collections.OrderedDict([('scope', 'CAMPAIGN'), ('id', camp['id']), ('name', camp['name']),
-                                       ('threatStatus', 'active')])
+        # A CAMPAIGN report has no threatStatus (recorded).
+        rep = collections.OrderedDict([('scope', 'CAMPAIGN'), ('id', camp['id']), ('name', camp['name'])])
         ev = []
         for th in members:
             ev.extend(self._threat_report(th)['forensics'][:3])
@@ -937,7 +1038,7 @@ class OtherApis:
 
     # ---- TAP campaigns ----------------------------------------------------
     def campaign_updates(self, start, end):
-        """{campaign idx: latest update time} for updates with start <= t < end."""
+        """[(campaign idx, latest update time)] for updates with start <= t < end, in API order."""
         latest = {}
         for h in range(start // HOUR, -(-end // HOUR)):
             r = R(self.gen.seed, 'campaign-updates', h)
@@ -946,7 +1047,8 @@ class OtherApis:
                 t = h * HOUR + r.below(3600000) * MS
                 if start <= t < end and t > latest.get(j, -1):
                     latest[j] = t
-        return sorted(latest.items(), key=lambda kv: (kv[1], kv[0]))
+        # Newest first, as in the recorded response.
+        return sorted(latest.items(), key=lambda kv: (-kv[1], kv[0]))
 
     def campaign_ids(self, req):
         bad = self.basic_required(req)
@@ -1013,17 +1115,23 @@ class OtherApis:
         return jresp(d)
 
     # ---- TAP people -------------------------------------------------------
+    @staticmethod
+    def _people_guid(r):
+        """identity.guid as recorded: hex in a 10-4-4-4-12 layout."""
+        h = r.hex(34)
+        return '%s-%s-%s-%s-%s' % (h[:10], h[10:14], h[14:18], h[18:22], h[22:])
+
     def people_users(self, kind, w):
         """(all users of window W in API order, total, interval end) for vap/top-clickers."""
         vap = kind == 'vap'
-        end = floor_to(self.clock.now(), HOUR)
+        end = floor_to(self.clock.now(), NS)          # recorded intervals end at a whole second
         total = {14: 137, 30: 221, 90: 348}[w] if vap else {14: 64, 30: 118, 90: 203}[w]
         users = []
         for k in range(total):
             r = R(self.gen.seed, 'people', kind, w, k)
             f, l, email = person(r)
             ident = collections.OrderedDict([
-                ('guid', r.uuid()), ('customerUserId', None if r.chance(60) else 'u%05d' % k),
+                ('guid', self._people_guid(r)), ('customerUserId', None if r.chance(60) else 'u%05d' % k),
                 ('emails', [email] + (['%s@%s' % (f, CORP)] if r.chance(30) else [])),
                 ('name', '%s %s' % (f.capitalize(), l.capitalize())), ('department', r.choice(DEPARTMENTS)),
                 ('location', r.choice([None, 'Paris', 'Z\u00fcrich', 'New York'])), ('title', r.choice(TITLES)),
@@ -1038,7 +1146,7 @@ class OtherApis:
             else:
                 cl = [r.rng(1, 12) for _ in fams]
                 stats = collections.OrderedDict([('clickCount', sum(cl)),
-                                                 ('families', [{'name': n.lower(), 'clicks': c}
+                                                 ('families', [{'name': n, 'clicks': c}
                                                                for n, c in zip(fams, cl)])])
                 users.append(collections.OrderedDict([('identity', ident), ('clickStatistics', stats)]))
         if vap:
@@ -1124,7 +1232,9 @@ class OtherApis:
         mid = '<%s.%d@example.net>' % (r.hex(12), r.rng(1000, 9999))
         d = collections.OrderedDict()
         d['id'] = iid
-        d['type'] = r.choice(['Malware', 'Phishing', 'Spam', 'Impostor'])
+        typ = r.choice(['Malware', 'Phishing', 'Spam', 'Impostor'])
+        if r.chance(80):                              # absent from some recorded incidents
+            d['type'] = typ
         d['summary'] = r.choice(['Unsolicited Bulk Email', 'Malicious URL clicked', 'Credential phishing',
                                  'Abuse mailbox report: "Is this legit?"'])
         d['description'] = '' if r.chance(50) else 'Reported by %s\nvia abuse mailbox' % rcpt
@@ -1140,11 +1250,20 @@ class OtherApis:
         d['users'] = ['%s.%s' % (f, l)]
         n_ev = r.rng(1, 3)
         d['event_count'] = n_ev
-        d['false_positive_count'] = r.rng(0, 1)
+        fp = r.rng(0, 1)
+        d['false_positive_count'] = None if r.chance(15) else fp      # null in some recorded incidents
         d['event_sources'] = ['Proofpoint TAP'] if r.chance(70) else ['Abuse Mailbox']
+        # Expanded: events inline and event_ids null; not expanded: events null
+        # and event_ids listed (both recorded).
         d['event_ids'] = None if expand else [iid * 10 + j for j in range(n_ev)]
-        d['hosts'] = {'attacker': [sender_ip, th['threat']] if th['type'] == 'url' else [sender_ip],
-                      'forensics': [th['threat']]}
+        hosts = collections.OrderedDict()
+        hosts['attacker'] = [sender_ip, th['threat']] if th['type'] == 'url' else [sender_ip]
+        if th['type'] == 'url' and r.chance(50):
+            hosts['url'] = [th['threat']]
+        if r.chance(20):
+            hosts['cnc'] = [sender_ip]
+        hosts['forensics'] = [th['threat']]
+        d['hosts'] = hosts
         d['incident_field_values'] = [{'name': 'Classification', 'value': r.choice(['Phishing', 'Malware', 'Spam'])},
                                       {'name': 'Attack Vector', 'value': 'Email'},
                                       {'name': 'Severity', 'value': r.choice(['Low', 'Medium', 'High', 'Critical'])},
@@ -1167,20 +1286,37 @@ class OtherApis:
             for j in range(n_ev):
                 deliv = created - r.rng(30, 3600) * NS
                 if r.chance(50):
-                    mdt = {'millis': deliv // MS, 'zone': {'id': 'UTC', 'fixed': True}, 'chronology': {'zone': {'id': 'UTC', 'fixed': True}}}
+                    # A serialised date object, as recorded (zone, millis, chronology, and
+                    # the afterNow/equalNow/beforeNow flags).
+                    mdt = collections.OrderedDict([
+                        ('zone', {'fixed': True, 'id': 'UTC'}), ('millis', deliv // MS),
+                        ('chronology', {'zone': {'fixed': True, 'id': 'UTC'}}),
+                        ('afterNow', False), ('equalNow', False), ('beforeNow', True)])
                 else:
                     mdt = fmt_s(deliv)
-                evs.append(collections.OrderedDict([
+                email = collections.OrderedDict([
+                    ('sender', {'email': 'billing@example.net', 'vap': False}),
+                    ('recipient', {'email': rcpt, 'vap': r.chance(10)}),
+                    ('subject', subject), ('messageId', mid), ('abuseCopy', r.chance(20)),
+                    ('messageDeliveryTime', mdt)])
+                if th['type'] == 'attachment' and r.chance(60):
+                    email['attachments'] = [collections.OrderedDict([
+                        ('timestamp', {'epochSecond': deliv // NS, 'nano': 0}),
+                        ('safename', '%s.zip' % r.hex(32)), ('realnamePII', {'secret': 'invoice.zip'}),
+                        ('size', r.rng(1000, 900000)), ('contentType', 'application/zip'),
+                        ('md5', r.hex(32)), ('sha256', th['threat'])])]
+                ev = collections.OrderedDict([
                     ('id', iid * 10 + j), ('category', th['classification']), ('alertType', th['classification']),
-                    ('severity', r.choice(['Minor', 'Major', 'Critical'])), ('source', d['event_sources'][0]),
-                    ('state', 'Linked'), ('attackDirection', 'inbound'), ('received', fmt_s(created)),
-                    ('falsePositive', False), ('attackers', [{'location': sender_ip}]),
-                    ('emails', [collections.OrderedDict([
-                        ('sender', {'email': 'billing@example.net', 'vap': False}),
-                        ('recipient', {'email': rcpt, 'vap': r.chance(10)}),
-                        ('subject', subject), ('messageId', mid), ('abuseCopy', r.chance(20)),
-                        ('messageDeliveryTime', mdt)])])]))
-        d['events'] = evs
+                    ('severity', r.choice(['Info', 'Minor', 'Major', 'Critical'])), ('source', d['event_sources'][0])])
+                if r.chance(40):                      # TAP-sourced events name the threat (recorded)
+                    ev['threatname'] = th['threat']
+                    ev['classified'] = False
+                    ev['description'] = th['threat']
+                    ev['malwareName'] = th['threat']
+                ev.update([('state', 'Linked'), ('attackDirection', 'inbound'), ('received', fmt_s(created)),
+                           ('falsePositive', False), ('attackers', [{'location': sender_ip}]), ('emails', [email])])
+                evs.append(ev)
+        d['events'] = evs if expand else None
         return created, closed, d
 
     def trap_incidents_range(self, start, end, now, states=None, closed_after=None, closed_before=None,
@@ -1893,7 +2029,7 @@ class App(OtherApis, GenericApi):
         out = collections.OrderedDict()
         for s in SIEM_PATHS[path]:
             evs = self.gen.events(s, start, end, self.cfg['rate'], statuses, types)
-            out[s] = [self.gen.record(e) for e in evs] if full else [e['key'] for e in evs]
+            out[s] = [self.gen.record(e) for e in evs] if full else [self.gen.identity(e) for e in evs]
         return jresp(out)
 
     def catalog(self):
@@ -2166,7 +2302,7 @@ def main(argv=None):
                     help='with --now: the clock starts at --now and then runs in real time')
     ap.add_argument('--principal', default='mock-principal')
     ap.add_argument('--secret', default='mock-secret-value')
-    ap.add_argument('--rate', type=int, default=3, help='max events per stream per UTC minute')
+    ap.add_argument('--rate', type=int, default=3, help='max messages (one event per recipient) or clicks per stream per UTC minute')
     ap.add_argument('--tls-cert')
     ap.add_argument('--tls-key')
     ap.add_argument('--log')

@@ -2,10 +2,13 @@
 """Self-test of tests/mock/ppmock.py (stdlib unittest; starts the mock on port 0)."""
 
 import base64
+import collections
 import gzip
+import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -100,11 +103,21 @@ class Mock:
         return self.ctl('fault', body=f)
 
 
+def identity(rec):
+    """A SIEM record's identity: its `id`, else the SHA-256 of its bytes as sent
+    (the mock's JSON is compact and UTF-8, so dumping the parsed record again
+    gives those bytes)."""
+    if isinstance(rec.get('id'), str):
+        return rec['id']
+    raw = json.dumps(rec, ensure_ascii=False, separators=(',', ':')).encode('utf-8')
+    return 'sha256:' + hashlib.sha256(raw).hexdigest()
+
+
 def keys(env):
     out = {}
     for k, v in env.items():
         if isinstance(v, list):
-            out[k] = [r['GUID'] if k.startswith('messages') else r['id'] for r in v]
+            out[k] = [identity(r) for r in v]
     return out
 
 
@@ -250,11 +263,15 @@ class SiemTests(unittest.TestCase):
         self.assertEqual(keys(env), exp)
         dflt = self.m.ctl('expected', {'start': start, 'end': end})
         self.assertGreater(sum(map(len, exp.values())), sum(map(len, dflt.values())))
-        # keys unique across the day
+        # identities unique across the day, and those of the full records
         day = self.m.ctl('expected', {'start': '2024-05-01T12:00:00Z', 'end': '2024-05-02T12:00:00Z',
                                       'threatStatus': allst})
         allkeys = [k for v in day.values() for k in v]
         self.assertEqual(len(allkeys), len(set(allkeys)))
+        self.assertTrue(any(k.startswith('sha256:') for k in day['messagesBlocked']))
+        full = self.m.ctl('expected', {'start': start, 'end': end, 'full': '1'})
+        self.assertEqual({s: [identity(r) for r in v] for s, v in full.items()},
+                         self.m.ctl('expected', {'start': start, 'end': end}))
 
     def test_filters(self):
         iv = '2024-05-02T10:00:00Z/2024-05-02T11:00:00Z'
@@ -283,17 +300,42 @@ class SiemTests(unittest.TestCase):
         self.assertTrue(all('threatID' in t for r in exp['messagesDelivered'] for t in r['threatsInfoMap']))
         self.assertEqual({type(r['completelyRewritten']).__name__ for r in msgs}, {'bool', 'str'})
         self.assertIn('na', {r['completelyRewritten'] for r in msgs})
-        self.assertEqual({type(r['fromAddress']).__name__ for r in msgs}, {'list', 'str'})
-        self.assertTrue(all(isinstance(r['impostorScore'], float) for r in msgs))
+        self.assertEqual({type(r['fromAddress']).__name__ for r in msgs}, {'list', 'str', 'NoneType'})
+        # impostorScore: an integer, or 0.0 (both recorded); the other scores integers
+        imp = [r['impostorScore'] for r in msgs]
+        self.assertTrue(all(type(v) is int or v == 0.0 for v in imp))
+        self.assertEqual({type(v).__name__ for v in imp}, {'int', 'float'})
+        self.assertTrue(any(type(v) is int and v > 0 for v in imp))
+        for f in ('spamScore', 'phishScore', 'malwareScore'):
+            self.assertTrue(all(type(r[f]) is int for r in msgs), f)
         self.assertTrue(any(r['messageSize'] > 2 ** 32 for r in msgs))
         self.assertTrue(any(r['messageSize'] > 2 ** 53 for r in msgs))
         subjects = {r['subject'] for r in msgs}
         self.assertTrue(any(s and '\u2028' in s for s in subjects))
         self.assertTrue(any(s and '"' in s and '\\' in s for s in subjects))
         self.assertTrue(any(s and any(ord(c) > 0xFFFF for c in s) for s in subjects))
-        self.assertTrue(all(isinstance(r['recipient'], list) for r in msgs))
-        self.assertTrue(all(isinstance(r['recipient'], str) for r in clicks))
-        self.assertTrue(all('threatURL' in r and 'campaignId' in r for r in clicks))
+        # one recipient per message event; clicks: a string, or an array (recorded)
+        self.assertTrue(all(isinstance(r['recipient'], list) and len(r['recipient']) == 1 for r in msgs))
+        self.assertEqual({type(r['recipient']).__name__ for r in clicks}, {'str', 'list'})
+        self.assertTrue(all(len(r['recipient']) == 1 for r in clicks if isinstance(r['recipient'], list)))
+        self.assertTrue(all('threatURL' in r and 'id' in r for r in clicks))
+        camp = collections.Counter(('campaignId' in r, 'campaignID' in r) for r in clicks)
+        self.assertEqual(set(camp), {(True, False), (False, True), (False, False)})
+        self.assertTrue(any(r['classification'].isupper() for r in clicks))
+        self.assertTrue(any('/#/' in r['threatURL'] for r in clicks))
+        # `id`: on every message but the documented-sample style ones (clusterId, threatId)
+        for r in msgs:
+            self.assertEqual('id' in r, 'cluster' in r, r['GUID'])
+            if 'id' in r:
+                self.assertRegex(r['id'], r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
+        # delivered events with most members null (recorded)
+        sparse = [r for r in exp['messagesDelivered'] if r['messageSize'] == 0]
+        self.assertTrue(sparse)
+        for r in sparse:
+            self.assertEqual((r['subject'], r['toAddresses'], r['messageParts'], r['sender'], r['messageID']),
+                             (None, None, None, '', ''))
+        parts = [p for r in msgs for p in (r['messageParts'] or [])]
+        self.assertTrue(any('sandboxStatus' not in p for p in parts) and any('sandboxStatus' in p for p in parts))
         self.assertTrue(any('clusterId' in r for r in msgs) and any('cluster' in r for r in msgs))
         # messages selected by max(messageTime, threatTime): both occur
         self.assertTrue(any(r['messageTime'] < max(t['threatTime'] for t in r['threatsInfoMap']) for r in msgs))
@@ -304,8 +346,48 @@ class SiemTests(unittest.TestCase):
         self.assertEqual(b, self.m.req('/v2/siem/messages/delivered',
                                        {'format': 'json', 'interval': '2024-05-02T10:00:00Z/PT1H'})[2])
         r0 = json.loads(b)['messagesDelivered'][0]
-        self.assertEqual(list(r0)[:5], ['GUID', 'QID', 'id', 'messageID', 'messageTime'])
+        self.assertEqual(list(r0)[:5], ['spamScore', 'phishScore', 'threatsInfoMap', 'messageTime', 'impostorScore'])
+        doc = [r for r in exp['messagesBlocked'] if 'clusterId' in r][0]
+        self.assertEqual(list(doc), sorted(doc))           # the documented sample's order
         self.assertRegex(json.loads(b)['queryEndTime'], r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$')
+
+    def test_one_event_per_recipient(self):
+        """A message to several recipients: one event each, sharing GUID, QID,
+        messageTime and everything else but `recipient` and `id`."""
+        allst = ['active', 'cleared', 'falsePositive']
+        exp = self.m.ctl('expected', {'start': '2024-05-01T12:00:00Z', 'end': '2024-05-02T12:00:00Z',
+                                      'full': '1', 'threatStatus': allst})
+        for s in ('messagesDelivered', 'messagesBlocked'):
+            recs = exp[s]
+            groups = collections.OrderedDict()
+            for n, r in enumerate(recs):
+                groups.setdefault(r['GUID'], []).append(n)
+            sizes = collections.Counter(len(v) for v in groups.values())
+            self.assertEqual(set(sizes), {1, 2, 3, 4}, s)
+            self.assertGreater(sum(c for k, c in sizes.items() if k > 1), 0.3 * len(groups), s)
+            with_id = 0
+            for guid, idx in groups.items():
+                self.assertEqual(idx, list(range(idx[0], idx[0] + len(idx))), 'a group is contiguous')
+                g = [recs[n] for n in idx]
+                rcpts = [r['recipient'][0] for r in g]
+                self.assertEqual(len(set(rcpts)), len(g))
+                self.assertEqual(sorted(rcpts), sorted(g[0]['toAddresses'] or rcpts))
+                ids = [r.get('id') for r in g]
+                if ids[0] is not None:
+                    with_id += 1
+                    self.assertEqual(len(set(ids)), len(g))
+                else:
+                    self.assertEqual(ids, [None] * len(g))
+                strip = [{k: v for k, v in r.items() if k not in ('recipient', 'id')} for r in g]
+                self.assertTrue(all(x == strip[0] for x in strip), guid)
+                self.assertEqual(len({json.dumps(r, sort_keys=True) for r in g}), len(g))
+            self.assertGreater(with_id, 0, s)
+        # a group's events are selected together: a window never splits one
+        t = max(recs[0]['messageTime'], max(x['threatTime'] for x in recs[0]['threatsInfoMap']))
+        a = self.m.ctl('expected', {'start': '2024-05-01T12:00:00Z', 'end': t, 'threatStatus': allst})
+        b = self.m.ctl('expected', {'start': t, 'end': '2024-05-02T12:00:00Z', 'threatStatus': allst})
+        g0 = [identity(r) for r in recs if r['GUID'] == recs[0]['GUID']]
+        self.assertTrue(set(g0) <= set(b['messagesBlocked']) and not set(g0) & set(a['messagesBlocked']))
 
     def test_empty_window_and_204(self):
         self.m.ctl('config', body={'rate': 0})
@@ -497,6 +579,19 @@ class OtherApiTests(unittest.TestCase):
             self.assertIn('what', ev)
         st, d = self.get('/v2/forensics', {'threatId': th['id'], 'includeCampaignForensics': 'true'})
         self.assertEqual([r['scope'] for r in d['reports']], ['THREAT', 'CAMPAIGN'])
+        self.assertIn('threatStatus', d['reports'][0])
+        self.assertNotIn('threatStatus', d['reports'][1])          # as recorded for CAMPAIGN reports
+        # what.blacklisted: a bool or 0/1 (recorded both ways)
+        bl = set()
+        for t in self.cat['threats']:
+            for rep in self.get('/v2/forensics', {'threatId': t['id']})[1]['reports']:
+                for ev in rep['forensics']:
+                    if 'blacklisted' in ev['what']:
+                        v = ev['what']['blacklisted']
+                        self.assertIn(v, (True, False, 0, 1))
+                        bl.add(type(v).__name__)
+                    self.assertTrue(all('name' in p and 'os' in p for p in ev['platforms']))
+        self.assertEqual(bl, {'bool', 'int'})
         st, d = self.get('/v2/forensics', {'campaignId': th['campaignID']})
         self.assertEqual((st, d['reports'][0]['scope']), (200, 'CAMPAIGN'))
         for p, code in (({}, 400), ({'threatId': th['id'], 'campaignId': th['campaignID']}, 400),
@@ -554,6 +649,9 @@ class OtherApiTests(unittest.TestCase):
             got += [c['id'] for c in d['campaigns']]
             page += 1
         self.assertEqual(got, exp)
+        st, d = self.get('/v2/campaign/ids', {'interval': iv})
+        upd = [c['lastUpdatedAt'] for c in d['campaigns']]
+        self.assertEqual(upd, sorted(upd, reverse=True), 'newest first, as recorded')
         for p in ({'interval': '2024-05-01T11:00:00Z/2024-05-02T12:00:00Z'}, {}, {'interval': iv, 'size': 201},
                   {'interval': iv, 'page': 0}):
             self.assertEqual(self.get('/v2/campaign/ids', p)[0], 400, p)
@@ -578,7 +676,9 @@ class OtherApiTests(unittest.TestCase):
                           self.get('/v2/people/' + kind, {'window': 30, 'size': 60, 'page': page})[1]['users']]
             self.assertEqual(len(guids), min(total, 300))
             self.assertEqual(len(set(guids)), len(guids))
-            self.assertRegex(d['interval'], r'^\S+Z/\S+Z$')
+            self.assertEqual(d['interval'].split('/')[1], '2024-05-02T12:00:20Z')   # now, to the second
+            self.assertTrue(all(re.match(r'^[0-9a-f]{10}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+                                         u['identity']['guid']) for u in d['users']))
             self.assertEqual(self.get('/v2/people/' + kind, {'window': 7})[0], 400)
             self.assertEqual(self.get('/v2/people/' + kind)[0], 400)
             self.assertEqual(self.get('/v2/people/' + kind, {'window': 14, 'size': mx + 1})[0], 400)
@@ -610,6 +710,22 @@ class OtherApiTests(unittest.TestCase):
         self.assertEqual(self.get('/api/incidents/3.json', auth=False, headers=k)[0], 404)
         mdt = {type(e['messageDeliveryTime']).__name__ for d in whole for ev in d['events'] for e in ev['emails']}
         self.assertEqual(mdt, {'dict', 'str'})
+        obj = [e['messageDeliveryTime'] for d in whole for ev in d['events'] for e in ev['emails']
+               if isinstance(e['messageDeliveryTime'], dict)]
+        self.assertTrue(all(set(o) == {'zone', 'millis', 'chronology', 'afterNow', 'equalNow', 'beforeNow'}
+                            for o in obj))
+        # expanded (the default): events inline, event_ids null; not expanded:
+        # events null, event_ids listed (both recorded)
+        self.assertTrue(all(d['event_ids'] is None and isinstance(d['events'], list) and d['events']
+                            for d in whole))
+        st, bare = self.get('/api/incidents', {'created_after': a, 'created_before': b, 'expand_events': 'false'},
+                            auth=False, headers=k)
+        self.assertEqual(sorted(d['id'] for d in bare), ids)
+        for d in bare:
+            self.assertIsNone(d['events'])
+            self.assertEqual(len(d['event_ids']), d['event_count'])
+            self.assertTrue(all(isinstance(x, int) for x in d['event_ids']))
+        self.assertIn(None, {d['false_positive_count'] for d in bare} | {d['false_positive_count'] for d in whole})
         self.m.ctl('config', body={'trap_wrap_result': True})
         try:
             st, w = self.get('/api/incidents', {'created_after': a, 'created_before': b}, auth=False, headers=k)

@@ -88,7 +88,7 @@ static void test_quoted_escapes_and_embedded_json(void **state)
     assert_int_equal(extract(line, &out, &e), PF_OK);
     assert_int_equal(out.count, 1);
     assert_record(
-        &out.recs[0], "messages_delivered", "g-7",
+        &out.recs[0], "messages_delivered", NULL,
         "{\"raw\":\"<134>1 2024-05-02T10:00:02Z h tap - MSGDLV - GUID=\\\"g-7\\\" "
         "subject=\\\"RE: \\\\\\\"Urgent\\\\\\\" C:\\\\\\\\Pay\\\\tTab\\\\nLine\\\\rCR\\\" "
         "threatsInfoMap=\\\"[{\\\\\\\"threatID\\\\\\\":\\\\\\\"t1\\\\\\\"}]\\\" "
@@ -110,7 +110,7 @@ static void test_bsd_header(void **state)
     pf_error e;
     assert_int_equal(extract(line, &out, &e), PF_OK);
     assert_int_equal(out.count, 1);
-    assert_record(&out.recs[0], "messages_blocked", "g-9",
+    assert_record(&out.recs[0], "messages_blocked", NULL,
                   "{\"raw\":\"<132>May  2 10:00:02 mx1 tap[42]: MSGBLK GUID=g-9 QID=q1 "
                   "note=\\\"a b\\\"\","
                   "\"syslog\":{\"pri\":132,\"timestamp\":\"May  2 10:00:02\",\"host\":\"mx1\","
@@ -127,7 +127,7 @@ static void test_fields_only_line_goes_to_first_stream(void **state)
     pf_error e;
     assert_int_equal(extract("GUID=g-1 id=i-1", &out, &e), PF_OK);
     assert_int_equal(out.count, 1);
-    assert_record(&out.recs[0], "messages_delivered", "g-1",
+    assert_record(&out.recs[0], "messages_delivered", "i-1",
                   "{\"raw\":\"GUID=g-1 id=i-1\",\"GUID\":\"g-1\",\"id\":\"i-1\"}");
     /* A line with no field at all is still a record. */
     assert_int_equal(extract("just some text", &out, &e), PF_OK);
@@ -143,15 +143,15 @@ static void test_unknown_kind_and_nil_header_fields(void **state)
     pf_records out = {0};
     pf_error e;
     assert_int_equal(extract("<13>1 - - - - XYZ - GUID=g", &out, &e), PF_OK);
-    assert_record(&out.recs[0], "messages_delivered", "g",
+    assert_record(&out.recs[0], "messages_delivered", NULL,
                   "{\"raw\":\"<13>1 - - - - XYZ - GUID=g\",\"syslog\":{\"pri\":13,\"version\":1,"
                   "\"msgid\":\"XYZ\"},\"GUID\":\"g\"}");
     /* Not a PRI (over 191, or not closed): no header is taken from it. */
     assert_int_equal(extract("<192>1 x GUID=a\n<13 GUID=b", &out, &e), PF_OK);
     assert_int_equal(out.count, 3);
-    assert_record(&out.recs[1], "messages_delivered", "a",
+    assert_record(&out.recs[1], "messages_delivered", NULL,
                   "{\"raw\":\"<192>1 x GUID=a\",\"GUID\":\"a\"}");
-    assert_record(&out.recs[2], "messages_delivered", "b",
+    assert_record(&out.recs[2], "messages_delivered", NULL,
                   "{\"raw\":\"<13 GUID=b\",\"GUID\":\"b\"}");
     pf_records_free(&out);
 }
@@ -194,7 +194,7 @@ static void test_line_endings_and_blank_lines(void **state)
     assert_int_equal(out.count, 3);
     assert_record(&out.recs[0], "clicks_permitted", "a",
                   "{\"raw\":\"CLKPER id=a\",\"syslog\":{\"event\":\"CLKPER\"},\"id\":\"a\"}");
-    assert_record(&out.recs[1], "messages_delivered", "b",
+    assert_record(&out.recs[1], "messages_delivered", NULL,
                   "{\"raw\":\"MSGDLV GUID=b\",\"syslog\":{\"event\":\"MSGDLV\"},\"GUID\":\"b\"}");
     assert_record(&out.recs[2], "clicks_blocked", "c",
                   "{\"raw\":\"CLKBLK id=c\",\"syslog\":{\"event\":\"CLKBLK\"},\"id\":\"c\"}");
@@ -215,7 +215,7 @@ static void test_control_characters(void **state)
     pf_error e;
     assert_int_equal(extract_n(all, body, sizeof body - 1, &out, &e), PF_OK);
     assert_int_equal(out.count, 1);
-    assert_record(&out.recs[0], "messages_delivered", NULL,
+    assert_record(&out.recs[0], "messages_delivered", "a\x01",
                   "{\"raw\":\"id=a\\u0001\\tx\\rq=\\\"\\u001f\\\"\\r\",\"id\":\"a\\u0001\"}");
     pf_records_free(&out);
 }
@@ -250,7 +250,7 @@ static void test_duplicate_and_reserved_names(void **state)
     pf_records out = {0};
     pf_error e;
     assert_int_equal(extract("raw=x syslog=y raw_base64=z GUID=1 GUID=2", &out, &e), PF_OK);
-    assert_record(&out.recs[0], "messages_delivered", "1",
+    assert_record(&out.recs[0], "messages_delivered", NULL,
                   "{\"raw\":\"raw=x syslog=y raw_base64=z GUID=1 GUID=2\",\"GUID\":\"1\"}");
     pf_records_free(&out);
 }
@@ -266,11 +266,11 @@ static void test_unterminated_quote(void **state)
                              &out, &e),
                      PF_OK);
     assert_int_equal(out.count, 2);
-    assert_record(&out.recs[0], "messages_delivered", "g-1",
+    assert_record(&out.recs[0], "messages_delivered", NULL,
                   "{\"raw\":\"MSGDLV GUID=g-1 subject=\\\"never closed \\\\\\\" GUID=x\","
                   "\"syslog\":{\"event\":\"MSGDLV\",\"error\":\"unterminated quoted value of "
                   "field subject\"},\"GUID\":\"g-1\"}");
-    assert_record(&out.recs[1], "messages_delivered", "g-2",
+    assert_record(&out.recs[1], "messages_delivered", NULL,
                   "{\"raw\":\"MSGDLV GUID=g-2 tail=\\\"x\\\\\",\"syslog\":{\"event\":\"MSGDLV\","
                   "\"error\":\"unterminated quoted value of field tail\"},\"GUID\":\"g-2\"}");
     pf_records_free(&out);
@@ -285,7 +285,7 @@ static void test_single_stream_template(void **state)
     const char *body = "CLKPER id=c GUID=g\n";
     assert_int_equal(extract_n(delivered, body, strlen(body), &out, &e), PF_OK);
     assert_int_equal(out.count, 1);
-    assert_record(&out.recs[0], "messages_delivered", "g",
+    assert_record(&out.recs[0], "messages_delivered", "c",
                   "{\"raw\":\"CLKPER id=c GUID=g\",\"syslog\":{\"event\":\"CLKPER\"},"
                   "\"id\":\"c\",\"GUID\":\"g\"}");
     pf_records_free(&out);
