@@ -22,6 +22,7 @@
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
+#include "engine/quota.h"
 #include "engine/sample.h"
 #include "http/http.h"
 #include "proofpoint/urldefense.h"
@@ -29,6 +30,7 @@
 #include "util/log.h"
 #include "util/paths.h"
 #include "util/status.h"
+#include "util/timeutil.h"
 
 /* Longest stdin line kept: the decoder's limit plus room for surrounding blanks. */
 #define LINE_CAP (PF_URLDEFENSE_MAX_INPUT + 1024u)
@@ -40,6 +42,10 @@
 /* URLs per API request. Proofpoint documents no maximum (unconfirmed), only
  * a throttle of 1800 requests per 24 hours, so batches save quota. */
 #define DEFAULT_BATCH 100
+/* The URL Decode API's call budget per credential (Proofpoint's API pages;
+ * counted in the flow's call ledger with --flow). */
+#define DECODE_POOL "tap-url-decode"
+#define DECODE_BUDGET 1800
 #define MAX_BATCH 1000
 #define SECRET_FILE_MAX 65536
 #define ONLINE_MAX_BODY (64u << 20)
@@ -577,8 +583,36 @@ static int online_flush(opts *op)
         char logurl[512];
         pf_http_url_for_log(hr.url, logurl, sizeof logurl);
         pf_log_debug("POST %s (%zu URL%s)", logurl, send, send == 1 ? "" : "s");
-        pf_status st = body ? pf_http_fetch(on->http, &hr, NULL, NULL, &resp, &err)
-                            : pf_error_set(&err, PF_ENOMEM, "out of memory");
+        char ledger[4200] = "", qkey[PF_QUOTA_KEY_SIZE];
+        pf_status st = body ? PF_OK : pf_error_set(&err, PF_ENOMEM, "out of memory");
+        if (st == PF_OK && on->flow &&
+            pf_quota_path(on->flow->state_path, ledger, sizeof ledger) == 0) {
+            /* With --flow the calls count in the flow's call ledger. */
+            long used = 0;
+            int64_t next = 0, now = pf_time_now_ms();
+            pf_quota_key(DECODE_POOL, on->flow->principal, qkey);
+            st = pf_quota_usage(ledger, qkey, now, DECODE_BUDGET, &used, &next, &err);
+            if (st == PF_OK && used >= DECODE_BUDGET) {
+                char at[PF_TIME_FMT_SIZE];
+                pf_time_format(next, at);
+                st = pf_error_set(&err, PF_ETOOBIG,
+                                  "the call budget '" DECODE_POOL "' is used up: %ld calls in the "
+                                  "last 24 hours, %d allowed per credential; the next call is "
+                                  "possible at %s",
+                                  used, DECODE_BUDGET, at);
+            }
+        } else {
+            ledger[0] = '\0';
+        }
+        if (st == PF_OK) {
+            st = pf_http_fetch(on->http, &hr, NULL, NULL, &resp, &err);
+            pf_error qe;
+            pf_error_clear(&qe);
+            if (ledger[0] &&
+                pf_quota_record(ledger, qkey, pf_time_now_ms(),
+                                resp.attempts > 0 ? resp.attempts : 1, &qe) != PF_OK)
+                pf_log_warn("%s", qe.msg);
+        }
         char msg[PF_ERROR_MSG_MAX + 64] = "";
         if (st == PF_OK && !(results = parse_answer(&resp.body, send, &doc, msg, sizeof msg)))
             st = pf_error_set(&err, PF_EDATA, "%s", msg);

@@ -74,6 +74,11 @@ static int show_one(const char *name)
                t->pages.position_param ? ")" : "");
     if (t->paging != PF_PAGING_NONE || t->pages.kind != PF_PAGING_NONE)
         printf("limit:   %lld requests per run (source.max_pages)\n", (long long)t->max_pages);
+    for (size_t i = 0; i < t->nquotas; i++)
+        printf("budget:  %lld calls per credential in any 24 hours (pool %s)%s%s\n",
+               (long long)t->quotas[i].budget, t->quotas[i].pool ? t->quotas[i].pool : "?",
+               t->quotas[i].when_set ? " when the flow sets " : "",
+               t->quotas[i].when_set ? t->quotas[i].when_set : "");
     for (size_t i = 0; i < t->nconstraints; i++) {
         const pf_constraint *k = &t->constraints[i];
         if (k->kind == PF_CONSTRAINT_REQUIRES && k->nparams == 2) {

@@ -62,6 +62,12 @@ const char *pf_flow_param_str(const pf_flow *f, const char *name)
     return v && v->count ? v->values[0] : NULL;
 }
 
+/* pf_template_pick_quota's test: the flow (UD) sets parameter NAME. */
+static int param_is_set(void *ud, const char *name)
+{
+    return pf_flow_param_str(ud, name) != NULL;
+}
+
 const char *pf_param_check(const pf_param_def *p, const char *text)
 {
     int64_t a, b;
@@ -727,6 +733,7 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
             } else if (!f->base_url) {
                 f->base_url = expand_base_url(f, params, where, d);
             }
+            pf_template_pick_quota(f->tmpl, param_is_set, f);
             f->format = f->tmpl->format;
             const char *fmt =
                 f->tmpl->format_param ? pf_flow_param_str(f, f->tmpl->format_param) : NULL;

@@ -214,7 +214,11 @@ void pf_template_free(pf_template *t)
 {
     if (!t) return;
     free(t->file);
-    free(t->quota_pool);
+    for (size_t i = 0; i < t->nquotas; i++) {
+        free(t->quotas[i].pool);
+        free(t->quotas[i].when_set);
+    }
+    free(t->quotas);
     free(t->name);
     free(t->description);
     free(t->method);
@@ -1010,18 +1014,58 @@ static void load_query_headers_body(pf_template *t, const pf_ynode *req, pf_diag
 
 /* `quota: {pool: NAME, budget: N}`: the API allows N calls per credential
  * in any 24 hours, counted together for every template naming the pool. */
-static void load_quota(pf_template *t, const pf_ynode *q, pf_diags *d)
+/* One quota entry Q into T->quotas. */
+static void load_quota_entry(pf_template *t, const pf_ynode *q, pf_diags *d)
 {
-    static const char *const keys[] = {"pool", "budget", NULL};
-    if (!q || !pf_ys_want_map(q, "quota", d)) return;
+    static const char *const keys[] = {"pool", "budget", "when_set", NULL};
+    if (!pf_ys_want_map(q, "quota", d)) return;
     pf_ys_check_keys(q, keys, "quota", d);
+    pf_quota_def *e = &t->quotas[t->nquotas++];
     const pf_ynode *x;
-    if (!(x = pf_ymap_get(q, "pool")) || !(t->quota_pool = pf_ys_string(x, "quota.pool", d)))
+    if (!(x = pf_ymap_get(q, "pool")) || !(e->pool = pf_ys_string(x, "quota.pool", d)))
         pf_ys_error(d, q, PF_ECONFIG, "quota needs a pool (the name of the call budget)");
     if (!(x = pf_ymap_get(q, "budget")))
         pf_ys_error(d, q, PF_ECONFIG, "quota needs a budget (calls per 24 hours)");
     else
-        pf_ys_int(x, "quota.budget", 1, 10000000, &t->quota_budget, d);
+        pf_ys_int(x, "quota.budget", 1, 10000000, &e->budget, d);
+    if ((x = pf_ymap_get(q, "when_set")) && (e->when_set = pf_ys_string(x, "quota.when_set", d)) &&
+        !pf_template_param(t, e->when_set))
+        pf_ys_error(d, x, PF_ECONFIG, "quota.when_set: the template has no parameter '%s'",
+                    e->when_set);
+}
+
+/* quota: {pool, budget}, or a list of {pool, budget, when_set} tried in
+ * order (the first that applies to a flow is its budget). */
+static void load_quota(pf_template *t, const pf_ynode *q, pf_diags *d)
+{
+    if (!q) return;
+    size_t n = q->kind == PF_Y_SEQ ? q->count : 1;
+    if (n == 0) return;
+    t->quotas = calloc(n, sizeof *t->quotas);
+    if (!t->quotas) {
+        pf_ys_error(d, q, PF_ENOMEM, "out of memory");
+        return;
+    }
+    if (q->kind == PF_Y_SEQ)
+        for (size_t i = 0; i < n; i++)
+            load_quota_entry(t, q->items[i], d);
+    else
+        load_quota_entry(t, q, d);
+    pf_template_pick_quota(t, NULL, NULL);
+}
+
+void pf_template_pick_quota(pf_template *t, int (*is_set)(void *ud, const char *param), void *ud)
+{
+    t->quota_pool = NULL;
+    t->quota_budget = 0;
+    for (size_t i = 0; i < t->nquotas; i++) {
+        const pf_quota_def *e = &t->quotas[i];
+        if (!e->pool) continue;
+        if (e->when_set && !(is_set && is_set(ud, e->when_set))) continue;
+        t->quota_pool = e->pool;
+        t->quota_budget = e->budget;
+        return;
+    }
 }
 
 pf_status pf_template_load_file(const char *path, pf_template **out, pf_diags *d)

@@ -144,6 +144,16 @@ typedef struct pf_constraint {
     size_t nparams;
 } pf_constraint;
 
+/* A call budget: POOL (shared per credential by every template naming it)
+ * allows BUDGET calls in any 24 hours. WHEN_SET: applies only when the flow
+ * sets this parameter (NULL: always), for endpoints whose throttle depends
+ * on what is asked (forensics by threat ID or by campaign ID). */
+typedef struct pf_quota_def {
+    char *pool;
+    int64_t budget;
+    char *when_set;
+} pf_quota_def;
+
 #define PF_DEFAULT_MAX_PAGES 1000
 #define PF_MAX_PAGES_LIMIT 1000000
 
@@ -179,8 +189,13 @@ typedef struct pf_template {
     pf_window_def window;  /* for TIME_WINDOW */
     pf_pages_def pages;    /* pages of each unit (alone, or inside each time window) */
     int64_t max_pages;     /* requests per run at most (windows and pages) */
-    char *quota_pool;      /* call budget shared per credential (NULL: none); see quota.h */
-    int64_t quota_budget;  /* calls allowed per 24 hours in that pool */
+    pf_quota_def *quotas;  /* the call budgets the template declares, in order */
+    size_t nquotas;
+    const char *quota_pool; /* the budget that applies (borrowed from quotas; NULL: none):
+                               the first without when_set, or once a flow is loaded
+                               the first whose when_set parameter the flow sets
+                               (pf_template_pick_quota); see quota.h */
+    int64_t quota_budget;   /* calls allowed per 24 hours in that pool */
     pf_ydoc *doc;          /* the parsed file, for positions */
 } pf_template;
 
@@ -213,6 +228,11 @@ pf_status pf_template_apply_flow(pf_template *t, const pf_ynode *source, pf_diag
 /* Removes stream I of T (freeing it); later streams move down. Nothing
  * happens when T is NULL or I is out of range. */
 void pf_template_drop_stream(pf_template *t, size_t i);
+
+/* Chooses T's call budget for a flow: the first of T's quotas without
+ * when_set or whose when_set parameter IS_SET(UD, name) says the flow sets;
+ * none when no entry applies. */
+void pf_template_pick_quota(pf_template *t, int (*is_set)(void *ud, const char *param), void *ud);
 
 /* The parameter named NAME, or NULL. */
 const pf_param_def *pf_template_param(const pf_template *t, const char *name);

@@ -1058,6 +1058,69 @@ static void test_manual_template(void **state)
     pf_diags_free(&d);
 }
 
+static int set_threat_id(void *ud, const char *param)
+{
+    (void)ud;
+    return strcmp(param, "threat_id") == 0;
+}
+
+static int set_campaign_id(void *ud, const char *param)
+{
+    (void)ud;
+    return strcmp(param, "campaign_id") == 0;
+}
+
+/* Call budgets as Proofpoint documents them: SIEM clicks/permitted has a
+ * pool of its own, the other SIEM endpoints share one; forensics by threat
+ * ID and by campaign ID are budgeted apart; campaign details and threat
+ * summaries are not throttled. */
+static void test_bundled_call_budgets(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *tmpl, *pool;
+        long long budget;
+    } want[] = {
+        {"tap-siem-all", "tap-siem", 1800},
+        {"tap-siem-issues", "tap-siem", 1800},
+        {"tap-siem-clicks-blocked", "tap-siem", 1800},
+        {"tap-siem-messages-delivered", "tap-siem", 1800},
+        {"tap-siem-messages-blocked", "tap-siem", 1800},
+        {"tap-siem-clicks-permitted", "tap-siem-clicks-permitted", 1800},
+        {"tap-campaign-ids", "tap-campaign-ids", 50},
+        {"tap-people-vap", "tap-people-vap", 50},
+        {"tap-people-top-clickers", "tap-people-top-clickers", 50},
+        {"tap-campaign", NULL, 0},
+        {"tap-threat-summary", NULL, 0},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        pf_template *t = NULL;
+        pf_diags d = {0};
+        assert_int_equal(pf_template_find(want[i].tmpl, &t, &d), PF_OK);
+        if (want[i].pool) {
+            assert_non_null(t->quota_pool);
+            assert_string_equal(t->quota_pool, want[i].pool);
+            assert_int_equal(t->quota_budget, want[i].budget);
+        } else if (t->quota_pool) {
+            fail_msg("%s has a call budget (%s)", want[i].tmpl, t->quota_pool);
+        }
+        pf_template_free(t);
+        pf_diags_free(&d);
+    }
+    pf_template *t = NULL;
+    pf_diags d = {0};
+    assert_int_equal(pf_template_find("tap-forensics", &t, &d), PF_OK);
+    assert_null(t->quota_pool); /* until a flow says which kind of request */
+    pf_template_pick_quota(t, set_threat_id, NULL);
+    assert_string_equal(t->quota_pool, "tap-forensics-threat");
+    assert_int_equal(t->quota_budget, 50);
+    pf_template_pick_quota(t, set_campaign_id, NULL);
+    assert_string_equal(t->quota_pool, "tap-forensics-campaign");
+    assert_int_equal(t->quota_budget, 1800);
+    pf_template_free(t);
+    pf_diags_free(&d);
+}
+
 /* The bundled templates declare what the reference says about their APIs. */
 static void test_bundled_template_rules(void **state)
 {
@@ -1155,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_url_path_parameters),
         cmocka_unit_test(test_manual_template),
         cmocka_unit_test(test_bundled_template_rules),
+        cmocka_unit_test(test_bundled_call_budgets),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
