@@ -27,6 +27,26 @@ class Clocked(E2ETestCase):
 class LateArrivals(Clocked):
     mock_seed = 41
 
+    def test_the_resweep_never_reaches_before_the_flow_start(self):
+        """A run 10 minutes after since_time, then another: the second
+        re-sweeps the look-back, but only from since_time, so it never
+        fetches or delivers anything from before the range asked for."""
+        start = hour_floor(-6) + dt.timedelta(minutes=20)
+        flow = self.siem_flow(params={"since_time": iso(start)})
+        r = self.ppflow("run", flow, env=self.at(start + dt.timedelta(minutes=10)))
+        self.assertEqual(r.code, 0, r)
+        before = len(self.mock.requests("/v2/siem/all"))
+        r = self.ppflow("run", flow, env=self.at(start + dt.timedelta(minutes=12)))
+        self.assertEqual(r.code, 0, r)
+        second = self.mock.requests("/v2/siem/all")[before:]
+        self.assertTrue(second, "the second run made no request")
+        for req in second:
+            interval = req["params"]["interval"][0]
+            self.assertGreaterEqual(interval.split("/")[0], iso(start), interval)
+        # Exactly what the API holds for [since_time, the last run's time):
+        # nothing from before since_time.
+        self.assert_exact_siem(iso(start), iso(start + dt.timedelta(minutes=12)))
+
     def test_late_events_are_delivered_exactly_once(self):
         self.mock.post("/__mock/config", {"late_pct": 30, "late_delay": 600, "rate": 6})
         try:
