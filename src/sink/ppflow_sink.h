@@ -20,7 +20,10 @@
  * transient, the host offers the same batch again after a backoff;
  * PF_SINK_ERROR = this batch can never succeed (the host dead-letters it with
  * the reason and reports it; it is never dropped silently); PF_SINK_BUSY
- * (open only) = another process runs this flow, see below.
+ * (open only) = another process runs this flow; PF_SINK_FATAL = the
+ * destination cannot take any record until someone changes it (the run
+ * stops); see below. The first open of a run comes before any API call and
+ * is tried once: a sink checks there that it can take records.
  *
  * All strings are UTF-8 and NUL-terminated unless a length is given. The host
  * owns everything it passes; the sink must copy what it keeps. */
