@@ -157,13 +157,19 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
      * with the commit; the checkpoint as it was (c->before) is offered with
      * partial commits and restored on failure. */
     int unit_done = !pg || pg->done;
+    /* The ledger's text is copied first: when that fails, nothing of the
+     * checkpoint has changed yet (restoring a copy that does not exist
+     * would wipe the ledger and deliver the look-back again). */
+    char *ledger_before = c->state.ledger ? strdup(c->state.ledger) : NULL;
+    if (c->state.ledger && !ledger_before)
+        return pf_error_set(err, PF_ENOMEM, "out of memory saving the late-arrival ledger");
     c->before.page_kind = c->state.page_kind;
     c->before.page_token = c->state.page_token;
     c->before.page_number = c->state.page_number;
     c->before.page_window_end_ms = c->state.page_window_end_ms;
     c->before.has_cursor = c->state.has_cursor;
     c->before.cursor_ms = c->state.cursor_ms;
-    c->before.ledger = c->state.ledger ? strdup(c->state.ledger) : NULL;
+    c->before.ledger = ledger_before;
     /* The cursor never moves back: a re-swept window ends before it. */
     int64_t cursor_after = w && (!c->state.has_cursor || w->end_ms > c->state.cursor_ms)
                                ? w->end_ms
@@ -177,9 +183,7 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->state.has_cursor = 1;
         c->state.cursor_ms = w->start_ms;
     }
-    if (c->state.ledger && !c->before.ledger) {
-        st = pf_error_set(err, PF_ENOMEM, "out of memory");
-    } else if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
+    if (pg && pf_pager_save(pg, &c->state, w ? w->end_ms : 0) != PF_OK) {
         st = pf_error_set(err, PF_ENOMEM, "out of memory");
     } else if (unit_done &&
                (st = remember_delivered(c, w, ur->hashes, cursor_after, err)) != PF_OK) {

@@ -22,6 +22,7 @@ points of a long backfill are test_crash.py's.)
 Totals (faults injected, kills survived, records lost) are printed for
 docs/reliability.md.
 """
+import datetime as dt
 import json
 import os
 import resource
@@ -299,9 +300,13 @@ SHIM = r"""
  *   PFSHIM_WRITE=N    the N-th write() into the temporary file writes half
  *                     its bytes, then the process is killed;
  *   PFSHIM_RENAME=bN  killed just before the N-th rename onto the target;
- *   PFSHIM_RENAME=aN  killed just after it. */
+ *   PFSHIM_RENAME=aN  killed just after it.
+ * And out of memory at an exact point:
+ *   PFSHIM_STRDUP=N   the N-th strdup() of a text starting with
+ *                     $PFSHIM_STRDUP_PREFIX fails with ENOMEM. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -331,6 +336,19 @@ ssize_t write(int fd, const void *buf, size_t len)
     return real(fd, buf, len);
 }
 
+char *strdup(const char *s)
+{
+    static char *(*real)(const char *);
+    static int n;
+    if (!real) real = (char *(*)(const char *))dlsym(RTLD_NEXT, "strdup");
+    const char *when = getenv("PFSHIM_STRDUP"), *p = getenv("PFSHIM_STRDUP_PREFIX");
+    if (when && p && s && strncmp(s, p, strlen(p)) == 0 && ++n == atoi(when)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return real(s);
+}
+
 int rename(const char *from, const char *to)
 {
     static int (*real)(const char *, const char *);
@@ -351,15 +369,57 @@ int rename(const char *from, const char *to)
 class Crash(FaultCase):
     mock_seed = 23
 
-    def test_kill_during_the_checkpoint_write(self):
+    def shim(self):
+        """The LD_PRELOAD shim, built once per class."""
         cc = shutil.which("cc") or shutil.which("gcc")
         if not cc:
             self.skipTest("no C compiler to build the LD_PRELOAD shim")
         src = os.path.join(self.classdir, "pfshim.c")
         lib = os.path.join(self.classdir, "pfshim.so")
-        with open(src, "w") as f:
-            f.write(SHIM)
-        subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib, src, "-ldl"], check=True)
+        if not os.path.exists(lib):
+            with open(src, "w") as f:
+                f.write(SHIM)
+            subprocess.run([cc, "-shared", "-fPIC", "-O1", "-o", lib, src, "-ldl"], check=True)
+        return lib
+
+    def test_out_of_memory_saving_the_ledger_keeps_it(self):
+        """Memory runs out while the late-arrival ledger is copied before a
+        unit: the run fails, and the checkpoint still holds the ledger, so
+        the next run's re-sweep delivers nothing twice."""
+        lib = self.shim()
+        t = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(hours=2)
+        start = t - dt.timedelta(minutes=50)
+        flow = self.siem_flow(params={"since_time": iso(start)})
+
+        def at(when, **extra):
+            self.mock.post("/__mock/config", {"now": iso(when)})
+            return self.env(PPFLOW_NOW=iso(when), **extra)
+
+        r = self.ppflow("run", flow, env=at(t))
+        self.assertEqual(r.code, 0, r)
+        ledger = self.state()["ledger"]
+        self.assertTrue(ledger)
+        # Copies of the ledger's text are made when the checkpoint is read,
+        # then before each unit: fail each one in turn until it is the copy
+        # before a unit that fails (the earlier failures change nothing).
+        for n in range(1, 10):
+            env = at(t + dt.timedelta(minutes=5), LD_PRELOAD=lib, PFSHIM_STRDUP=str(n),
+                     PFSHIM_STRDUP_PREFIX='{"v":1,',
+                     ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") +
+                     ":verify_asan_link_order=0")
+            r = self.ppflow("run", flow, env=env)
+            self.assertEqual(r.code, 1, r)
+            self.assertIn("out of memory", r.err)
+            if "out of memory saving the late-arrival ledger" in r.err:
+                break
+        self.assertIn("out of memory saving the late-arrival ledger", r.err)
+        self.assertEqual(self.state()["ledger"], ledger, "the ledger was lost")
+        r = self.ppflow("run", flow, env=at(t + dt.timedelta(minutes=5)))
+        self.assertEqual(r.code, 0, r)
+        self.assert_exact_siem(iso(start), iso(t + dt.timedelta(minutes=5)))
+
+    def test_kill_during_the_checkpoint_write(self):
+        lib = self.shim()
         start, end = iso(hour_floor(-5)), iso(hour_floor(-2))
         points = [("PFSHIM_WRITE", str(n)) for n in (1, 2, 3)] + \
                  [("PFSHIM_RENAME", w + str(n)) for w in "ba" for n in (1, 2, 3)]
