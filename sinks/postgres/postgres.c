@@ -1,11 +1,15 @@
 /* postgres.c: the PostgreSQL sink (plugin ppflow_sink_postgres.so, libpq).
  *
  * Owns the whole path from a batch of records to rows in PostgreSQL:
- *   open    connects, takes the flow's advisory lock (PF_SINK_BUSY when
- *           another session holds it: see take_lock for the key), creates
- *           (create: true) or checks the target tables and
- *           the flow state table, and creates one TEMP staging table per
- *           target table (ON COMMIT DELETE ROWS).
+ *   open    connects (one attempt; a refused login or an unknown database
+ *           is PF_SINK_FATAL, an unreachable server PF_SINK_RETRY), takes
+ *           the flow's advisory lock (waiting up to lock_wait, then
+ *           PF_SINK_BUSY: see take_lock for the key), proves that this role
+ *           can take records (schema, tables, privileges: check_access),
+ *           creates (create: true) or checks the target tables and the flow
+ *           state table, checks each target table's record identity
+ *           (check_identity), and creates one TEMP staging table per target
+ *           table (ON COMMIT DELETE ROWS).
  *   write   opens a transaction (if none is open) and, per target table,
  *           COPYs the records straight into the table inside a savepoint
  *           (text COPY, escaped); when that COPY meets a key already stored
@@ -19,22 +23,34 @@
  *           COMMIT. The batch and its checkpoint become visible together or
  *           not at all.
  *   stored_checkpoint  returns that row's checkpoint.
+ *   close   rolls back what is uncommitted, releases the advisory lock
+ *           explicitly and disconnects.
+ *
+ * Outcomes follow the SQLSTATE (classify): transient classes RETRY, a
+ * record the server refuses (data, integrity) ERROR, a destination that
+ * cannot take any record until someone changes it (login, database,
+ * schema, table, privilege) FATAL.
  *
  * Identifiers are always quoted with PQescapeIdentifier; values only travel
- * as statement parameters or COPY data. The conninfo option is a secret: it
- * and its password never appear in a log line or an error message (a libpq
- * message that contains either is withheld). Any failure poisons the
- * connection's state: every later call answers the same outcome until the
- * host reopens the sink, so records of a failed transaction can never be
- * committed silently short. Links against libpq only. */
+ * as statement parameters, COPY data or PQescapeLiteral text. The conninfo
+ * option is a secret: it and its password never appear in a log line or an
+ * error message (a libpq message that contains either is withheld). Any
+ * failure poisons the connection's state: every later call answers the same
+ * outcome until the host reopens the sink, so records of a failed
+ * transaction can never be committed silently short. Links against libpq
+ * only. */
 #include <ctype.h>
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "ppflow_sink.h"
 
@@ -45,6 +61,15 @@
  * server's per-backend cache (64 entries) until commit: past this many, the
  * transaction's remaining rows are staged, so the cache never overflows. */
 #define PG_DIRECT_MAX 48
+/* How long close waits for the server to roll back and release the
+ * advisory lock before it just disconnects (the server then releases the
+ * lock when the session ends). */
+#define PG_CLOSE_WAIT_MS 5000
+/* The longest lock_wait honoured (a day). */
+#define PG_LOCK_WAIT_MAX (24 * 3600 * 1000LL)
+/* The comment on a target table's "key" column that records how its rows
+ * are identified: this prefix, then the identity text (check_identity). */
+#define IDENTITY_TAG "ppflow record identity: "
 
 /* ---- growable string ---------------------------------------------------- */
 
@@ -145,6 +170,9 @@ static const pf_sink_option pg_options[] = {
      "longest time one statement may run (0s: no limit); a timeout is retried"},
     {"connect_timeout", PF_SINK_OPT_DURATION, "10s", 0,
      "longest wait for a connection (used unless conninfo sets connect_timeout)"},
+    {"lock_wait", PF_SINK_OPT_DURATION, "10s", 0,
+     "longest wait for the flow's advisory lock when another session holds it (0s: no wait); "
+     "then the run is busy"},
     {"column.*", PF_SINK_OPT_STRING, NULL, 0,
      "column.NAME: \"SQLTYPE JSONPATH\" adds column NAME of SQLTYPE (text, integer, bigint, "
      "numeric, boolean, double precision, timestamptz, date, jsonb, inet, uuid) filled with "
@@ -170,14 +198,16 @@ typedef struct pg_column {
 } pg_column;
 
 typedef struct pg_table {
-    char *name;    /* unquoted table name (for messages) */
-    char *qname;   /* "schema"."table" */
-    char *stage;   /* pg_temp."ppflow_stage_N" */
-    char *insert;  /* INSERT ... SELECT FROM stage ... ON CONFLICT */
-    int dirty;     /* rows staged in the open transaction: the rest of the
-                      transaction's rows for this table are staged too */
-    int no_direct; /* the server refused COPY into the table itself (row-level
-                      security): always staged */
+    char *name;     /* unquoted table name (for messages) */
+    char *qname;    /* "schema"."table" */
+    char *stage;    /* pg_temp."ppflow_stage_N" */
+    char *insert;   /* INSERT ... SELECT FROM stage ... ON CONFLICT */
+    char *identity; /* how its records are identified (stream_identity), NULL:
+                       the host does not say */
+    int dirty;      /* rows staged in the open transaction: the rest of the
+                       transaction's rows for this table are staged too */
+    int no_direct;  /* the server refused COPY into the table itself (row-level
+                       security): always staged */
 } pg_table;
 
 typedef struct pg_sink {
@@ -189,7 +219,9 @@ typedef struct pg_sink {
     char *flow;
     int create, update;
     size_t chunk;
-    int64_t statement_timeout_ms, connect_timeout_ms;
+    int64_t statement_timeout_ms, connect_timeout_ms, lock_wait_ms;
+    char lock_key[32]; /* the advisory lock's key (decimal), "" until held */
+    char *role;        /* current_user, for messages */
     char *schema;
     char *qschema;
     char *state_name, *qstate;
@@ -220,17 +252,24 @@ static void wipe(char *s)
         *p++ = '\0';
 }
 
+static void release_lock(pg_sink *s);
+
 static void pg_close(void *p)
 {
     pg_sink *s = p;
     if (!s) return;
-    /* Closing with a transaction open rolls it back on the server. */
+    /* Rolls back what is open and releases the advisory lock on the
+     * session itself: the server ends a closed session's backend (and
+     * releases its locks) only some time after the disconnect, and the
+     * next run of the flow may start before that. */
+    release_lock(s);
     if (s->conn) PQfinish(s->conn);
     wipe(s->conninfo);
     wipe(s->password);
     free(s->conninfo);
     free(s->password);
     free(s->flow);
+    free(s->role);
     free(s->schema);
     free(s->qschema);
     free(s->state_name);
@@ -245,6 +284,7 @@ static void pg_close(void *p)
         free(s->tables[i].qname);
         free(s->tables[i].stage);
         free(s->tables[i].insert);
+        free(s->tables[i].identity);
     }
     free(s->tables);
     for (size_t i = 0; i < s->nstreams; i++)
@@ -308,23 +348,38 @@ static void clean_msg(const pg_sink *s, const char *in, char *out, size_t n)
     out[o] = '\0';
 }
 
+/* The outcome for SQLSTATE ST (NULL or not five characters: a client-side
+ * failure such as out of memory or I/O, retried).
+ *   RETRY  transient: connection (08), serialization and deadlock (40),
+ *          resources (53), system (58), shutdowns and timeouts, lock not
+ *          available, a read-only transaction (a standby during failover);
+ *   FATAL  nothing can be written until someone changes the destination:
+ *          authorization (28), an unknown database (3D) or schema (3F),
+ *          syntax and access (42: a dropped table or column, a revoked
+ *          privilege);
+ *   ERROR  the records at hand: data (22), integrity (23: a CHECK, NOT NULL
+ *          or unique constraint), and anything else. */
+static pf_sink_result classify_state(const char *st)
+{
+    if (!st || strlen(st) != 5) return PF_SINK_RETRY;
+    static const char *const retry_class[] = {"08", "40", "53", "58"};
+    static const char *const retry_code[] = {"57P01", "57P02", "57P03", "57P05", "57014",
+                                             "25P03", "55P03", "55006", "25006"};
+    static const char *const fatal_class[] = {"28", "3D", "3F", "42"};
+    for (size_t i = 0; i < sizeof retry_class / sizeof retry_class[0]; i++)
+        if (strncmp(st, retry_class[i], 2) == 0) return PF_SINK_RETRY;
+    for (size_t i = 0; i < sizeof retry_code / sizeof retry_code[0]; i++)
+        if (strcmp(st, retry_code[i]) == 0) return PF_SINK_RETRY;
+    for (size_t i = 0; i < sizeof fatal_class / sizeof fatal_class[0]; i++)
+        if (strncmp(st, fatal_class[i], 2) == 0) return PF_SINK_FATAL;
+    return PF_SINK_ERROR;
+}
+
 /* The outcome for a failed statement (R may be NULL). */
 static pf_sink_result classify(const pg_sink *s, const PGresult *r)
 {
     if (!s->conn || PQstatus(s->conn) != CONNECTION_OK) return PF_SINK_RETRY;
-    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    if (!st || strlen(st) != 5) return PF_SINK_RETRY;    /* client-side: out of memory, I/O */
-    if (strncmp(st, "08", 2) == 0) return PF_SINK_RETRY; /* connection exception */
-    if (strncmp(st, "40", 2) == 0) return PF_SINK_RETRY; /* serialization, deadlock */
-    if (strncmp(st, "53", 2) == 0) return PF_SINK_RETRY; /* insufficient resources */
-    if (strncmp(st, "58", 2) == 0) return PF_SINK_RETRY; /* system error (I/O) */
-    if (strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 || /* admin/crash shutdown */
-        strcmp(st, "57P03") == 0 || strcmp(st, "57P05") == 0 || /* starting up, idle timeout */
-        strcmp(st, "57014") == 0 || strcmp(st, "25P03") == 0)   /* statement/idle-tx timeout */
-        return PF_SINK_RETRY;
-    if (strcmp(st, "55P03") == 0 || strcmp(st, "55006") == 0) /* lock not available, in use */
-        return PF_SINK_RETRY;
-    return PF_SINK_ERROR; /* 22 data, 23 integrity, 42 schema/privilege, anything else */
+    return classify_state(r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL);
 }
 
 /* Sets ERR to "WHAT: REASON" for a failed statement R (or the connection's
@@ -387,8 +442,9 @@ static pf_sink_result exec_ok(pg_sink *s, const char *sql, int nparams, const ch
 {
     pf_sink_result out = PF_SINK_OK;
     PGresult *r = run(s, sql, nparams, params, PGRES_COMMAND_OK, what, &out, err, errlen);
+    if (!r) return out; /* run() set OUT */
     PQclear(r);
-    return r ? PF_SINK_OK : out;
+    return PF_SINK_OK;
 }
 
 /* ---- names ----------------------------------------------------------------- */
@@ -594,6 +650,123 @@ static void on_notice(void *ud, const char *msg)
     pg_log(s, 3, "server says: %s", clean);
 }
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0) return;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Waits until the connection's socket is ready for EVENTS or DEADLINE
+ * (now_ms, 0: none) passes. 1 ready (or an error the next libpq call will
+ * report), 0 timed out. */
+static int wait_socket(PGconn *c, short events, int64_t deadline)
+{
+    for (;;) {
+        int ms = -1;
+        if (deadline) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) return 0;
+            ms = left > 60000 ? 60000 : (int)left;
+        }
+        struct pollfd pfd = {PQsocket(c), events, 0};
+        if (pfd.fd < 0) return 1;
+        int n = poll(&pfd, 1, ms);
+        if (n > 0 || (n < 0 && errno != EINTR)) return 1;
+    }
+}
+
+/* The SQLSTATE a failed connection attempt got from the server, from
+ * libpq's message in verbose form: the last attempt's line (libpq lists one
+ * line per host tried, continuation lines indented or labelled "WORD:  ")
+ * reads "...: SEVERITY:  XXXXX: message". Copies it into ST (size 6); ""
+ * when the server sent none (refused, unreachable, a client-side
+ * failure). */
+static void connect_sqlstate(const char *msg, char st[6])
+{
+    st[0] = '\0';
+    const char *last = NULL;
+    for (const char *l = msg; l && *l;) {
+        const char *w = l;
+        while (*w >= 'A' && *w <= 'Z')
+            w++;
+        int label = w > l && strncmp(w, ":  ", 3) == 0;
+        if (*l != ' ' && *l != '\t' && !label) last = l;
+        l = strchr(l, '\n');
+        if (l) l++;
+    }
+    if (!last) return;
+    const char *end = strchr(last, '\n');
+    if (!end) end = last + strlen(last);
+    for (const char *p = last; p + 10 <= end; p++) {
+        if (strncmp(p, ":  ", 3) != 0) continue;
+        int ok = p[8] == ':' && p[9] == ' ';
+        for (int i = 3; i < 8 && ok; i++)
+            ok = (p[i] >= '0' && p[i] <= '9') || (p[i] >= 'A' && p[i] <= 'Z');
+        if (ok) {
+            memcpy(st, p + 3, 5);
+            st[5] = '\0';
+            return;
+        }
+    }
+}
+
+/* Copies libpq's message for a failed connection into OUT as clean_msg
+ * does, without the verbose form's extras: the SQLSTATE after the
+ * severity (reported separately) and the LOCATION lines. */
+static void connect_reason(const pg_sink *s, const char *msg, const char *st, char *out, size_t n)
+{
+    sb b = {0};
+    for (const char *l = msg ? msg : ""; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) + 1 : strlen(l);
+        if (strncmp(l, "LOCATION:", 9) != 0) sb_put(&b, l, len);
+        l += len;
+    }
+    if (b.oom) {
+        sb_free(&b);
+        clean_msg(s, msg, out, n);
+        return;
+    }
+    if (*st && b.p) {
+        char code[16];
+        snprintf(code, sizeof code, ":  %s: ", st);
+        char *p = strstr(b.p, code);
+        if (p) memmove(p + 3, p + 10, strlen(p + 10) + 1);
+    }
+    clean_msg(s, b.p, out, n);
+    sb_free(&b);
+}
+
+/* The effective connect_timeout in ms (the conninfo's own, else the sink
+ * option), 0 for none; libpq's rules: at least 2 s, 0 waits forever. */
+static int64_t connect_wait_ms(pg_sink *s)
+{
+    int64_t ms = s->connect_timeout_ms;
+    PQconninfoOption *o = PQconninfo(s->conn);
+    for (PQconninfoOption *i = o; i && i->keyword; i++)
+        if (strcmp(i->keyword, "connect_timeout") == 0 && i->val && *i->val)
+            ms = strtoll(i->val, NULL, 10) * 1000;
+    PQconninfoFree(o);
+    if (ms <= 0) return 0;
+    return ms < 2000 ? 2000 : ms;
+}
+
+/* Connects: one attempt (libpq tries each host of the conninfo once).
+ * RETRY when the server cannot be reached, refuses the connection, or is
+ * starting up, out of connections or shutting down; FATAL when it answers
+ * that the login or the database is wrong (SQLSTATE classes 28, 3D) or asks
+ * for a password the conninfo does not give, since only a change to the
+ * conninfo, the role or the database can fix those. The message names the
+ * database, server and user, never the password. */
 static pf_sink_result connect_db(pg_sink *s, char *err, size_t errlen)
 {
     char ct[32];
@@ -604,25 +777,70 @@ static pf_sink_result connect_db(pg_sink *s, char *err, size_t errlen)
                           "keepalives_idle", "keepalives_interval", "keepalives_count",
                           "dbname",          "client_encoding",     NULL};
     const char *vals[] = {ct, "ppflow", "1", "30", "10", "3", s->conninfo, "UTF8", NULL};
-    s->conn = PQconnectdbParams(keys, vals, 1);
+    s->conn = PQconnectStartParams(keys, vals, 1);
     if (!s->conn) return oom(s, err, errlen);
     PQsetNoticeProcessor(s->conn, on_notice, s);
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        char reason[PG_MSG_MAX];
-        clean_msg(s, PQerrorMessage(s->conn), reason, sizeof reason);
-        snprintf(err, errlen, "cannot connect to PostgreSQL: %s", reason);
-        return PF_SINK_RETRY;
+    /* Verbose messages carry the server's SQLSTATE, which tells a wrong
+     * login from an unreachable server (libpq keeps no error result for a
+     * failed connection). PQconnectdb cannot set this before it connects,
+     * so the connection is driven here, with libpq's per-host timeout. */
+    PQsetErrorVerbosity(s->conn, PQERRORS_VERBOSE);
+    int timed_out = 0;
+    if (PQstatus(s->conn) != CONNECTION_BAD) {
+        int64_t wait = connect_wait_ms(s);
+        const char *host = PQhost(s->conn);
+        int64_t deadline = wait ? now_ms() + wait : 0;
+        PostgresPollingStatusType ps = PGRES_POLLING_WRITING;
+        while (ps != PGRES_POLLING_OK && ps != PGRES_POLLING_FAILED) {
+            if (ps == PGRES_POLLING_READING || ps == PGRES_POLLING_WRITING) {
+                if (!wait_socket(s->conn, ps == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                                 deadline)) {
+                    timed_out = 1;
+                    break;
+                }
+            }
+            ps = PQconnectPoll(s->conn);
+            if (PQhost(s->conn) != host) { /* the next host: its own timeout */
+                host = PQhost(s->conn);
+                deadline = wait ? now_ms() + wait : 0;
+            }
+        }
     }
+    if (timed_out || PQstatus(s->conn) != CONNECTION_OK) {
+        const char *msg = timed_out ? "timeout expired" : PQerrorMessage(s->conn);
+        char st[6] = "";
+        if (!timed_out) connect_sqlstate(msg, st);
+        pf_sink_result out = classify_state(*st ? st : NULL);
+        if (out == PF_SINK_ERROR) out = PF_SINK_RETRY; /* another server-side refusal */
+        if (!*st && !timed_out && PQconnectionNeedsPassword(s->conn)) out = PF_SINK_FATAL;
+        char reason[PG_MSG_MAX];
+        connect_reason(s, msg, st, reason, sizeof reason);
+        const char *db = PQdb(s->conn), *host = PQhost(s->conn), *port = PQport(s->conn);
+        const char *user = PQuser(s->conn);
+        char where[PG_MSG_MAX];
+        snprintf(where, sizeof where, "database %.63s at %.100s%s%.10s as user %.63s",
+                 db && *db ? db : "?", host && *host ? host : "local socket",
+                 port && *port ? ":" : "", port ? port : "", user && *user ? user : "?");
+        char clean[PG_MSG_MAX];
+        clean_msg(s, where, clean, sizeof clean); /* a conninfo that is one word */
+        snprintf(err, errlen, "cannot connect to PostgreSQL %s: %s%s%s%s", clean, reason,
+                 *st ? " (SQLSTATE " : "", st, *st ? ")" : "");
+        return out;
+    }
+    PQsetErrorVerbosity(s->conn, PQERRORS_DEFAULT);
     char ms[32];
     snprintf(ms, sizeof ms, "%lld", (long long)s->statement_timeout_ms);
     const char *p[] = {ms};
     pf_sink_result r = PF_SINK_OK;
     PGresult *res = run(s,
                         "SELECT pg_catalog.set_config('statement_timeout', $1, false), "
-                        "pg_catalog.set_config('lock_timeout', $1, false)",
+                        "pg_catalog.set_config('lock_timeout', $1, false), "
+                        "CURRENT_USER",
                         1, p, PGRES_TUPLES_OK, "setting the statement timeout", &r, err, errlen);
+    if (!res) return r;
+    s->role = strdup(PQntuples(res) == 1 ? PQgetvalue(res, 0, 2) : "?");
     PQclear(res);
-    return res ? PF_SINK_OK : r;
+    return s->role ? PF_SINK_OK : oom(s, err, errlen);
 }
 
 /* ---- schema objects ------------------------------------------------------------- */
@@ -645,7 +863,7 @@ static pf_sink_result table_oid(pg_sink *s, const char *name, char oid[16], char
         if (strcmp(kind, "r") != 0 && strcmp(kind, "p") != 0) {
             snprintf(err, errlen, "%s.%s exists but is not a table", s->schema, name);
             PQclear(res);
-            return PF_SINK_ERROR;
+            return PF_SINK_FATAL;
         }
         snprintf(oid, 16, "%s", PQgetvalue(res, 0, 0));
     }
@@ -674,7 +892,7 @@ static pf_sink_result check_table(pg_sink *s, const char *oid, const char *label
             snprintf(err, errlen, "table %s has no column %s%s", label, names[i],
                      s->create ? "" : " (create: true adds missing column.* columns)");
             PQclear(res);
-            return PF_SINK_ERROR;
+            return PF_SINK_FATAL;
         }
     }
     PQclear(res);
@@ -693,7 +911,7 @@ static pf_sink_result check_table(pg_sink *s, const char *oid, const char *label
                  "table %s has no primary key or unique index on column %s alone, which "
                  "ON CONFLICT (%s) needs",
                  label, uniq, uniq);
-        return PF_SINK_ERROR;
+        return PF_SINK_FATAL;
     }
     return PF_SINK_OK;
 }
@@ -717,6 +935,349 @@ static pf_sink_result ddl_fail(pg_sink *s, const char *sql, const char *what, ch
     return out;
 }
 
+/* ---- proving this role can take records ------------------------------------------ */
+
+/* The privileges of WANT (NULL-terminated) that this role lacks on table
+ * OID, as "INSERT, UPDATE" in MISSING ("" when none). */
+static pf_sink_result lacking(pg_sink *s, const char *oid, const char *const *want, char *missing,
+                              size_t mlen, char *err, size_t errlen)
+{
+    missing[0] = '\0';
+    for (size_t i = 0; want[i]; i++) {
+        const char *p[] = {oid, want[i]};
+        pf_sink_result r = PF_SINK_OK;
+        PGresult *res = run(s, "SELECT pg_catalog.has_table_privilege($1::oid, $2::text)", 2, p,
+                            PGRES_TUPLES_OK, "reading a table's privileges", &r, err, errlen);
+        if (!res) return r;
+        if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+            size_t l = strlen(missing);
+            snprintf(missing + l, mlen - l, "%s%s", l ? ", " : "", want[i]);
+        }
+        PQclear(res);
+    }
+    return PF_SINK_OK;
+}
+
+/* One table of check_access: NAME in the schema (QNAME quoted), KIND
+ * "table" or "state table", WANT the privileges the sink uses on it. */
+static pf_sink_result check_table_access(pg_sink *s, const char *name, const char *qname,
+                                         const char *kind, const char *const *want,
+                                         int schema_create, char *err, size_t errlen)
+{
+    char oid[16];
+    pf_sink_result r = table_oid(s, name, oid, err, errlen);
+    if (r != PF_SINK_OK) return r;
+    char label[2 * PG_IDENT_MAX + 8];
+    snprintf(label, sizeof label, "%s.%s", s->schema, name);
+    if (!oid[0]) {
+        if (!s->create) {
+            snprintf(err, errlen,
+                     "%s %s does not exist (set create: true to create it, or create it as "
+                     "docs/sinks/postgres.md shows)",
+                     kind, label);
+            return PF_SINK_FATAL;
+        }
+        if (!schema_create) {
+            snprintf(err, errlen,
+                     "%s %s does not exist and role %.63s may not create it (missing privilege "
+                     "CREATE on schema %s)",
+                     kind, label, s->role, s->schema);
+            return PF_SINK_FATAL;
+        }
+        return PF_SINK_OK;
+    }
+    char missing[64];
+    if ((r = lacking(s, oid, want, missing, sizeof missing, err, errlen)) != PF_SINK_OK) return r;
+    if (!missing[0]) return PF_SINK_OK;
+    char *qrole = ident(s->conn, s->role);
+    if (!qrole) return oom(s, err, errlen);
+    snprintf(err, errlen,
+             "role %.63s lacks privilege %s on %s %s, which the sink needs (GRANT %s ON %s TO "
+             "%s)",
+             s->role, missing, kind, label, missing, qname, qrole);
+    free(qrole);
+    return PF_SINK_FATAL;
+}
+
+/* Before anything is fetched, proves that this role can take records:
+ * TEMPORARY on the database (the staging tables); the schema exists and
+ * allows USAGE, or may be created (CREATE on the database); each target
+ * table exists and allows SELECT and INSERT (and UPDATE with on_conflict:
+ * update), or may be created (CREATE on the schema); the state table
+ * likewise with SELECT, INSERT and UPDATE. FATAL naming the object and the
+ * missing privilege otherwise. */
+static pf_sink_result check_access(pg_sink *s, char *err, size_t errlen)
+{
+    const char *p[] = {s->schema};
+    pf_sink_result r = PF_SINK_OK;
+    PGresult *res =
+        run(s,
+            "SELECT n.oid IS NOT NULL, "
+            "COALESCE(pg_catalog.has_schema_privilege(n.oid, 'USAGE'), false), "
+            "COALESCE(pg_catalog.has_schema_privilege(n.oid, 'CREATE'), false), "
+            "pg_catalog.has_database_privilege(pg_catalog.current_database(), 'CREATE'), "
+            "pg_catalog.has_database_privilege(pg_catalog.current_database(), 'TEMPORARY'), "
+            "pg_catalog.current_database() "
+            "FROM (SELECT 1) AS x LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = $1",
+            1, p, PGRES_TUPLES_OK, "reading the role's privileges", &r, err, errlen);
+    if (!res) return r;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        snprintf(err, errlen, "reading the role's privileges: no answer");
+        return PF_SINK_RETRY;
+    }
+    int exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    int usage = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    int schema_create = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    int db_create = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
+    int temp = strcmp(PQgetvalue(res, 0, 4), "t") == 0;
+    char db[PG_IDENT_MAX + 1];
+    snprintf(db, sizeof db, "%s", PQgetvalue(res, 0, 5));
+    PQclear(res);
+    if (!temp) {
+        snprintf(err, errlen,
+                 "role %.63s may not create the temporary tables the sink stages rows in "
+                 "(missing privilege TEMPORARY on database %s)",
+                 s->role, db);
+        return PF_SINK_FATAL;
+    }
+    if (!exists) {
+        if (!s->create) {
+            snprintf(err, errlen, "schema %s does not exist (set create: true to create it)",
+                     s->schema);
+            return PF_SINK_FATAL;
+        }
+        if (!db_create) {
+            snprintf(err, errlen,
+                     "schema %s does not exist and role %.63s may not create it (missing "
+                     "privilege CREATE on database %s)",
+                     s->schema, s->role, db);
+            return PF_SINK_FATAL;
+        }
+        return PF_SINK_OK; /* created by this role, with everything in it */
+    }
+    if (!usage) {
+        snprintf(err, errlen,
+                 "role %.63s may not use schema %s (missing privilege USAGE on schema %s)", s->role,
+                 s->schema, s->schema);
+        return PF_SINK_FATAL;
+    }
+    static const char *const target_want[] = {"SELECT", "INSERT", NULL};
+    static const char *const update_want[] = {"SELECT", "INSERT", "UPDATE", NULL};
+    for (size_t i = 0; i < s->ntables; i++)
+        if ((r = check_table_access(s, s->tables[i].name, s->tables[i].qname, "table",
+                                    s->update ? update_want : target_want, schema_create, err,
+                                    errlen)) != PF_SINK_OK)
+            return r;
+    return check_table_access(s, s->state_name, s->qstate, "state table", update_want,
+                              schema_create, err, errlen);
+}
+
+/* ---- record identity --------------------------------------------------------------- */
+
+/* Sets table T's identity: how the records of its streams are identified
+ * (the host's stream_identity), the common text when its streams agree,
+ * else "STREAM: IDENTITY; ..." in the flow's stream order. Left NULL when
+ * the host does not tell (a host older than stream_identity). */
+static pf_sink_result table_identity(pg_sink *s, size_t t, char *err, size_t errlen)
+{
+    if (s->api->struct_size <= offsetof(pf_sink_host_api, stream_identity) ||
+        !s->api->stream_identity)
+        return PF_SINK_OK;
+    const char *first = NULL;
+    int same = 1;
+    for (size_t i = 0; i < s->nstreams; i++) {
+        if (s->stream_table[i] != t) continue;
+        const char *id = s->api->stream_identity(s->host, s->streams[i]);
+        if (!id) return PF_SINK_OK; /* the host does not know the stream */
+        if (!first)
+            first = id;
+        else if (strcmp(first, id) != 0)
+            same = 0;
+    }
+    if (!first) return PF_SINK_OK;
+    sb b = {0};
+    if (same) {
+        sb_puts(&b, first);
+    } else {
+        for (size_t i = 0; i < s->nstreams; i++) {
+            if (s->stream_table[i] != t) continue;
+            if (b.len) sb_puts(&b, "; ");
+            sb_puts(&b, s->streams[i]);
+            sb_puts(&b, ": ");
+            sb_puts(&b, s->api->stream_identity(s->host, s->streams[i]));
+        }
+    }
+    if (!(s->tables[t].identity = sb_steal(&b))) return oom(s, err, errlen);
+    return PF_SINK_OK;
+}
+
+/* Appends COMMENT ON COLUMN T."key" IS 'ppflow record identity: ...'. */
+static void put_identity_comment(sb *b, pg_sink *s, const pg_table *t)
+{
+    sb_puts(b, "COMMENT ON COLUMN ");
+    sb_puts(b, t->qname);
+    sb_puts(b, ".\"key\" IS ");
+    sb text = {0};
+    sb_puts(&text, IDENTITY_TAG);
+    sb_puts(&text, t->identity);
+    char *lit = text.oom ? NULL : PQescapeLiteral(s->conn, text.p, text.len);
+    sb_free(&text);
+    if (!lit) {
+        b->oom = 1;
+        return;
+    }
+    sb_puts(b, lit);
+    PQfreemem(lit);
+}
+
+/* The table name a migration renames table T to. */
+static char *old_name(pg_sink *s, const pg_table *t)
+{
+    sb b = {0};
+    if (strlen(t->name) + 4 <= PG_IDENT_MAX) {
+        sb_puts(&b, t->name);
+        sb_puts(&b, "_old");
+    } else {
+        sb_puts(&b, "ppflow_old_table");
+    }
+    char *name = sb_steal(&b);
+    char *q = name ? ident(s->conn, name) : NULL;
+    free(name);
+    return q;
+}
+
+/* Logs how to migrate table T (LABEL), whose rows were keyed by STORED
+ * (NULL: none recorded), to its identity: rebuild it, or re-key it in place
+ * when the identity starts with a plain member path ($.name). */
+static void log_migration(pg_sink *s, const pg_table *t, const char *label, const char *oldq)
+{
+    sb b = {0};
+    char *flowlit = PQescapeLiteral(s->conn, s->flow, strlen(s->flow));
+    sb_printf(&b, "to rebuild table %.150s: ALTER TABLE ", label);
+    sb_puts(&b, t->qname);
+    sb_puts(&b, " RENAME TO ");
+    sb_puts(&b, oldq);
+    sb_puts(&b, "; then, to fetch again what the API still holds, delete the flow's checkpoint "
+                "(DELETE FROM ");
+    sb_puts(&b, s->qstate);
+    sb_puts(&b, " WHERE flow = ");
+    sb_puts(&b, flowlit ? flowlit : "'?'");
+    sb_puts(&b, "; and its state.path file) and run the flow again: the table is created anew");
+    if (!b.oom) s->api->log(s->host, 1, b.p);
+    sb_reset(&b);
+    const char *id = t->identity, *bar = strstr(id, " | ");
+    size_t n = bar ? (size_t)(bar - id) : strlen(id);
+    int plain = n > 2 && id[0] == '$' && id[1] == '.';
+    for (size_t i = 2; i < n && plain; i++)
+        plain = isalnum((unsigned char)id[i]) || id[i] == '_';
+    if (plain) {
+        char member[PG_IDENT_MAX + 1];
+        snprintf(member, sizeof member, "%.*s", (int)(n - 2 > PG_IDENT_MAX ? PG_IDENT_MAX : n - 2),
+                 id + 2);
+        sb_puts(&b, "or to re-key it in place: BEGIN; UPDATE ");
+        sb_puts(&b, t->qname);
+        sb_printf(&b, " SET \"key\" = record->>'%s' WHERE record ? '%s'; ", member, member);
+        put_identity_comment(&b, s, t);
+        sb_puts(&b, "; COMMIT; (events dropped earlier stay missing until fetched again; rows "
+                    "without that member keep their old key and would be stored again if "
+                    "delivered again)");
+        if (!b.oom) s->api->log(s->host, 1, b.p);
+    }
+    PQfreemem(flowlit);
+    sb_free(&b);
+}
+
+/* Checks target table T (oid OID, LABEL for messages) against its
+ * identity. The identity is recorded as the comment on its "key" column.
+ * The same identity: fine. None recorded or a different one, and the table
+ * holds no row: the new one is recorded (which needs the table's owner).
+ * Rows keyed by another (or an unknown) definition: FATAL, saying how to
+ * migrate, because keys of the two definitions do not meet (a record would
+ * be stored twice) and records that shared an old key may be missing. */
+static pf_sink_result check_identity(pg_sink *s, pg_table *t, const char *oid, const char *label,
+                                     char *err, size_t errlen)
+{
+    if (!t->identity) return PF_SINK_OK;
+    const char *p[] = {oid};
+    pf_sink_result r = PF_SINK_OK;
+    PGresult *res =
+        run(s,
+            "SELECT pg_catalog.col_description(a.attrelid, a.attnum) FROM "
+            "pg_catalog.pg_attribute a WHERE a.attrelid = $1::oid AND "
+            "a.attname = 'key' AND NOT a.attisdropped",
+            1, p, PGRES_TUPLES_OK, "reading a table's record identity", &r, err, errlen);
+    if (!res) return r;
+    char *stored = NULL;
+    if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0) &&
+        strncmp(PQgetvalue(res, 0, 0), IDENTITY_TAG, strlen(IDENTITY_TAG)) == 0) {
+        stored = strdup(PQgetvalue(res, 0, 0) + strlen(IDENTITY_TAG));
+        if (!stored) {
+            PQclear(res);
+            return oom(s, err, errlen);
+        }
+    }
+    PQclear(res);
+    if (stored && strcmp(stored, t->identity) == 0) {
+        free(stored);
+        pg_log(s, 3, "table %s: records identified by '%s'", label, t->identity);
+        return PF_SINK_OK;
+    }
+    sb sql = {0};
+    sb_puts(&sql, "SELECT EXISTS (SELECT 1 FROM ");
+    sb_puts(&sql, t->qname);
+    sb_puts(&sql, ")");
+    if (sql.oom) {
+        sb_free(&sql);
+        free(stored);
+        return oom(s, err, errlen);
+    }
+    res = run(s, sql.p, 0, NULL, PGRES_TUPLES_OK, "looking for rows", &r, err, errlen);
+    sb_free(&sql);
+    if (!res) {
+        free(stored);
+        return r;
+    }
+    int rows = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    char was[PG_MSG_MAX / 2];
+    if (stored)
+        snprintf(was, sizeof was, "'%.150s'", stored);
+    else
+        snprintf(was, sizeof was, "none recorded");
+    free(stored);
+    if (rows) {
+        char *oldq = old_name(s, t);
+        if (!oldq) return oom(s, err, errlen);
+        log_migration(s, t, label, oldq);
+        snprintf(err, errlen,
+                 "table %s holds rows keyed by an earlier record identity (%s), not by '%.100s': "
+                 "events that shared a key then (TAP SIEM sends one event per recipient, all "
+                 "with the message's GUID) may have been dropped. Migrate: ALTER TABLE %s RENAME "
+                 "TO %s; then run again to create it anew (docs/sinks/postgres.md, Record "
+                 "identity; also a re-key in place)",
+                 label, was, t->identity, t->qname, oldq);
+        free(oldq);
+        return PF_SINK_FATAL;
+    }
+    put_identity_comment(&sql, s, t);
+    if (sql.oom) {
+        sb_free(&sql);
+        return oom(s, err, errlen);
+    }
+    char what[300];
+    snprintf(what, sizeof what,
+             "recording the record identity of table %.150s (COMMENT ON COLUMN, by the table's "
+             "owner)",
+             label);
+    r = exec_ok(s, sql.p, 0, NULL, what, err, errlen);
+    sb_free(&sql);
+    if (r == PF_SINK_OK)
+        pg_log(s, 2, "table %s: records identified by '%s' (recorded; before: %s)", label,
+               t->identity, was);
+    return r;
+}
+
 /* Creates (create: true) or checks one target table. */
 static pf_sink_result prepare_table(pg_sink *s, pg_table *t, char *err, size_t errlen)
 {
@@ -732,7 +1293,7 @@ static pf_sink_result prepare_table(pg_sink *s, pg_table *t, char *err, size_t e
                      "table %s does not exist (set create: true to create it, or create it "
                      "as docs/sinks/postgres.md shows)",
                      label);
-            return PF_SINK_ERROR;
+            return PF_SINK_FATAL;
         }
         sb_puts(&sql, "CREATE TABLE ");
         sb_puts(&sql, t->qname);
@@ -745,6 +1306,10 @@ static pf_sink_result prepare_table(pg_sink *s, pg_table *t, char *err, size_t e
             sb_puts(&sql, s->cols[i].type);
         }
         sb_puts(&sql, ")");
+        if (t->identity) {
+            sb_puts(&sql, "; ");
+            put_identity_comment(&sql, s, t);
+        }
         if (sql.oom) {
             sb_free(&sql);
             return oom(s, err, errlen);
@@ -756,6 +1321,10 @@ static pf_sink_result prepare_table(pg_sink *s, pg_table *t, char *err, size_t e
         if (r != PF_SINK_OK) return r;
         pg_log(s, 2, "created table %s", label);
         if ((r = table_oid(s, t->name, oid, err, errlen)) != PF_SINK_OK) return r;
+        if (!oid[0]) {
+            snprintf(err, errlen, "table %s vanished right after it was created", label);
+            return PF_SINK_RETRY;
+        }
     } else if (s->create && s->ncols) {
         /* Adds the column.* columns the table lacks. */
         const char *p[] = {oid};
@@ -799,7 +1368,8 @@ static pf_sink_result prepare_table(pg_sink *s, pg_table *t, char *err, size_t e
         need[n++] = s->cols[i].name;
     r = check_table(s, oid, label, need, n, "key", err, errlen);
     free(need);
-    return r;
+    if (r != PF_SINK_OK) return r;
+    return check_identity(s, t, oid, label, err, errlen);
 }
 
 static pf_sink_result prepare_state_table(pg_sink *s, char *err, size_t errlen)
@@ -815,7 +1385,7 @@ static pf_sink_result prepare_state_table(pg_sink *s, char *err, size_t errlen)
                      "state table %s does not exist (set create: true to create it, or create "
                      "it as docs/sinks/postgres.md shows)",
                      label);
-            return PF_SINK_ERROR;
+            return PF_SINK_FATAL;
         }
         sb sql = {0};
         sb_puts(&sql, "CREATE TABLE ");
@@ -833,6 +1403,10 @@ static pf_sink_result prepare_state_table(pg_sink *s, char *err, size_t errlen)
         if (r != PF_SINK_OK) return r;
         pg_log(s, 2, "created state table %s", label);
         if ((r = table_oid(s, s->state_name, oid, err, errlen)) != PF_SINK_OK) return r;
+        if (!oid[0]) {
+            snprintf(err, errlen, "state table %s vanished right after it was created", label);
+            return PF_SINK_RETRY;
+        }
     }
     const char *need[] = {"flow", "checkpoint", "seq", "updated_at"};
     return check_table(s, oid, label, need, 4, "flow", err, errlen);
@@ -851,7 +1425,7 @@ static pf_sink_result prepare_schema(pg_sink *s, char *err, size_t errlen)
     if (!s->create) {
         snprintf(err, errlen, "schema %s does not exist (set create: true to create it)",
                  s->schema);
-        return PF_SINK_ERROR;
+        return PF_SINK_FATAL;
     }
     sb sql = {0};
     sb_puts(&sql, "CREATE SCHEMA ");
@@ -928,6 +1502,10 @@ static pf_sink_result check_paths(pg_sink *s, char *err, size_t errlen)
                  s->cols[i].name, s->cols[i].path);
         pf_sink_result out = fail(s, r, what, err, errlen);
         PQclear(r);
+        /* A path the server's parser refuses is a mistake in the flow's
+         * options (ERROR, like the other option problems), not a problem
+         * of the destination. */
+        if (out == PF_SINK_FATAL) out = s->failed = PF_SINK_ERROR;
         return out;
     }
     return PF_SINK_OK;
@@ -1018,43 +1596,122 @@ static pf_sink_result check_resume(pg_sink *s, const char *resume, char *err, si
     "pg_catalog.hashtextextended('ppflow-flow-lock:' || $1::text || '.' || $2::text || ':' || "    \
     "$3::text, 0)"
 
-static pf_sink_result take_lock(pg_sink *s, char *err, size_t errlen)
+/* Tries the lock once: 1 taken, 0 held elsewhere, -1 failed (ERR, *R). */
+static int try_lock(pg_sink *s, char key[32], pf_sink_result *r, char *err, size_t errlen)
 {
     const char *p[] = {s->schema, s->state_name, s->flow};
-    pf_sink_result r = PF_SINK_OK;
     PGresult *res = run(
         s, "SELECT k, pg_catalog.pg_try_advisory_lock(k) FROM (SELECT " LOCK_KEY_SQL " AS k) AS x",
-        3, p, PGRES_TUPLES_OK, "taking the flow's advisory lock", &r, err, errlen);
-    if (!res) return r;
-    char key[32];
-    snprintf(key, sizeof key, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
+        3, p, PGRES_TUPLES_OK, "taking the flow's advisory lock", r, err, errlen);
+    if (!res) return -1;
+    snprintf(key, 32, "%s", PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "?");
     int got = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     PQclear(res);
+    return got;
+}
+
+/* The server process holding advisory lock KEY in this database, when this
+ * role may see it (best effort): its pid as text in OUT, else "". */
+static void lock_holder(pg_sink *s, const char *key, char *out, size_t n)
+{
+    out[0] = '\0';
+    const char *q[] = {key};
+    PGresult *res =
+        PQexecParams(s->conn,
+                     "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND "
+                     "granted AND objsubid = 1 AND database = (SELECT oid FROM "
+                     "pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
+                     "AND classid::bigint = ($1::bigint >> 32) & 4294967295 "
+                     "AND objid::bigint = $1::bigint & 4294967295 LIMIT 1",
+                     1, NULL, q, NULL, NULL, 0);
+    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+        snprintf(out, n, "%.20s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+}
+
+/* Takes the flow's advisory lock. When another session holds it, tries
+ * again (20 ms, doubling to 500 ms) until lock_wait has passed: a run that
+ * just ended, or a session that was cut off, may hold it a little longer
+ * than its process, because the server ends a disconnected session
+ * asynchronously. Then PF_SINK_BUSY, naming the holder. */
+static pf_sink_result take_lock(pg_sink *s, char *err, size_t errlen)
+{
+    char key[32] = "?";
+    pf_sink_result r = PF_SINK_OK;
+    int64_t deadline = now_ms() + s->lock_wait_ms, pause = 20;
+    int got, waited = 0;
+    while ((got = try_lock(s, key, &r, err, errlen)) == 0) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) break;
+        if (!waited) {
+            char pid[32];
+            lock_holder(s, key, pid, sizeof pid);
+            pg_log(s, 2,
+                   "flow %s: the advisory lock %s is held by another session%s%s%s; waiting up "
+                   "to %lld ms (lock_wait) for it",
+                   s->flow, key, *pid ? " (server process " : "", pid, *pid ? ")" : "",
+                   (long long)s->lock_wait_ms);
+            waited = 1;
+        }
+        sleep_ms(pause < left ? pause : left);
+        pause = pause * 2 > 500 ? 500 : pause * 2;
+    }
+    if (got < 0) return r;
     const char *db = PQdb(s->conn), *host = PQhost(s->conn), *port = PQport(s->conn);
     if (got) {
+        snprintf(s->lock_key, sizeof s->lock_key, "%s", key);
         pg_log(s, 3, "holding the advisory lock %s for flow %s (database %s)", key, s->flow,
                db ? db : "?");
         return PF_SINK_OK;
     }
-    /* Who holds it, when this role may see it (best effort). */
-    char holder[64] = "";
-    const char *q[] = {key};
-    res = PQexecParams(s->conn,
-                       "SELECT pid FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND "
-                       "granted AND objsubid = 1 AND database = (SELECT oid FROM "
-                       "pg_catalog.pg_database WHERE datname = pg_catalog.current_database()) "
-                       "AND classid::bigint = ($1::bigint >> 32) & 4294967295 "
-                       "AND objid::bigint = $1::bigint & 4294967295 LIMIT 1",
-                       1, NULL, q, NULL, NULL, 0);
-    if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        snprintf(holder, sizeof holder, ", held by server process %.20s", PQgetvalue(res, 0, 0));
-    PQclear(res);
+    char pid[32];
+    lock_holder(s, key, pid, sizeof pid);
     snprintf(err, errlen,
              "flow %.100s is being run by another ppflow process (PostgreSQL advisory lock %s "
-             "on database %.63s at %.100s:%.10s%s)",
+             "on database %.63s at %.100s:%.10s%s%s)",
              s->flow, key, db ? db : "?", host && *host ? host : "local socket", port ? port : "",
-             holder);
+             *pid ? ", held by server process " : "", pid);
     return PF_SINK_BUSY;
+}
+
+/* Sends SQL (one parameter P, may be NULL) and waits for its end until
+ * DEADLINE (now_ms). 1 when it succeeded, 0 otherwise (the caller
+ * disconnects either way). */
+static int exec_until(pg_sink *s, const char *sql, const char *p, int64_t deadline)
+{
+    const char *params[] = {p};
+    if (!PQsendQueryParams(s->conn, sql, p ? 1 : 0, NULL, p ? params : NULL, NULL, NULL, 0))
+        return 0;
+    int ok = 1, any = 0;
+    for (;;) {
+        while (PQisBusy(s->conn)) {
+            if (!wait_socket(s->conn, POLLIN, deadline) || !PQconsumeInput(s->conn)) return 0;
+        }
+        PGresult *res = PQgetResult(s->conn);
+        if (!res) break;
+        ExecStatusType st = PQresultStatus(res);
+        ok = ok && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+        any = 1;
+        PQclear(res);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) return 0;
+    }
+    return ok && any;
+}
+
+/* At close: rolls back an open transaction and releases the flow's
+ * advisory lock on the session, waiting at most PG_CLOSE_WAIT_MS. Skipped
+ * when the connection is gone or in the middle of a COPY (the server then
+ * releases the lock when it ends the session). */
+static void release_lock(pg_sink *s)
+{
+    if (!s->conn || !s->lock_key[0] || PQstatus(s->conn) != CONNECTION_OK) return;
+    PGTransactionStatusType ts = PQtransactionStatus(s->conn);
+    if (ts == PQTRANS_ACTIVE || ts == PQTRANS_UNKNOWN) return;
+    int64_t deadline = now_ms() + PG_CLOSE_WAIT_MS;
+    if (ts != PQTRANS_IDLE && !exec_until(s, "ROLLBACK", NULL, deadline)) return;
+    if (exec_until(s, "SELECT pg_catalog.pg_advisory_unlock($1::bigint)", s->lock_key, deadline))
+        pg_log(s, 3, "released the advisory lock %s for flow %s", s->lock_key, s->flow);
+    s->lock_key[0] = '\0';
 }
 
 static pf_sink_result setup_tables(pg_sink *s, const char *tmpl, const char *const *streams,
@@ -1087,6 +1744,10 @@ static pf_sink_result setup_tables(pg_sink *s, const char *tmpl, const char *con
                 return oom(s, err, errlen);
         }
         s->stream_table[i] = t;
+    }
+    for (size_t t = 0; t < s->ntables; t++) {
+        pf_sink_result r = table_identity(s, t, err, errlen);
+        if (r != PF_SINK_OK) return r;
     }
     return PF_SINK_OK;
 }
@@ -1138,6 +1799,9 @@ static pf_sink_result pg_open(const pf_sink_host *host, const pf_sink_host_api *
         s->statement_timeout_ms = 60000;
     s->connect_timeout_ms = api->option_int(host, "connect_timeout", 10000);
     if (s->connect_timeout_ms <= 0) s->connect_timeout_ms = 10000;
+    s->lock_wait_ms = api->option_int(host, "lock_wait", 10000);
+    if (s->lock_wait_ms < 0) s->lock_wait_ms = 0;
+    if (s->lock_wait_ms > PG_LOCK_WAIT_MAX) s->lock_wait_ms = PG_LOCK_WAIT_MAX;
     if (!(s->conninfo = strdup(conninfo)) || !(s->schema = strdup(schema)) ||
         !(s->state_name = strdup(state_table)) || !(s->flow = strdup(flow ? flow : ""))) {
         r = oom(s, err, errlen);
@@ -1158,6 +1822,7 @@ static pf_sink_result pg_open(const pf_sink_host *host, const pf_sink_host_api *
     if ((r = take_lock(s, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = setup_tables(s, tmpl, streams, nstreams, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = check_paths(s, err, errlen)) != PF_SINK_OK) goto out;
+    if ((r = check_access(s, err, errlen)) != PF_SINK_OK) goto out;
     if ((r = prepare_schema(s, err, errlen)) != PF_SINK_OK) goto out;
     for (size_t i = 0; i < s->ntables; i++)
         if ((r = prepare_table(s, &s->tables[i], err, errlen)) != PF_SINK_OK) goto out;

@@ -13,8 +13,12 @@ ppflow run) makes `ppflow run` fail with "being run by another ppflow
 process" before anything is fetched or written, and a scheduled run end as
 `busy` (counted in the metrics); after the release the other side continues
 exactly from the checkpoint stored in the database; and a run whose server
-restarts mid-run takes the lock again on its new connection.
+restarts mid-run takes the lock again on its new connection. A run waits
+up to the sink's lock_wait for the lock before it answers busy, so runs of
+one flow started back to back (each releasing the lock as it closes) never
+find it taken by the run before.
 """
+import datetime as dt
 import json
 import os
 import re
@@ -32,8 +36,9 @@ from test_schedule import Sched, clock
 class PgLockCase(PostgresCase):
     def two_machines(self, start, end, schedule=None):
         """Flow 'siem' twice (a/siem.yaml, b/siem.yaml): same database, schema
-        and flow name, separate state directories a-state/ and b-state/."""
-        base = self.pg_flow(start, end)
+        and flow name, separate state directories a-state/ and b-state/. A
+        held lock is waited for 500 ms (lock_wait)."""
+        base = self.pg_flow(start, end, lock_wait="500ms")
         with open(base) as f:
             text = f.read()
         os.unlink(base)
@@ -97,9 +102,11 @@ class PgLockBusy(PgLockCase):
         a, b = self.two_machines(start, end, schedule="1h")
         holder, holder_pid = self.hold_lock()
         try:
-            # `ppflow run`: fails at once, says why, fetches and writes nothing.
+            # `ppflow run`: fails once lock_wait has passed, says why, fetches
+            # and writes nothing.
             r = self.ppflow("run", a)
             self.assertEqual(r.code, 1, r)
+            self.assertIn("waiting up to 500 ms (lock_wait)", r.err)
             self.assertRegex(r.err, r"flow siem is being run by another ppflow process "
                                     r"\(PostgreSQL advisory lock -?\d+ on database ppflow at "
                                     r"127\.0\.0\.1:%d, held by server process %d\)"
@@ -175,6 +182,20 @@ class PgLockBusy(PgLockCase):
         r = self.ppflow("run", b)
         self.assertEqual(r.code, 0, r)
         self.assertEqual(self.mock.requests("/v2/"), [])
+
+    def test_back_to_back_runs_are_never_busy(self):
+        """25 runs of one flow, each started as soon as the one before ended
+        (the first loads the range, the next ones a window each)."""
+        first = hour_floor(-26)
+        start = iso(first)
+        for i in range(25):
+            end = iso(first + dt.timedelta(hours=2 + i))
+            r = self.ppflow("run", self.pg_flow(start, end))
+            self.assertEqual(r.code, 0, "run %d: %r" % (i + 1, r))
+            self.assertNotIn("being run by another", r.err)
+            self.assertEqual(self.lock_holders(), [], "the lock outlived run %d" % (i + 1))
+        self.assertEqual(self.stored_checkpoint()["cursor"], end)
+        self.assert_exact_pg(start, end)
 
 
 class PgLockRestart(PgLockCase):

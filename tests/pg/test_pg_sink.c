@@ -1,8 +1,9 @@
 /* test_pg_sink.c: the PostgreSQL sink plugin against a real server.
  *
  * dlopens the built plugin (PG_SINK_SO), drives it through a minimal host
- * written here (options, log capture, pending checkpoint) exactly as ppflow
- * drives a sink, and checks every outcome with SQL over libpq. Needs the
+ * written here (options, log capture, pending checkpoint, per-stream record
+ * identities) exactly as ppflow drives a sink, and checks every outcome with
+ * SQL over libpq. Needs the
  * throwaway cluster of pgcluster.py: run through `pgcluster.py exec`, which
  * sets PG_CONNINFO (trust superuser), PG_CONNINFO_PASSWORD and PG_PASSWORD.
  * Each test uses its own schema. */
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ppflow_sink.h"
 
@@ -34,7 +36,9 @@ struct pf_sink_host {
     const char *vals[MAX_OPTS];
     size_t n;
     const char *flow;
-    const char *pending; /* offered during commit only */
+    const char *pending;                   /* offered during commit only */
+    const char *id_stream[4], *id_text[4]; /* stream_identity answers */
+    size_t nid;
     char log[16384];
 };
 
@@ -101,18 +105,54 @@ static void h_prefix(const pf_sink_host *h, const char *prefix,
         if (strncmp(h->keys[i], prefix, strlen(prefix)) == 0) fn(ud, h->keys[i], h->vals[i]);
 }
 
+/* The identity set with set_identity, else "$.id | sha256". */
 static const char *h_identity(const pf_sink_host *h, const char *stream)
 {
-    (void)h;
-    (void)stream;
+    for (size_t i = 0; i < h->nid; i++)
+        if (strcmp(h->id_stream[i], stream) == 0) return h->id_text[i];
     return "$.id | sha256";
 }
 
-static const pf_sink_host_api api = {sizeof(pf_sink_host_api), h_option, h_option_int, h_log,
-                                     h_flow, h_pending, h_prefix, h_identity};
+static const pf_sink_host_api api = {sizeof(pf_sink_host_api),
+                                     h_option,
+                                     h_option_int,
+                                     h_log,
+                                     h_flow,
+                                     h_pending,
+                                     h_prefix,
+                                     h_identity};
+/* The table of a host that predates stream_identity. */
+static const pf_sink_host_api old_api = {(uint32_t)offsetof(pf_sink_host_api, stream_identity),
+                                         h_option,
+                                         h_option_int,
+                                         h_log,
+                                         h_flow,
+                                         h_pending,
+                                         h_prefix,
+                                         NULL};
 
+static void set_identity(pf_sink_host *h, const char *stream, const char *text)
+{
+    for (size_t i = 0; i < h->nid; i++) {
+        if (strcmp(h->id_stream[i], stream) == 0) {
+            h->id_text[i] = text;
+            return;
+        }
+    }
+    assert_true(h->nid < 4);
+    h->id_stream[h->nid] = stream;
+    h->id_text[h->nid++] = text;
+}
+
+/* Sets option KEY (replacing an earlier value). */
 static void set(pf_sink_host *h, const char *key, const char *val)
 {
+    for (size_t i = 0; i < h->n; i++) {
+        if (strcmp(h->keys[i], key) == 0) {
+            h->vals[i] = val;
+            return;
+        }
+    }
     assert_true(h->n < MAX_OPTS);
     h->keys[h->n] = key;
     h->vals[h->n++] = val;
@@ -617,7 +657,9 @@ static void test_records_without_key_use_a_content_hash(void **unused)
                      2);
 }
 
-static void test_missing_objects_without_create_are_errors(void **unused)
+/* Objects missing with create: false: the destination cannot take a record
+ * until someone creates them (FATAL, naming the object). */
+static void test_missing_objects_without_create_are_fatal(void **unused)
 {
     (void)unused;
     pf_sink_host h;
@@ -626,10 +668,10 @@ static void test_missing_objects_without_create_are_errors(void **unused)
     h.flow = "nocreate";
     set(&h, "conninfo", getenv("PG_CONNINFO"));
     set(&h, "schema", "t_nocreate");
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "schema t_nocreate does not exist"));
     exec_sql("CREATE SCHEMA t_nocreate");
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "table t_nocreate.ppflow_alpha does not exist"));
     assert_non_null(strstr(err, "create: true"));
     /* A table without a unique key cannot take ON CONFLICT (key). */
@@ -637,13 +679,14 @@ static void test_missing_objects_without_create_are_errors(void **unused)
              "timestamptz, flow text)");
     exec_sql("CREATE TABLE t_nocreate.ppflow_beta (key text PRIMARY KEY, record jsonb, "
              "ingested_at timestamptz DEFAULT now(), flow text)");
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
-    assert_non_null(strstr(err, "no primary key or unique index on column key"));
-    exec_sql("ALTER TABLE t_nocreate.ppflow_alpha ADD PRIMARY KEY (key)");
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    /* Every object's existence is checked before any table's layout. */
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "state table t_nocreate.ppflow_state does not exist"));
     exec_sql("CREATE TABLE t_nocreate.ppflow_state (flow text PRIMARY KEY, checkpoint jsonb, "
              "seq bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "no primary key or unique index on column key"));
+    exec_sql("ALTER TABLE t_nocreate.ppflow_alpha ADD PRIMARY KEY (key)");
     void *st = open_ok(&h, two_streams, 2);
     pf_sink_record b[] = {rec("beta", "k", "{}")};
     write_ok(st, b, 1);
@@ -652,7 +695,7 @@ static void test_missing_objects_without_create_are_errors(void **unused)
     assert_int_equal(count_rows("t_nocreate", "ppflow_beta"), 1);
     /* A configured column the table lacks. */
     set(&h, "column.sender", "text $.sender");
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_ERROR);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "has no column sender"));
 }
 
@@ -686,7 +729,7 @@ static void test_lost_connection_is_retried_and_loses_nothing(void **unused)
     assert_int_equal(count_rows("t_lost", "ppflow_beta"), 1);
 }
 
-static void test_lock_wait_times_out_and_dropped_table_is_an_error(void **unused)
+static void test_lock_wait_times_out_and_dropped_table_is_fatal(void **unused)
 {
     (void)unused;
     pf_sink_host h;
@@ -727,16 +770,20 @@ static void test_lock_wait_times_out_and_dropped_table_is_an_error(void **unused
     desc->close(st);
     assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
 
-    /* A table dropped while the flow runs: ERROR (class 42), nothing committed. */
+    /* A table dropped while the flow runs: FATAL (class 42: no record can
+     * be written until someone changes the destination), with the server's
+     * message; nothing committed, and every later call says the same. */
     st = open_ok(&h, two_streams, 2);
     exec_sql("DROP TABLE t_timeout.ppflow_beta");
     pf_sink_record c[] = {rec("alpha", "k", "{}"), rec("beta", "k", "{}")};
     h.pending = "{\"seq\":5}";
     r = desc->write(st, c, 2, err, sizeof err);
     if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
-    assert_int_equal(r, PF_SINK_ERROR);
+    assert_int_equal(r, PF_SINK_FATAL);
     h.pending = NULL;
     assert_non_null(strstr(err, "SQLSTATE 42P01"));
+    assert_non_null(strstr(err, "does not exist"));
+    assert_int_equal(desc->commit(st, &token, err, sizeof err), PF_SINK_FATAL);
     desc->close(st);
     assert_int_equal(count_rows("t_timeout", "ppflow_alpha"), 0);
     assert_null(q1("SELECT checkpoint::text FROM t_timeout.ppflow_state", 0, NULL));
@@ -868,8 +915,8 @@ static void test_conninfo_never_reaches_messages(void **unused)
     assert_non_null(pw);
     assert_non_null(good);
     char conn[512], wrongpw[128], err[512];
-    /* Wrong password: RETRY (the host gives up after its attempts), and
-     * the message does not carry the password. */
+    /* Wrong password: FATAL (SQLSTATE 28P01: only a changed conninfo or
+     * role helps), naming database, server and user but not the password. */
     snprintf(wrongpw, sizeof wrongpw, "%s-wrong", pw);
     snprintf(conn, sizeof conn, "%.*spassword=%s", (int)(strstr(good, "password=") - good), good,
              wrongpw);
@@ -879,8 +926,11 @@ static void test_conninfo_never_reaches_messages(void **unused)
     set(&h, "conninfo", conn);
     set(&h, "create", "true");
     memset(err, 0, sizeof err);
-    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_RETRY);
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "cannot connect"));
+    assert_non_null(strstr(err, "database ppflow at 127.0.0.1:"));
+    assert_non_null(strstr(err, "as user ppflow_pw"));
+    assert_non_null(strstr(err, "SQLSTATE 28P01"));
     assert_null(strstr(err, wrongpw));
     assert_null(strstr(err, pw));
     /* A malformed conninfo: libpq's message would quote it; it is withheld. */
@@ -915,6 +965,509 @@ static void test_unknown_stream_is_refused(void **unused)
     char err[512];
     assert_int_equal(desc->write(st, b, 1, err, sizeof err), PF_SINK_ERROR);
     assert_non_null(strstr(err, "unknown stream 'gamma'"));
+    desc->close(st);
+}
+
+/* ---- lifecycle: the advisory lock ------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The flow's advisory lock key (docs/sinks/postgres.md) as SQL text. */
+static void lock_key_sql(char *out, size_t n, const char *schema, const char *flow)
+{
+    snprintf(out, n,
+             "hashtextextended('ppflow-flow-lock:' || '%s' || '.' || 'ppflow_state' || ':' || "
+             "'%s', 0)",
+             schema, flow);
+}
+
+/* How many sessions hold the flow's advisory lock. */
+static long lock_holders(const char *schema, const char *flow)
+{
+    char key[256], sql[1024];
+    lock_key_sql(key, sizeof key, schema, flow);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_locks l, (SELECT %s AS k) x WHERE l.locktype = 'advisory' "
+             "AND l.granted AND l.objsubid = 1 AND l.classid::bigint = (x.k >> 32) & 4294967295 "
+             "AND l.objid::bigint = x.k & 4294967295",
+             key);
+    return qlong(sql, 0, NULL);
+}
+
+static PGconn *connect_test(void)
+{
+    const char *k[] = {"dbname", "application_name", NULL};
+    const char *v[] = {getenv("PG_CONNINFO"), "ppflow-test", NULL};
+    PGconn *c = PQconnectdbParams(k, v, 1);
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("cannot connect: %s", PQerrorMessage(c));
+    return c;
+}
+
+/* Open, write, commit, close, and open again at once, 25 times: the sink
+ * releases its lock when it closes, so its own earlier session never makes
+ * the next open busy, and nothing holds the lock between two runs. */
+static void test_reopen_right_after_close_is_never_busy(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "reopen", "t_reopen");
+    for (int i = 0; i < 25; i++) {
+        void *st = open_ok(&h, two_streams, 2);
+        assert_int_equal(lock_holders("t_reopen", "reopen"), 1);
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        pf_sink_record b[] = {rec("alpha", key, "{}")};
+        write_ok(st, b, 1);
+        commit_ok(&h, st, NULL);
+        desc->close(st);
+        /* Released by close itself, not when the server gets round to
+         * ending the session. */
+        assert_int_equal(lock_holders("t_reopen", "reopen"), 0);
+    }
+    /* Closing in the middle of a transaction (and after a failure that
+     * aborted it) rolls back and releases the lock too. */
+    void *st = open_ok(&h, two_streams, 2);
+    pf_sink_record b[] = {rec("alpha", "open", "{}")};
+    write_ok(st, b, 1);
+    desc->close(st);
+    assert_int_equal(lock_holders("t_reopen", "reopen"), 0);
+    st = open_ok(&h, two_streams, 2);
+    pf_sink_record bad[] = {rec("alpha", "nul", "{\"s\":\"\\u0000\"}")};
+    char err[512];
+    const char *token;
+    pf_sink_result r = desc->write(st, bad, 1, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
+    desc->close(st);
+    assert_int_equal(lock_holders("t_reopen", "reopen"), 0);
+    assert_int_equal(count_rows("t_reopen", "ppflow_alpha"), 25);
+    assert_null(strstr(h.log, "waiting up to"));
+}
+
+/* A session that held the lock and went away without releasing it (a run
+ * that crashed or was killed, a connection cut): the server releases the
+ * lock only when it has ended that session, which it does asynchronously.
+ * Here the session's backend is still busy with a statement (150 ms) when
+ * its client disconnects, so it notices only afterwards. The next open
+ * waits for that instead of answering busy. */
+static void test_lock_of_a_vanished_session_is_waited_for(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "vanish", "t_vanish");
+    char key[256], sql[512];
+    lock_key_sql(key, sizeof key, "t_vanish", "vanish");
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%s)", key);
+    for (int i = 0; i < 25; i++) {
+        PGconn *c = connect_test();
+        PGresult *r = PQexec(c, sql);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
+        assert_int_equal(PQsendQuery(c, "SELECT pg_sleep(0.15)"), 1);
+        PQfinish(c); /* no unlock */
+        void *st = open_ok(&h, two_streams, 2);
+        desc->close(st);
+    }
+}
+
+/* Another session really holds the lock: open waits lock_wait, then answers
+ * BUSY naming the holder; when the holder lets go during the wait, open
+ * takes the lock and succeeds. */
+static void test_lock_held_elsewhere_is_busy_after_lock_wait(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "held", "t_held");
+    set(&h, "lock_wait", "400ms");
+    char key[256], sql[512];
+    lock_key_sql(key, sizeof key, "t_held", "held");
+    PGconn *holder = connect_test();
+    snprintf(sql, sizeof sql, "SELECT pg_backend_pid(), pg_try_advisory_lock(%s)", key);
+    PGresult *r = PQexec(holder, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 1), "t");
+    char says[64], waits[64];
+    snprintf(says, sizeof says, "held by server process %s)", PQgetvalue(r, 0, 0));
+    snprintf(waits, sizeof waits, "(server process %s); waiting up to 400 ms", PQgetvalue(r, 0, 0));
+    PQclear(r);
+
+    char err[512] = "";
+    int64_t t0 = mono_ms();
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_BUSY);
+    int64_t took = mono_ms() - t0;
+    assert_true(took >= 400);
+    assert_true(took < 5000);
+    assert_non_null(strstr(err, "flow held is being run by another ppflow process (PostgreSQL "
+                                "advisory lock"));
+    assert_non_null(strstr(err, says));
+    assert_non_null(strstr(h.log, waits));
+    /* Nothing was created by the busy open. */
+    assert_int_equal(qlong("SELECT count(*) FROM pg_namespace WHERE nspname = 't_held'", 0, NULL),
+                     0);
+    /* lock_wait: 0s answers at once. */
+    set(&h, "lock_wait", "0s");
+    t0 = mono_ms();
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_BUSY);
+    assert_true(mono_ms() - t0 < 300);
+
+    /* The holder lets go after 700 ms, while open waits (up to 10 s). */
+    set(&h, "lock_wait", "10s");
+    snprintf(sql, sizeof sql, "SELECT pg_sleep(0.7); SELECT pg_advisory_unlock(%s)", key);
+    assert_int_equal(PQsendQuery(holder, sql), 1);
+    t0 = mono_ms();
+    void *st = open_ok(&h, two_streams, 2);
+    took = mono_ms() - t0;
+    assert_true(took >= 500);
+    assert_true(took < 10000);
+    while ((r = PQgetResult(holder)))
+        PQclear(r);
+    PQfinish(holder);
+    assert_int_equal(lock_holders("t_held", "held"), 1);
+    desc->close(st);
+}
+
+/* ---- failure classes --------------------------------------------------------------- */
+
+/* PG_CONNINFO with EXTRA appended (a later keyword wins). */
+static const char *conninfo_with(char *buf, size_t n, const char *extra)
+{
+    snprintf(buf, n, "%s %s", getenv("PG_CONNINFO"), extra);
+    return buf;
+}
+
+/* A wrong login or an unknown database: FATAL after one attempt, the message
+ * naming database, server and user. An unreachable server: RETRY. */
+static void test_login_and_database_problems_are_fatal(void **unused)
+{
+    (void)unused;
+    static const struct {
+        const char *extra, *sqlstate, *names;
+    } cases[] = {
+        {"dbname=ppflow_missing_db", "SQLSTATE 3D000", "database ppflow_missing_db at 127.0.0.1:"},
+        {"user=ppflow_no_such_role", "SQLSTATE 28000", "as user ppflow_no_such_role"},
+        /* The server asks for a password the conninfo does not give. */
+        {"user=ppflow_pw", "no password supplied", "as user ppflow_pw"},
+    };
+    char conn[512], err[512];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pf_sink_host h;
+        host_init(&h, "login", "t_login");
+        h.vals[0] = conninfo_with(conn, sizeof conn, cases[i].extra);
+        memset(err, 0, sizeof err);
+        int64_t t0 = mono_ms();
+        pf_sink_result r = open_fails(&h, two_streams, 2, err, sizeof err);
+        if (r != PF_SINK_FATAL) fail_msg("%s: %d: %s", cases[i].extra, r, err);
+        assert_true(mono_ms() - t0 < 5000);
+        assert_non_null(strstr(err, "cannot connect to PostgreSQL"));
+        if (!strstr(err, cases[i].sqlstate) || !strstr(err, cases[i].names))
+            fail_msg("%s: expected '%s' and '%s' in: %s", cases[i].extra, cases[i].sqlstate,
+                     cases[i].names, err);
+        assert_null(strstr(err, "LOCATION"));
+    }
+    /* Nothing listens on port 1: transient (RETRY). */
+    pf_sink_host h;
+    host_init(&h, "login", "t_login");
+    h.vals[0] = conninfo_with(conn, sizeof conn, "port=1");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_RETRY);
+    assert_non_null(strstr(err, "cannot connect to PostgreSQL database ppflow at 127.0.0.1:1 "));
+    assert_null(strstr(err, "SQLSTATE"));
+}
+
+/* During write and commit: a destination problem (class 42: a revoked
+ * privilege, a dropped column) is FATAL with the server's message; a record
+ * a constraint refuses (classes 22, 23) is ERROR, so that the host isolates
+ * exactly that record. */
+static void test_write_failures_are_classified(void **unused)
+{
+    (void)unused;
+    const char *pwconn = getenv("PG_CONNINFO_PASSWORD");
+    assert_non_null(pwconn);
+    pf_sink_host h;
+    host_init(&h, "classes", "t_classes");
+    void *st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    exec_sql("GRANT USAGE ON SCHEMA t_classes TO ppflow_pw; "
+             "GRANT SELECT, INSERT, UPDATE ON t_classes.ppflow_alpha, t_classes.ppflow_beta, "
+             "t_classes.ppflow_state TO ppflow_pw");
+    char err[512];
+    const char *token;
+
+    /* A privilege revoked while the flow runs. */
+    pf_sink_host pw;
+    host_init(&pw, "classes", "t_classes");
+    pw.vals[0] = pwconn;
+    pw.vals[2] = "false";
+    st = open_ok(&pw, two_streams, 2);
+    exec_sql("REVOKE INSERT ON t_classes.ppflow_alpha FROM ppflow_pw");
+    pf_sink_record a[] = {rec("alpha", "a1", "{}")};
+    pf_sink_result r = desc->write(st, a, 1, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_FATAL);
+    assert_non_null(strstr(err, "permission denied"));
+    assert_non_null(strstr(err, "SQLSTATE 42501"));
+    desc->close(st);
+    exec_sql("GRANT INSERT ON t_classes.ppflow_alpha TO ppflow_pw");
+
+    /* A CHECK constraint refusing a record: ERROR, in the direct COPY and
+     * through the staging table alike. */
+    exec_sql("ALTER TABLE t_classes.ppflow_alpha ADD CONSTRAINT small "
+             "CHECK ((record->>'n')::int < 10)");
+    st = open_ok(&h, two_streams, 2);
+    pf_sink_record big[] = {rec("alpha", "ok", "{\"n\":1}"), rec("alpha", "big", "{\"n\":99}")};
+    r = desc->write(st, big, 2, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
+    assert_non_null(strstr(err, "SQLSTATE 23514"));
+    desc->close(st);
+    set(&h, "column.n", "integer $.n");
+    st = open_ok(&h, two_streams, 2);
+    r = desc->write(st, big, 2, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
+    assert_non_null(strstr(err, "SQLSTATE 23514"));
+    desc->close(st);
+    /* NOT NULL on a column.* column the record lacks: ERROR. */
+    exec_sql("ALTER TABLE t_classes.ppflow_alpha ALTER COLUMN n SET NOT NULL");
+    st = open_ok(&h, two_streams, 2);
+    pf_sink_record nonum[] = {rec("alpha", "none", "{\"x\":1}")};
+    r = desc->write(st, nonum, 1, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_ERROR);
+    assert_non_null(strstr(err, "SQLSTATE 23502"));
+    /* The column dropped while the flow runs: FATAL (42703). */
+    desc->close(st);
+    st = open_ok(&h, two_streams, 2);
+    exec_sql("ALTER TABLE t_classes.ppflow_alpha DROP COLUMN n");
+    pf_sink_record one[] = {rec("alpha", "one", "{\"n\":1}")};
+    r = desc->write(st, one, 1, err, sizeof err);
+    if (r == PF_SINK_OK) r = desc->commit(st, &token, err, sizeof err);
+    assert_int_equal(r, PF_SINK_FATAL);
+    assert_non_null(strstr(err, "SQLSTATE 42703"));
+    desc->close(st);
+    assert_int_equal(count_rows("t_classes", "ppflow_alpha"), 0);
+}
+
+/* Before anything is fetched the sink proves this role can take records:
+ * FATAL naming the object and the privilege it lacks, and nothing created. */
+static void test_access_is_proven_at_open(void **unused)
+{
+    (void)unused;
+    const char *pwconn = getenv("PG_CONNINFO_PASSWORD");
+    assert_non_null(pwconn);
+    pf_sink_host su;
+    host_init(&su, "access", "t_access");
+    void *st = open_ok(&su, two_streams, 2); /* the superuser creates everything */
+    desc->close(st);
+    pf_sink_host h;
+    host_init(&h, "access", "t_access");
+    h.vals[0] = pwconn;
+    h.vals[2] = "false";
+    char err[512];
+    static const struct {
+        const char *grant, *says;
+    } steps[] = {
+        {NULL, "role ppflow_pw may not use schema t_access (missing privilege USAGE on schema "
+               "t_access)"},
+        {"GRANT USAGE ON SCHEMA t_access TO ppflow_pw",
+         "role ppflow_pw lacks privilege SELECT, INSERT on table t_access.ppflow_alpha"},
+        {"GRANT SELECT ON t_access.ppflow_alpha, t_access.ppflow_beta TO ppflow_pw",
+         "role ppflow_pw lacks privilege INSERT on table t_access.ppflow_alpha"},
+        {"GRANT INSERT ON t_access.ppflow_alpha, t_access.ppflow_beta TO ppflow_pw",
+         "role ppflow_pw lacks privilege SELECT, INSERT, UPDATE on state table "
+         "t_access.ppflow_state"},
+        {"GRANT SELECT, INSERT ON t_access.ppflow_state TO ppflow_pw",
+         "role ppflow_pw lacks privilege UPDATE on state table t_access.ppflow_state, which the "
+         "sink needs (GRANT UPDATE ON \"t_access\".\"ppflow_state\" TO \"ppflow_pw\")"},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        if (steps[i].grant) exec_sql(steps[i].grant);
+        pf_sink_result r = open_fails(&h, two_streams, 2, err, sizeof err);
+        if (r != PF_SINK_FATAL || !strstr(err, steps[i].says))
+            fail_msg("step %zu: %d: expected '%s' in: %s", i, r, steps[i].says, err);
+    }
+    exec_sql("GRANT UPDATE ON t_access.ppflow_state TO ppflow_pw");
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    /* Recording a record identity on an empty table takes its owner. */
+    exec_sql("COMMENT ON COLUMN t_access.ppflow_alpha.key IS NULL");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "recording the record identity of table t_access.ppflow_alpha"));
+    assert_non_null(strstr(err, "must be owner"));
+    st = open_ok(&su, two_streams, 2); /* the owner records it */
+    desc->close(st);
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    /* on_conflict: update needs UPDATE on the target tables too. */
+    set(&h, "on_conflict", "update");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "lacks privilege UPDATE on table t_access.ppflow_alpha"));
+    set(&h, "on_conflict", "nothing");
+
+    /* A missing table, with create: true, needs CREATE on the schema. */
+    exec_sql("DROP TABLE t_access.ppflow_beta");
+    h.vals[2] = "true";
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "table t_access.ppflow_beta does not exist and role ppflow_pw "
+                                "may not create it (missing privilege CREATE on schema t_access)"));
+    /* A missing schema needs CREATE on the database. */
+    exec_sql("REVOKE CREATE ON DATABASE ppflow FROM ppflow_pw");
+    set(&h, "schema", "t_access_new");
+    pf_sink_result r = open_fails(&h, two_streams, 2, err, sizeof err);
+    exec_sql("GRANT CREATE ON DATABASE ppflow TO ppflow_pw");
+    assert_int_equal(r, PF_SINK_FATAL);
+    assert_non_null(strstr(err, "schema t_access_new does not exist and role ppflow_pw may not "
+                                "create it (missing privilege CREATE on database ppflow)"));
+    /* The staging tables need TEMPORARY on the database. */
+    exec_sql("REVOKE TEMPORARY ON DATABASE ppflow FROM PUBLIC");
+    r = open_fails(&h, two_streams, 2, err, sizeof err);
+    exec_sql("GRANT TEMPORARY ON DATABASE ppflow TO PUBLIC");
+    assert_int_equal(r, PF_SINK_FATAL);
+    assert_non_null(strstr(err, "missing privilege TEMPORARY on database ppflow"));
+    /* None of the refused opens created anything. */
+    assert_int_equal(
+        qlong("SELECT count(*) FROM pg_namespace WHERE nspname = 't_access_new'", 0, NULL), 0);
+    assert_int_equal(qlong("SELECT count(*) FROM pg_tables WHERE schemaname = 't_access' AND "
+                           "tablename = 'ppflow_beta'",
+                           0, NULL),
+                     0);
+}
+
+/* ---- record identity ------------------------------------------------------------- */
+
+/* The identity recorded on table SCHEMA.TABLE (its key column's comment). */
+static char *stored_identity(const char *schema, const char *table)
+{
+    char *t = qtable(schema, table);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT col_description('%s'::regclass, 1)", t);
+    free(t);
+    return q1(sql, 0, NULL);
+}
+
+static void assert_identity(const char *schema, const char *table, const char *want)
+{
+    char *got = stored_identity(schema, table);
+    char full[256];
+    snprintf(full, sizeof full, "ppflow record identity: %s", want);
+    if (!got || strcmp(got, full) != 0)
+        fail_msg("%s.%s: identity '%s', expected '%s'", schema, table, got ? got : "(none)", full);
+    free(got);
+}
+
+/* The statement the sink logged after PREFIX (up to "COMMIT;"), for running. */
+static char *logged_statement(const char *log, const char *prefix)
+{
+    const char *a = strstr(log, prefix);
+    if (!a) return NULL;
+    a += strlen(prefix);
+    const char *b = strstr(a, "COMMIT;");
+    if (!b) return NULL;
+    return strndup(a, (size_t)(b - a) + strlen("COMMIT;"));
+}
+
+static void test_record_identity_is_stored_and_checked(void **unused)
+{
+    (void)unused;
+    pf_sink_host h;
+    host_init(&h, "ident", "t_ident");
+    set_identity(&h, "alpha", "$.id | sha256");
+    set_identity(&h, "beta", "$.GUID | sha256");
+    void *st = open_ok(&h, two_streams, 2);
+    assert_identity("t_ident", "ppflow_alpha", "$.id | sha256");
+    assert_identity("t_ident", "ppflow_beta", "$.GUID | sha256");
+    pf_sink_record b[] = {rec("alpha", "i1", "{\"id\":\"i1\",\"GUID\":\"g\"}"),
+                          rec("alpha", "i2", "{\"id\":\"i2\",\"GUID\":\"g\"}")};
+    write_ok(st, b, 2);
+    commit_ok(&h, st, "{\"seq\":1}");
+    desc->close(st);
+    /* The same identities: fine. */
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+
+    /* An empty table takes a new identity. */
+    set_identity(&h, "beta", "$.id | sha256");
+    h.log[0] = '\0';
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    assert_identity("t_ident", "ppflow_beta", "$.id | sha256");
+    assert_non_null(strstr(h.log, "table t_ident.ppflow_beta: records identified by '$.id | "
+                                  "sha256' (recorded; before: '$.GUID | sha256')"));
+
+    /* A table holding rows keyed by another definition: FATAL, saying what
+     * is wrong and how to migrate; nothing changes. */
+    set_identity(&h, "alpha", "$.GUID | sha256");
+    char err[512] = "";
+    h.log[0] = '\0';
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "table t_ident.ppflow_alpha holds rows keyed by an earlier "
+                                "record identity ('$.id | sha256'), not by '$.GUID | sha256'"));
+    assert_non_null(strstr(err, "may have been dropped"));
+    assert_non_null(strstr(err, "ALTER TABLE \"t_ident\".\"ppflow_alpha\" RENAME TO "
+                                "\"ppflow_alpha_old\""));
+    assert_identity("t_ident", "ppflow_alpha", "$.id | sha256");
+    assert_int_equal(count_rows("t_ident", "ppflow_alpha"), 2);
+
+    /* A table of the old layout (no identity recorded) holding rows: FATAL. */
+    set_identity(&h, "alpha", "$.id | sha256");
+    exec_sql("COMMENT ON COLUMN t_ident.ppflow_alpha.key IS NULL");
+    h.log[0] = '\0';
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "earlier record identity (none recorded)"));
+    assert_non_null(strstr(err, "RENAME TO"));
+    /* The re-key in place the sink suggests works: it runs as logged, and
+     * the table is accepted afterwards, keyed by $.id. */
+    exec_sql("UPDATE t_ident.ppflow_alpha SET key = 'guid:' || key");
+    char *rekey = logged_statement(h.log, "or to re-key it in place: ");
+    assert_non_null(rekey);
+    assert_non_null(strstr(rekey, "record->>'id'"));
+    exec_sql(rekey);
+    free(rekey);
+    assert_identity("t_ident", "ppflow_alpha", "$.id | sha256");
+    assert_int_equal(
+        qlong("SELECT count(*) FROM t_ident.ppflow_alpha WHERE key = record->>'id'", 0, NULL), 2);
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+
+    /* The other way the sink names: rename, then run again, which creates
+     * the table anew with the new identity. */
+    set_identity(&h, "alpha", "$.uuid | sha256");
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    exec_sql("ALTER TABLE t_ident.ppflow_alpha RENAME TO ppflow_alpha_old");
+    st = open_ok(&h, two_streams, 2);
+    desc->close(st);
+    assert_identity("t_ident", "ppflow_alpha", "$.uuid | sha256");
+    assert_int_equal(count_rows("t_ident", "ppflow_alpha"), 0);
+    assert_int_equal(count_rows("t_ident", "ppflow_alpha_old"), 2);
+
+    /* A host that does not tell identities (older than stream_identity):
+     * nothing is checked or recorded; records without a key still get the
+     * content hash. */
+    st = NULL;
+    set_identity(&h, "alpha", "$.other | sha256");
+    assert_int_equal(desc->open(&h, &old_api, two_streams, 2, NULL, &st, err, sizeof err),
+                     PF_SINK_OK);
+    pf_sink_record nokey[] = {rec("alpha", NULL, "{\"a\":1}")};
+    write_ok(st, nokey, 1);
+    commit_ok(&h, st, NULL);
+    desc->close(st);
+    assert_identity("t_ident", "ppflow_alpha", "$.uuid | sha256");
+
+    /* Streams sharing a table with different identities: both recorded. */
+    pf_sink_host s2;
+    host_init(&s2, "ident-shared", "t_ident");
+    set(&s2, "table", "shared");
+    set_identity(&s2, "alpha", "$.id | sha256");
+    set_identity(&s2, "beta", "$.GUID | sha256");
+    st = open_ok(&s2, two_streams, 2);
+    desc->close(st);
+    assert_identity("t_ident", "shared", "alpha: $.id | sha256; beta: $.GUID | sha256");
+    st = open_ok(&s2, two_streams, 2);
     desc->close(st);
 }
 
@@ -957,14 +1510,21 @@ int main(void)
         cmocka_unit_test(test_extra_columns_are_filled_from_paths),
         cmocka_unit_test(test_conflict_update_replaces_changed_records),
         cmocka_unit_test(test_records_without_key_use_a_content_hash),
-        cmocka_unit_test(test_missing_objects_without_create_are_errors),
+        cmocka_unit_test(test_missing_objects_without_create_are_fatal),
         cmocka_unit_test(test_lost_connection_is_retried_and_loses_nothing),
-        cmocka_unit_test(test_lock_wait_times_out_and_dropped_table_is_an_error),
+        cmocka_unit_test(test_lock_wait_times_out_and_dropped_table_is_fatal),
         cmocka_unit_test(test_stored_keys_fall_back_to_on_conflict),
         cmocka_unit_test(test_update_after_direct_load_keeps_the_last_version),
         cmocka_unit_test(test_row_level_security_is_staged),
         cmocka_unit_test(test_conninfo_never_reaches_messages),
         cmocka_unit_test(test_unknown_stream_is_refused),
+        cmocka_unit_test(test_reopen_right_after_close_is_never_busy),
+        cmocka_unit_test(test_lock_of_a_vanished_session_is_waited_for),
+        cmocka_unit_test(test_lock_held_elsewhere_is_busy_after_lock_wait),
+        cmocka_unit_test(test_login_and_database_problems_are_fatal),
+        cmocka_unit_test(test_write_failures_are_classified),
+        cmocka_unit_test(test_access_is_proven_at_open),
+        cmocka_unit_test(test_record_identity_is_stored_and_checked),
     };
     int rc = cmocka_run_group_tests_name("pg_sink", tests, NULL, NULL);
     PQfinish(db);
