@@ -287,15 +287,18 @@ static int ends_with(const char *s, const char *suffix)
     return a > b && memcmp(s + a - b, suffix, b) == 0;
 }
 
-/* 1 for names that are the usual identifiers, 2 for *_id / *Id / *ID and
- * the like, 0 for others. */
+/* 1 for names that usually identify a record (id, uuid), 2 for guid (which
+ * can name what several records share: a TAP SIEM message's events, one per
+ * recipient, share its GUID), 3 for *_id / *Id / *ID and the like, 0 for
+ * others. */
 static int id_rank(const char *name)
 {
-    if (ieq(name, "guid") || ieq(name, "id") || ieq(name, "uuid")) return 1;
+    if (ieq(name, "id") || ieq(name, "uuid")) return 1;
+    if (ieq(name, "guid")) return 2;
     static const char *const suffixes[] = {"_id",  "Id",    "ID",   "_guid", "Guid",
                                            "GUID", "_uuid", "Uuid", "UUID"};
     for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++)
-        if (ends_with(name, suffixes[i])) return 2;
+        if (ends_with(name, suffixes[i])) return 3;
     return 0;
 }
 
@@ -387,7 +390,7 @@ static int shared_fields(pf_suggestion *s, json_object **nodes, size_t n)
 static int pick_key(pf_suggestion *s, json_object **nodes, size_t n)
 {
     int oom = 0;
-    for (int rank = 1; rank <= 2 && !s->key; rank++) {
+    for (int rank = 1; rank <= 3 && !s->key; rank++) {
         for (size_t j = 0; j < s->nfields && !s->key; j++) {
             if (id_rank(s->fields[j]) != rank) continue;
             if (unique_ids(nodes, n, s->fields[j], &oom)) {

@@ -130,7 +130,7 @@ class Cli(E2ETestCase):
             self.assertEqual(got, sample[array], "records must be delivered unchanged")
         r = self.ppflow("status", "samples/quickstart.yaml")
         self.assertEqual(r.code, 0, r)
-        self.assertRegex(r.out, r"last run:\s+ok, .*73 records")
+        self.assertRegex(r.out, r"last run:\s+ok, .*97 records")
 
     def test_records_keep_member_order_and_text(self):
         shutil.copytree(os.path.join(SOURCE_DIR, "samples"), os.path.join(self.dir, "samples"))

@@ -44,7 +44,7 @@ class Suggest(E2ETestCase):
         self.assertRegex(lines[0], r"^\$\.clicksPermitted\[\*\] +3 records  GUID, id, url  "
                                    r"key: \$\.id$")
         self.assertRegex(lines[1], r"^\$\.messagesDelivered\[\*\] +2 records  GUID, QID, id, "
-                                   r"recipient, threatsInfoMap  key: \$\.GUID$")
+                                   r"recipient, threatsInfoMap  key: \$\.id$")
         self.assertRegex(lines[2], r"^\$\['odd key'\]\[\*\] +1 record   n$")
         self.assertRegex(lines[3], r"^\$\.messagesDelivered\[\*\]\.threatsInfoMap\[\*\] +3 "
                                    r"records  threatID  key: \$\.threatID$")

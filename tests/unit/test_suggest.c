@@ -115,11 +115,12 @@ static void test_siem_ranking_fields_and_keys(void **state)
             &all);
     assert_int_equal(all.count, 8);
     assert_false(all.depth_capped);
-    /* GUID repeats among clicks, so id is the key; messages keep GUID. */
+    /* id identifies a record before GUID does (a message's events, one per
+     * recipient, share its GUID). */
     assert_item(&all.items[0], "$.clicksPermitted[*]", 3, PF_SUGGEST_OBJECTS, "GUID,id,url",
                 "$.id");
     assert_item(&all.items[1], "$.messagesDelivered[*]", 2, PF_SUGGEST_OBJECTS,
-                "GUID,QID,id,recipient,messageParts,threatsInfoMap,ccAddresses", "$.GUID");
+                "GUID,QID,id,recipient,messageParts,threatsInfoMap,ccAddresses", "$.id");
     assert_item(&all.items[2], "$.messagesDelivered[*].messageParts[*]", 3, PF_SUGGEST_OBJECTS,
                 "disposition,md5", NULL);
     /* threatID is id-like but not unique: no key. */
@@ -211,7 +212,7 @@ static void test_objects_above_scalars(void **state)
     pf_suggestions_free(&all);
 }
 
-/* Key detection: names like GUID/id/uuid first, then *_id and *Id; values
+/* Key detection: id/uuid first, then GUID, then *_id and *Id; values
  * must be non-empty strings or integers, present and unique in every record. */
 static void test_key_detection(void **state)
 {
@@ -233,6 +234,8 @@ static void test_key_detection(void **state)
         {"[{\"name\":\"a\"},{\"name\":\"b\"}]", NULL},
         {"[{\"identity\":\"a\"},{\"identity\":\"b\"}]", NULL},
         {"[{\"ID\":\"only one record\"}]", "$.ID"},
+        {"[{\"GUID\":\"g1\",\"id\":\"a\"},{\"GUID\":\"g2\",\"id\":\"b\"}]", "$.id"},
+        {"[{\"GUID\":\"g1\",\"id\":\"a\"},{\"GUID\":\"g1\",\"id\":\"b\"}]", "$.id"},
         {"[{\"threat_id\":\"t\",\"GUID\":\"g1\"},{\"threat_id\":\"t\",\"GUID\":\"g2\"}]", "$.GUID"},
         {"[{\"x\":1,\"my id\":\"a\"},{\"x\":2,\"my id\":\"b\"}]", NULL},
         {"[{\"Message_ID\":\"a\"},{\"Message_ID\":\"b\"}]", "$.Message_ID"},
