@@ -5,14 +5,21 @@
  *           and the `librdkafka.*` pass-through family (refusing settings
  *           that would break idempotence), and one topic per stream
  *           (`topic` with {stream} replaced, checked against Kafka's rules).
+ *           Then the preflight: the cluster's metadata for every topic
+ *           within preflight_timeout, so a sink that cannot take records
+ *           fails before the host makes its first API call (unreachable:
+ *           RETRY; credentials or ACLs refused, unknown topic: FATAL).
  *   write   produces every record: value = the record's JSON, key = the
- *           record's key (option `key`). A full local queue is waited out by
- *           serving delivery reports, never longer than delivery_timeout.
+ *           record's identity as the host gives it (option `key`). A full
+ *           local queue is waited out by serving delivery reports, never
+ *           longer than delivery_timeout.
  *   commit  waits until every message produced since the last commit has its
- *           delivery report. OK only when all succeeded; a failed delivery is
- *           ERROR when the record itself is at fault (too large, invalid) and
- *           RETRY otherwise (transient, fatal producer state, cluster or
- *           configuration trouble), so no good record is ever dead-lettered.
+ *           delivery report. OK only when all succeeded; otherwise the worst
+ *           failure decides (kf_errors.c): FATAL when the destination
+ *           refuses every record (authorization, authentication, unknown
+ *           topic), ERROR when a record itself is at fault (too large,
+ *           invalid), RETRY otherwise (transient, other fatal producer
+ *           states), so no good record is ever dead-lettered.
  *           The resume token counts messages and commits: Kafka cannot take
  *           messages back, so delivery is at least once (docs/sinks/kafka.md).
  *   close   purges whatever is still queued and destroys the producer.
@@ -31,16 +38,19 @@
 #include <strings.h>
 #include <time.h>
 
+#include "kf_errors.h"
 #include "ppflow_sink.h"
 
-#define KF_MSG_MAX 400
+#define KF_MSG_MAX 512
 #define KF_TOPIC_MAX 249 /* Kafka's limit on a topic name's length */
 #define KF_PREFIX "librdkafka."
 #define KF_GRACE_MS 5000   /* added to delivery_timeout when waiting in commit */
 #define KF_POLL_EVERY 1024 /* serve callbacks every this many produced messages */
 #define KF_MASK "***"
-#define KF_RECENT 8        /* distinct librdkafka errors remembered */
-#define KF_REPEAT_MS 30000 /* an error repeated within this time is not logged again */
+#define KF_RECENT 8             /* distinct librdkafka errors remembered */
+#define KF_REPEAT_MS 30000      /* an error repeated within this time is not logged again */
+#define KF_REASON_MAX 240       /* librdkafka's last connection error, kept for messages */
+#define KF_PREFLIGHT_ASK_MS 250 /* an unknown topic is asked for again after this */
 
 static const pf_sink_option kf_options[] = {
     {"brokers", PF_SINK_OPT_STRING, NULL, 1,
@@ -49,7 +59,8 @@ static const pf_sink_option kf_options[] = {
      "topic to produce to; {stream} is replaced by the record's stream (letters, digits, . _ -, "
      "at most 249 characters)"},
     {"key", PF_SINK_OPT_BOOL, "true", 0,
-     "use the record's key as the message key (false: messages without key)"},
+     "use the record's identity as the message key: its key field's value, else sha256: and the "
+     "SHA-256 of its JSON (false: messages without key)"},
     {"compression", PF_SINK_OPT_STRING, "lz4", 0, "none, gzip, snappy, lz4 or zstd"},
     {"acks", PF_SINK_OPT_STRING, "all", 0,
      "all (every in-sync replica; needed for the idempotent producer), 1 (the leader) or 0 "
@@ -61,6 +72,9 @@ static const pf_sink_option kf_options[] = {
     {"delivery_timeout", PF_SINK_OPT_DURATION, "2m", 0,
      "how long a message may take to be delivered, retries included; a commit waits at most "
      "this long (plus 5 s) and answers RETRY then (librdkafka delivery.timeout.ms)"},
+    {"preflight_timeout", PF_SINK_OPT_DURATION, "5s", 0,
+     "how long opening the sink may wait for the cluster's metadata of every topic; brokers "
+     "that do not answer within it fail the open before any API call is made"},
     {KF_PREFIX "*", PF_SINK_OPT_STRING, NULL, 0,
      "any librdkafka producer property, e.g. librdkafka.security.protocol: SASL_SSL; values of "
      "properties whose name holds password, secret or key are never logged"},
@@ -83,6 +97,7 @@ typedef struct kf_state {
     int use_key;
     int64_t delivery_timeout_ms;
     int64_t linger_ms;
+    int64_t preflight_timeout_ms;
     int queue_full_logged;
 
     /* Values to mask in every message (sensitive pass-through settings). */
@@ -91,8 +106,8 @@ typedef struct kf_state {
 
     /* Since the last commit. */
     int64_t produced, delivered, failed;
-    int permanent;                /* a failed delivery was the record's fault */
-    rd_kafka_resp_err_t fail_err; /* the first failure */
+    pf_sink_result fail_class;    /* the worst failed delivery (kf_error_class) */
+    rd_kafka_resp_err_t fail_err; /* the first failure of that class */
     char fail_topic[KF_TOPIC_MAX + 1];
     int32_t fail_partition;
     /* Set when a batch failed: every later call answers the same until the
@@ -103,6 +118,14 @@ typedef struct kf_state {
     /* Over all runs (carried in the resume token). */
     int64_t total_messages, total_commits;
     char token[160];
+
+    /* The last connection error librdkafka reported (for messages about
+     * brokers that cannot be reached), and the last one that means the
+     * cluster refuses this client (authentication, authorization), which
+     * a delivery clears: timeouts after it are that refusal's doing. */
+    char last_reason[KF_REASON_MAX];
+    rd_kafka_resp_err_t refused_err;
+    char refused_reason[KF_REASON_MAX];
 
     /* librdkafka errors logged lately, to drop repeats (a broker that is
      * down is reported at every reconnect attempt). */
@@ -202,6 +225,35 @@ static pf_sink_result fail(const kf_state *s, pf_sink_result r, char *err, size_
     return r;
 }
 
+/* FATAL with the message for code E (kf_error_class FATAL): WHAT failed,
+ * librdkafka's words for E, the brokers, what the user should check, and
+ * last DETAIL (librdkafka's reason; may be NULL), which may be cut short. */
+static pf_sink_result destination_refuses(kf_state *s, char *err, size_t errlen,
+                                          rd_kafka_resp_err_t e, const char *what,
+                                          const char *detail)
+{
+    const char *check = kf_error_check(e);
+    return fail(s, PF_SINK_FATAL, err, errlen, "%s: %s (%s; brokers %s)%s%s%s%.*s", what,
+                rd_kafka_err2str(e), rd_kafka_err2name(e), s->brokers, check ? "; " : "",
+                check ? check : "", detail && *detail ? "; librdkafka: " : "", KF_REASON_MAX,
+                detail && *detail ? detail : "");
+}
+
+/* The answer once the producer hit a fatal error: FATAL when its cause is
+ * the destination refusing this client (a missing ACL), otherwise RETRY (a
+ * new producer starts afresh). WHAT says what failed. */
+static pf_sink_result producer_fatal(kf_state *s, char *err, size_t errlen, const char *what)
+{
+    char why[256] = "";
+    rd_kafka_resp_err_t f = rd_kafka_fatal_error(s->rk, why, sizeof why);
+    if (kf_error_class(f) == PF_SINK_FATAL)
+        return destination_refuses(s, err, errlen, f, what, why);
+    return fail(s, PF_SINK_RETRY, err, errlen,
+                "%s: the producer hit a fatal error (%s: %s); a new producer will send the batch "
+                "again",
+                what, rd_kafka_err2name(f), why);
+}
+
 /* 1 when a pass-through property's value must never be shown. */
 static int sensitive(const char *prop)
 {
@@ -215,22 +267,22 @@ static int sensitive(const char *prop)
 
 /* ---- librdkafka callbacks (run inside poll/flush only) -------------------- */
 
-/* 1 when a delivery failed because of the record itself: sending it again
- * can never succeed. Everything else is transient or a matter of the
- * cluster, the credentials or the configuration, which a retry (or the user)
- * can fix without the record changing. */
-static int record_at_fault(rd_kafka_resp_err_t e)
+/* How bad a sink answer is, to keep the worst of several failures: a
+ * refusing destination over a record at fault over a transient failure. */
+static int severity(pf_sink_result r)
 {
-    switch (e) {
-    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
-    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
-    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
-    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    switch (r) {
+    case PF_SINK_FATAL:
+        return 3;
+    case PF_SINK_ERROR:
+        return 2;
+    case PF_SINK_RETRY:
+    case PF_SINK_BUSY:
         return 1;
-    default:
+    case PF_SINK_OK:
         return 0;
     }
+    return 1;
 }
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -239,16 +291,19 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     kf_state *s = opaque;
     if (!m->err) {
         s->delivered++;
+        /* The cluster takes this client's records after all. */
+        s->refused_err = RD_KAFKA_RESP_ERR_NO_ERROR;
         return;
     }
-    if (!s->failed) {
+    pf_sink_result c = kf_error_class(m->err);
+    if (!s->failed || severity(c) > severity(s->fail_class)) {
+        s->fail_class = c;
         s->fail_err = m->err;
         snprintf(s->fail_topic, sizeof s->fail_topic, "%s",
                  m->rkt ? rd_kafka_topic_name(m->rkt) : "?");
         s->fail_partition = m->partition;
     }
     s->failed++;
-    if (record_at_fault(m->err)) s->permanent = 1;
 }
 
 /* 1 when TEXT (up to its " (after ...)" detail) was logged in the last
@@ -273,6 +328,13 @@ static int repeated(kf_state *s, const char *text)
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kf_state *s = opaque;
+    /* Remembered before repeats are dropped: they explain later timeouts. */
+    if (kf_error_class((rd_kafka_resp_err_t)err) == PF_SINK_FATAL) {
+        s->refused_err = (rd_kafka_resp_err_t)err;
+        snprintf(s->refused_reason, sizeof s->refused_reason, "%s", reason);
+    } else if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && err != RD_KAFKA_RESP_ERR__FATAL) {
+        snprintf(s->last_reason, sizeof s->last_reason, "%s", reason);
+    }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[256];
         rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof why);
@@ -489,6 +551,10 @@ static pf_sink_result configure(conf_ctx *c)
     if (batch < 1 || batch > INT32_MAX)
         return fail(s, PF_SINK_ERROR, c->err, c->errlen,
                     "sink option batch_size must be between 1 byte and 2 GiB");
+    s->preflight_timeout_ms = api->option_int(h, "preflight_timeout", 5000);
+    if (s->preflight_timeout_ms < 1 || s->preflight_timeout_ms > INT32_MAX)
+        return fail(s, PF_SINK_ERROR, c->err, c->errlen,
+                    "sink option preflight_timeout must be between 1ms and 24 days");
     snprintf(num, sizeof num, "%lld", (long long)s->linger_ms);
     if ((r = set_prop(c, "linger", "linger.ms", num)) != PF_SINK_OK) return r;
     snprintf(num, sizeof num, "%lld", (long long)s->delivery_timeout_ms);
@@ -574,6 +640,112 @@ static pf_sink_result open_topics(kf_state *s, const char *tmpl, const char *con
             return fail(s, PF_SINK_ERROR, err, errlen, "cannot use topic %s: %s", t->name,
                         rd_kafka_err2str(rd_kafka_last_error()));
     }
+    return PF_SINK_OK;
+}
+
+/* ---- preflight ----------------------------------------------------------------- */
+
+/* The answer when the cluster's metadata could not be had (E): FATAL when
+ * the brokers refused this client meanwhile (authentication, ACLs),
+ * otherwise RETRY naming the brokers and what to check. */
+static pf_sink_result unreachable(kf_state *s, rd_kafka_resp_err_t e, char *err, size_t errlen)
+{
+    if (s->refused_err)
+        return destination_refuses(s, err, errlen, s->refused_err,
+                                   "the Kafka brokers refuse this client", s->refused_reason);
+    if (rd_kafka_fatal_error(s->rk, NULL, 0))
+        return producer_fatal(s, err, errlen, "cannot open the Kafka producer");
+    return fail(s, PF_SINK_RETRY, err, errlen,
+                "cannot reach the Kafka brokers %s within %lld ms (sink option preflight_timeout; "
+                "%s): check that they run, that this host can connect to them (addresses, "
+                "ports, firewalls) and that librdkafka.security.protocol matches their "
+                "listeners%s%.*s",
+                s->brokers, (long long)s->preflight_timeout_ms, rd_kafka_err2name(e),
+                s->last_reason[0] ? "; last error: " : "", KF_REASON_MAX, s->last_reason);
+}
+
+/* Asks the cluster for topic T's metadata, waiting until DEADLINE at most.
+ * Returns the request's error (NO_ERROR: the cluster answered) and then
+ * stores the topic's own error in *TE (NO_ERROR: it exists); *TE is left
+ * alone when the request failed. */
+static rd_kafka_resp_err_t topic_metadata(kf_state *s, const kf_topic *t, int64_t deadline,
+                                          rd_kafka_resp_err_t *te)
+{
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return RD_KAFKA_RESP_ERR__TIMED_OUT;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(s->rk, 0, t->rkt, &md, (int)left);
+    /* Serves the error callback: why no broker could be used. */
+    rd_kafka_poll(s->rk, 0);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return e;
+    *te = RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    for (int k = 0; k < md->topic_cnt; k++)
+        if (md->topics[k].topic && strcmp(md->topics[k].topic, t->name) == 0)
+            *te = md->topics[k].err;
+    rd_kafka_metadata_destroy(md);
+    return RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* Proves that the cluster can take records before the host makes its first
+ * API call: asks for the metadata of every topic, all within
+ * preflight_timeout. OK when every topic exists or is being created
+ * (LEADER_NOT_AVAILABLE); RETRY when the brokers do not answer in time or a
+ * topic's answer is transient; FATAL when the cluster refuses this client or
+ * a topic, or when a topic is still unknown at the end of preflight_timeout
+ * (brokers that create topics through their controller answer "unknown"
+ * while they do, so an unknown topic is asked for again until then). */
+static pf_sink_result preflight(kf_state *s, char *err, size_t errlen)
+{
+    int64_t deadline = now_ms() + s->preflight_timeout_ms;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        const kf_topic *t = &s->topics[i];
+        size_t j = 0;
+        while (j < i && strcmp(s->topics[j].name, t->name) != 0)
+            j++;
+        if (j < i) continue; /* two streams, one topic: asked already */
+        rd_kafka_resp_err_t te = RD_KAFKA_RESP_ERR_NO_ERROR, e;
+        for (;;) {
+            if ((e = topic_metadata(s, t, deadline, &te)) != RD_KAFKA_RESP_ERR_NO_ERROR) break;
+            int64_t left = deadline - now_ms();
+            if ((te != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+                 te != RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) ||
+                left <= 0)
+                break;
+            /* Serving callbacks meanwhile; each may end a poll early. */
+            int64_t until = now_ms() + (left < KF_PREFLIGHT_ASK_MS ? left : KF_PREFLIGHT_ASK_MS);
+            for (int64_t w; (w = until - now_ms()) > 0;)
+                rd_kafka_poll(s->rk, (int)w);
+        }
+        /* A topic still unknown when the time is up is an answer, not a
+         * timeout. */
+        if (e == RD_KAFKA_RESP_ERR__TIMED_OUT && (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+                                                  te == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC))
+            e = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) return unreachable(s, e, err, errlen);
+        if (te == RD_KAFKA_RESP_ERR_NO_ERROR || te == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE)
+            continue;
+        char what[KF_TOPIC_MAX + 200];
+        if (te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+            te == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC) {
+            snprintf(what, sizeof what,
+                     "topic %s (stream %.100s) does not exist and the cluster did not create it "
+                     "within %lld ms (sink option preflight_timeout)",
+                     t->name, t->stream, (long long)s->preflight_timeout_ms);
+            return destination_refuses(s, err, errlen, te, what, NULL);
+        }
+        if (kf_error_class(te) == PF_SINK_FATAL) {
+            snprintf(what, sizeof what, "the cluster refuses topic %s (stream %.100s)", t->name,
+                     t->stream);
+            return destination_refuses(s, err, errlen, te, what, NULL);
+        }
+        return fail(s, PF_SINK_RETRY, err, errlen,
+                    "the cluster's metadata for topic %s: %s (%s; brokers %s)", t->name,
+                    rd_kafka_err2str(te), rd_kafka_err2name(te), s->brokers);
+    }
+    /* The idempotent producer may already have been refused its producer
+     * id (a missing ACL on the cluster). */
+    if (rd_kafka_fatal_error(s->rk, NULL, 0))
+        return producer_fatal(s, err, errlen, "cannot open the Kafka producer");
     return PF_SINK_OK;
 }
 
@@ -697,6 +869,10 @@ static pf_sink_result kf_open(const pf_sink_host *host, const pf_sink_host_api *
             kf_log(s, 1, "the resume token is not a Kafka sink token; counting from zero");
         }
     }
+    if ((r = preflight(s, err, errlen)) != PF_SINK_OK) {
+        kf_close(s);
+        return r;
+    }
     make_token(s);
     kf_log(s, 3, "producing to %s (brokers %s, %s producer)", s->ntopics ? s->topics[0].name : "-",
            s->brokers, c.idempotent ? "idempotent" : "non-idempotent");
@@ -715,21 +891,17 @@ static kf_topic *topic_for(kf_state *s, const char *stream)
 static pf_sink_result produce_failed(kf_state *s, const kf_topic *t, const pf_sink_record *r,
                                      rd_kafka_resp_err_t e, char *err, size_t errlen)
 {
+    char what[KF_TOPIC_MAX + 64];
+    snprintf(what, sizeof what, "cannot produce to topic %s", t->name);
     if (e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
         return fail(s, PF_SINK_ERROR, err, errlen,
                     "record of %zu bytes for topic %s is larger than the producer's "
                     "message.max.bytes",
                     r->json_len + (s->use_key && r->key ? r->key_len : 0), t->name);
-    if (e == RD_KAFKA_RESP_ERR__FATAL) {
-        char why[256];
-        rd_kafka_resp_err_t f = rd_kafka_fatal_error(s->rk, why, sizeof why);
-        return fail(s, PF_SINK_RETRY, err, errlen,
-                    "cannot produce to topic %s: the producer hit a fatal error (%s: %s); a new "
-                    "producer will send the batch again",
-                    t->name, rd_kafka_err2name(f), why);
-    }
-    return fail(s, record_at_fault(e) ? PF_SINK_ERROR : PF_SINK_RETRY, err, errlen,
-                "cannot produce to topic %s (brokers %s): %s (%s)", t->name, s->brokers,
+    if (e == RD_KAFKA_RESP_ERR__FATAL) return producer_fatal(s, err, errlen, what);
+    pf_sink_result c = kf_error_class(e);
+    if (c == PF_SINK_FATAL) return destination_refuses(s, err, errlen, e, what, NULL);
+    return fail(s, c, err, errlen, "%s (brokers %s): %s (%s)", what, s->brokers,
                 rd_kafka_err2str(e), rd_kafka_err2name(e));
 }
 
@@ -762,11 +934,16 @@ static pf_sink_result write_records(kf_state *s, const pf_sink_record *recs, siz
                     kf_log(s, 3, "the local queue is full (topic %s); waiting for deliveries",
                            t->name);
             }
-            if (now >= deadline)
-                return fail(s, PF_SINK_RETRY, err, errlen,
-                            "cannot produce to topic %s: the local queue stayed full for %lld ms "
-                            "(brokers %s)",
-                            t->name, (long long)(s->delivery_timeout_ms + KF_GRACE_MS), s->brokers);
+            if (now >= deadline) {
+                char what[KF_TOPIC_MAX + 100];
+                snprintf(what, sizeof what,
+                         "cannot produce to topic %s: the local queue stayed full for %lld ms",
+                         t->name, (long long)(s->delivery_timeout_ms + KF_GRACE_MS));
+                if (s->refused_err)
+                    return destination_refuses(s, err, errlen, s->refused_err, what,
+                                               s->refused_reason);
+                return fail(s, PF_SINK_RETRY, err, errlen, "%s (brokers %s)", what, s->brokers);
+            }
             rd_kafka_poll(s->rk, 100);
         }
         s->produced++;
@@ -796,38 +973,47 @@ static pf_sink_result kf_commit(void *p, const char **token, char *err, size_t e
     if (s->poisoned != PF_SINK_OK) return fail(s, s->poisoned, err, errlen, "%s", s->poison_msg);
     int64_t wait = s->delivery_timeout_ms + KF_GRACE_MS, deadline = now_ms() + wait;
     pf_sink_result r = PF_SINK_OK;
+    char *msg = s->poison_msg;
+    size_t msglen = sizeof s->poison_msg;
+    char what[KF_MSG_MAX];
     while (s->delivered + s->failed < s->produced) {
         int64_t left = deadline - now_ms();
         if (left <= 0) {
-            r = fail(s, PF_SINK_RETRY, s->poison_msg, sizeof s->poison_msg,
-                     "%lld of %lld messages (topic %s, ...) still had no delivery report after "
-                     "%lld ms (brokers %s)",
+            snprintf(what, sizeof what,
+                     "%lld of %lld messages (topic %.200s, ...) still had no delivery report "
+                     "after %lld ms",
                      (long long)(s->produced - s->delivered - s->failed), (long long)s->produced,
-                     s->ntopics ? s->topics[0].name : "-", (long long)wait, s->brokers);
+                     s->ntopics ? s->topics[0].name : "-", (long long)wait);
+            /* Waiting in vain because the cluster refuses this client. */
+            if (s->refused_err)
+                r = destination_refuses(s, msg, msglen, s->refused_err, what, s->refused_reason);
+            else
+                r = fail(s, PF_SINK_RETRY, msg, msglen, "%s (brokers %s)", what, s->brokers);
             break;
         }
         rd_kafka_flush(s->rk, (int)(left < 200 ? left : 200));
     }
     if (r == PF_SINK_OK && s->failed) {
-        char fatal[256] = "";
-        rd_kafka_resp_err_t f = rd_kafka_fatal_error(s->rk, fatal, sizeof fatal);
-        if (f) {
-            r = fail(s, PF_SINK_RETRY, s->poison_msg, sizeof s->poison_msg,
-                     "%lld of %lld messages were not delivered: the producer hit a fatal error "
-                     "(%s: %s; first failure: topic %s: %s); a new producer will send the batch "
-                     "again",
-                     (long long)s->failed, (long long)s->produced, rd_kafka_err2name(f), fatal,
-                     s->fail_topic, rd_kafka_err2str(s->fail_err));
+        char part[32] = "", count[64], where[KF_MSG_MAX];
+        if (s->fail_partition >= 0)
+            snprintf(part, sizeof part, " partition %d", (int)s->fail_partition);
+        snprintf(count, sizeof count, "%lld of %lld messages were not delivered",
+                 (long long)s->failed, (long long)s->produced);
+        if (s->fail_class == PF_SINK_FATAL) {
+            snprintf(where, sizeof where, "%s; first refusal: topic %s%s", count, s->fail_topic,
+                     part);
+            r = destination_refuses(s, msg, msglen, s->fail_err, where, NULL);
+        } else if (rd_kafka_fatal_error(s->rk, NULL, 0)) { /* producer_fatal reads the text */
+            snprintf(where, sizeof where, "%s (first failure: topic %s: %s)", count, s->fail_topic,
+                     rd_kafka_err2str(s->fail_err));
+            r = producer_fatal(s, msg, msglen, where);
+        } else if (s->fail_class == PF_SINK_RETRY && s->refused_err) {
+            r = destination_refuses(s, msg, msglen, s->refused_err, count, s->refused_reason);
         } else {
-            char part[32] = "";
-            if (s->fail_partition >= 0)
-                snprintf(part, sizeof part, " partition %d", (int)s->fail_partition);
-            r = fail(s, s->permanent ? PF_SINK_ERROR : PF_SINK_RETRY, s->poison_msg,
-                     sizeof s->poison_msg,
-                     "%lld of %lld messages were not delivered; first failure: topic %s%s: %s "
-                     "(%s; brokers %s)",
-                     (long long)s->failed, (long long)s->produced, s->fail_topic, part,
-                     rd_kafka_err2str(s->fail_err), rd_kafka_err2name(s->fail_err), s->brokers);
+            r = fail(s, s->fail_class == PF_SINK_ERROR ? PF_SINK_ERROR : PF_SINK_RETRY, msg, msglen,
+                     "%s; first failure: topic %s%s: %s (%s; brokers %s)", count, s->fail_topic,
+                     part, rd_kafka_err2str(s->fail_err), rd_kafka_err2name(s->fail_err),
+                     s->brokers);
         }
     }
     if (r != PF_SINK_OK) {

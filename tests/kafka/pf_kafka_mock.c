@@ -18,6 +18,11 @@
  *   clear API                forgets the errors still queued for API
  *   rtt ID MS                broker ID answers MS milliseconds late
  *   create TOPIC PARTITIONS  creates a topic (otherwise topics are created on first use)
+ *   apiversion API MIN MAX   the brokers advertise versions MIN..MAX of API; "apiversion
+ *                            metadata 0 4" lets clients ask for metadata without creating
+ *                            the topics they name (allow.auto.create.topics=false), so
+ *                            unknown topics stay unknown, as on brokers that do not create
+ *                            topics
  *   quit                     stops
  */
 #include <errno.h>
@@ -115,6 +120,9 @@ static int command(rd_kafka_mock_cluster_t *mc, char *line)
                                          (int)strtol(argv[2], NULL, 10));
     } else if (strcmp(argv[0], "create") == 0 && argc == 3) {
         e = rd_kafka_mock_topic_create(mc, argv[1], (int)strtol(argv[2], NULL, 10), 1);
+    } else if (strcmp(argv[0], "apiversion") == 0 && argc == 4 && api_key(argv[1], &key) == 0) {
+        e = rd_kafka_mock_set_apiversion(mc, key, (int16_t)strtol(argv[2], NULL, 10),
+                                         (int16_t)strtol(argv[3], NULL, 10));
     } else {
         printf("error: unknown command or wrong arguments: %s\n", argv[0]);
         return 0;

@@ -4,19 +4,23 @@
  * a small host of its own (options from a table plus the plugin's defaults,
  * logs captured), produces into librdkafka's mock cluster started in this
  * process, and reads every message back with a real librdkafka consumer.
- * Faults are injected through the mock: brokers down, request errors. */
+ * Faults are injected through the mock: brokers down, request errors, topic
+ * errors; unreachable brokers are a closed loopback port. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <dlfcn.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ppflow_sink.h"
 
@@ -167,17 +171,24 @@ static pf_sink_host *host_new(const char *first, ...)
 
 typedef struct rec {
     char stream[16];
-    char key[32];
+    char key[80];
     int has_key;
     char json[6000];
 } rec;
 
-/* Record I of STREAM; every seventh has no key. PAD adds bytes to the value. */
+/* Record I of STREAM, keyed by its identity as the host gives it: the value
+ * at a key path ("STREAM-key-I"), or for every seventh record one without
+ * that field, "sha256:" and 64 hex digits. Every 50th has no key at all, as
+ * hosts that predate stream_identity send it. PAD adds bytes to the value. */
 static void make_rec(rec *r, const char *stream, int i, size_t pad)
 {
     snprintf(r->stream, sizeof r->stream, "%s", stream);
-    r->has_key = i % 7 != 3;
-    snprintf(r->key, sizeof r->key, "%s-key-%d", stream, i);
+    r->has_key = i % 50 != 49;
+    if (i % 7 == 3)
+        snprintf(r->key, sizeof r->key, "sha256:%016x%016x%016x%016x", (unsigned)i * 2654435761u,
+                 (unsigned)i, 0xfeedu, (unsigned)stream[0]);
+    else
+        snprintf(r->key, sizeof r->key, "%s-key-%d", stream, i);
     char padding[5000];
     if (pad >= sizeof padding) pad = sizeof padding - 1;
     memset(padding, 'x', pad);
@@ -363,8 +374,64 @@ static int restore_cluster(void **st)
 {
     (void)st;
     rd_kafka_mock_broker_set_up(mc, -1);
-    rd_kafka_mock_clear_request_errors(mc, 0);
+    rd_kafka_mock_clear_request_errors(mc, 0);  /* Produce */
+    rd_kafka_mock_clear_request_errors(mc, 3);  /* Metadata */
+    rd_kafka_mock_clear_request_errors(mc, 22); /* InitProducerId */
+    rd_kafka_mock_set_apiversion(mc, 3, 0, 2);  /* Metadata: the mock's own range */
     return 0;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The next N requests of API fail with CODE. */
+static void push_errors(int16_t api_key, size_t n, rd_kafka_resp_err_t code)
+{
+    rd_kafka_resp_err_t *codes = calloc(n, sizeof *codes);
+    assert_non_null(codes);
+    for (size_t i = 0; i < n; i++)
+        codes[i] = code;
+    rd_kafka_mock_push_request_errors_array(mc, api_key, n, codes);
+    free(codes);
+}
+
+/* A loopback port nothing listens on: bound, then closed. */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Opens with H and expects WANT; returns how long open took (ms) and
+ * leaves the message in ERR. */
+static int64_t open_expect(pf_sink_host *h, const char *const *streams, size_t n,
+                           pf_sink_result want, char *err, size_t errlen)
+{
+    void *st = (void *)1;
+    err[0] = '\0';
+    int64_t t0 = mono_ms();
+    pf_sink_result r = desc->open(h, &api, streams, n, NULL, &st, err, errlen);
+    int64_t took = mono_ms() - t0;
+    if (getenv("PF_TEST_VERBOSE"))
+        fprintf(stderr, "open answered %d after %lld ms: %s\n", r, (long long)took, err);
+    if (r != want) {
+        if (r == PF_SINK_OK) desc->close(st);
+        fail_msg("open answered %d '%s', expected %d", r, err, want);
+    }
+    assert_null(st);
+    return took;
 }
 
 static void *open_ok(pf_sink_host *h, const char *const *streams, size_t n, const char *resume)
@@ -402,6 +469,7 @@ static void test_descriptor(void **st)
                 {"linger", PF_SINK_OPT_DURATION, "20ms", 0},
                 {"batch_size", PF_SINK_OPT_SIZE, "1MB", 0},
                 {"delivery_timeout", PF_SINK_OPT_DURATION, "2m", 0},
+                {"preflight_timeout", PF_SINK_OPT_DURATION, "5s", 0},
                 {"librdkafka.*", PF_SINK_OPT_STRING, NULL, 0}};
     size_t n = 0;
     for (const pf_sink_option *o = desc->options; o->key; o++, n++) {
@@ -502,8 +570,12 @@ static void test_broker_down_is_retry_then_nothing_lost(void **st)
     assert_int_equal(write_recs(s, r + N, N, err, sizeof err), PF_SINK_OK);
     assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_RETRY);
     assert_true(time(NULL) - t0 <= 2 + 5 + 2); /* bounded by delivery_timeout + grace */
-    assert_non_null(strstr(err, "fault.down"));
-    assert_non_null(strstr(err, "timed out"));
+    /* Either librdkafka timed the messages out or, at times with every
+     * broker down, it reported nothing within delivery_timeout + 5 s and the
+     * commit stopped waiting: both name the topic. */
+    if (!strstr(err, "fault.down") ||
+        !(strstr(err, "Message timed out") || strstr(err, "still had no delivery report")))
+        fail_msg("commit with the brokers down: %s", err);
     /* A failed batch stays failed until the host reopens the sink. */
     assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_RETRY);
     desc->close(s);
@@ -623,8 +695,210 @@ static void test_records_at_fault_are_error(void **st)
     assert_non_null(strstr(err, "INVALID_RECORD"));
     desc->close(s);
     rd_kafka_mock_clear_request_errors(mc, 0);
+
+    /* Larger than the broker's limit: ERROR too, never FATAL. */
+    s = open_ok(h2, streams, 1, NULL);
+    push_errors(0, 1, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    assert_int_equal(write_recs(s, r + 1, 1, err, sizeof err), PF_SINK_OK);
+    assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_ERROR);
+    assert_non_null(strstr(err, "topic fault.big"));
+    assert_non_null(strstr(err, "MSG_SIZE_TOO_LARGE"));
+    desc->close(s);
+    rd_kafka_mock_clear_request_errors(mc, 0);
     free(h);
     free(h2);
+}
+
+static void test_unreachable_brokers_fail_open_within_preflight_timeout(void **st)
+{
+    (void)st;
+    const char *secret = "Kf-Pa55-unreachable-5521";
+    char brokers[64], b1[32], b2[32], err[512];
+    snprintf(b1, sizeof b1, "127.0.0.1:%d", closed_port());
+    snprintf(b2, sizeof b2, "127.0.0.1:%d", closed_port());
+    snprintf(brokers, sizeof brokers, "%s,%s", b1, b2);
+    const char *streams[] = {"s1", "s2"};
+    pf_sink_host *h =
+        host_new("brokers", brokers, "preflight_timeout", "1500ms", "librdkafka.sasl.username",
+                 "ppflow", "librdkafka.sasl.password", secret, NULL);
+    int64_t took = open_expect(h, streams, 2, PF_SINK_RETRY, err, sizeof err);
+    /* Within preflight_timeout, close included, with a margin for a busy machine. */
+    if (took > 1500 + 2500)
+        fail_msg("open took %lld ms with preflight_timeout 1500ms", (long long)took);
+    /* Names every bootstrap broker, the option, and what to check. */
+    assert_non_null(strstr(err, brokers));
+    assert_non_null(strstr(err, "preflight_timeout"));
+    assert_non_null(strstr(err, "check that they run"));
+    assert_null(strstr(err, secret));
+    assert_null(strstr(h->log, secret));
+    free(h);
+
+    /* The default preflight_timeout (5s) bounds it too. */
+    h = host_new("brokers", b1, NULL);
+    took = open_expect(h, streams, 1, PF_SINK_RETRY, err, sizeof err);
+    if (took > 5000 + 2500) fail_msg("open took %lld ms with the default 5s", (long long)took);
+    assert_non_null(strstr(err, b1));
+    free(h);
+}
+
+static void test_reopen_while_brokers_are_down_is_retry_at_once(void **st)
+{
+    (void)st;
+    /* After a failed batch the host reopens the sink: with the cluster
+     * still down that open answers RETRY within preflight_timeout instead of
+     * handing back a producer that cannot deliver. */
+    pf_sink_host *h = host_new("topic", "reopen.{stream}", "preflight_timeout", "1s", NULL);
+    const char *streams[] = {"r"};
+    void *s = open_ok(h, streams, 1, NULL);
+    desc->close(s);
+    assert_int_equal(rd_kafka_mock_broker_set_down(mc, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    char err[512];
+    int64_t took = open_expect(h, streams, 1, PF_SINK_RETRY, err, sizeof err);
+    if (took > 1000 + 2500)
+        fail_msg("open took %lld ms with preflight_timeout 1s", (long long)took);
+    assert_non_null(strstr(err, bootstraps));
+    assert_int_equal(rd_kafka_mock_broker_set_up(mc, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+    pf_sink_host *h2 = host_new("topic", "reopen.{stream}", NULL);
+    s = open_ok(h2, streams, 1, NULL);
+    desc->close(s);
+    free(h);
+    free(h2);
+}
+
+static void test_topic_authorization_failure_is_fatal(void **st)
+{
+    (void)st;
+    char err[512] = "";
+    const char *t = NULL;
+    static rec r[20];
+    for (int i = 0; i < 20; i++)
+        make_rec(&r[i], "acl", i, 0);
+    const char *streams[] = {"acl"};
+
+    /* Refused in the preflight's metadata: FATAL at open. */
+    rd_kafka_mock_topic_set_error(mc, "authz-meta.acl",
+                                  RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    pf_sink_host *h = host_new("topic", "authz-meta.{stream}", NULL);
+    open_expect(h, streams, 1, PF_SINK_FATAL, err, sizeof err);
+    rd_kafka_mock_topic_set_error(mc, "authz-meta.acl", RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_non_null(strstr(err, "authz-meta.acl"));
+    assert_non_null(strstr(err, "TOPIC_AUTHORIZATION_FAILED"));
+    assert_non_null(strstr(err, bootstraps));
+    assert_non_null(strstr(err, "grant"));
+    free(h);
+
+    /* Refused when producing (Describe allowed, Write not): FATAL at commit,
+     * and every later call answers the same until the host reopens. */
+    h = host_new("topic", "authz-write.{stream}", "delivery_timeout", "10s", NULL);
+    void *s = open_ok(h, streams, 1, NULL);
+    push_errors(0 /* Produce */, 1000, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    pf_sink_result wr = write_recs(s, r, 20, err, sizeof err);
+    if (wr == PF_SINK_OK) {
+        assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_FATAL);
+    } else {
+        /* The refusal reached the producer while it was still writing. */
+        assert_int_equal(wr, PF_SINK_FATAL);
+    }
+    assert_non_null(strstr(err, "authz-write.acl"));
+    assert_non_null(strstr(err, "TOPIC_AUTHORIZATION_FAILED"));
+    assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_FATAL);
+    assert_int_equal(write_recs(s, r, 1, err, sizeof err), PF_SINK_FATAL);
+    desc->close(s);
+    rd_kafka_mock_clear_request_errors(mc, 0);
+    free(h);
+}
+
+static void test_cluster_authorization_failure_is_fatal(void **st)
+{
+    (void)st;
+    /* The idempotent producer is refused its producer id (no
+     * IdempotentWrite on the cluster): FATAL, at open when the refusal
+     * arrives during the preflight, otherwise at the first commit. */
+    char err[512] = "";
+    const char *t = NULL;
+    static rec r[5];
+    for (int i = 0; i < 5; i++)
+        make_rec(&r[i], "idem", i, 0);
+    const char *streams[] = {"idem"};
+    push_errors(22 /* InitProducerId */, 3, RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+    pf_sink_host *h = host_new("topic", "authz-cluster.{stream}", "delivery_timeout", "10s", NULL);
+    void *s = NULL;
+    pf_sink_result r0 = desc->open(h, &api, streams, 1, NULL, &s, err, sizeof err);
+    if (r0 == PF_SINK_OK) {
+        pf_sink_result wr = write_recs(s, r, 5, err, sizeof err);
+        if (wr == PF_SINK_OK) wr = desc->commit(s, &t, err, sizeof err);
+        assert_int_equal(wr, PF_SINK_FATAL);
+        desc->close(s);
+    } else {
+        assert_int_equal(r0, PF_SINK_FATAL);
+        assert_null(s);
+    }
+    assert_non_null(strstr(err, "CLUSTER_AUTHORIZATION_FAILED"));
+    assert_non_null(strstr(err, "IdempotentWrite"));
+    rd_kafka_mock_clear_request_errors(mc, 22);
+    free(h);
+}
+
+static void test_unknown_topic_not_created_is_fatal(void **st)
+{
+    (void)st;
+    /* A cluster that does not create topics. The mock cluster creates every
+     * topic a metadata request names unless the request (version 4 and
+     * later) disallows it, so it advertises version 4 and the producer
+     * disallows creation: the cluster then answers UNKNOWN_TOPIC_OR_PART,
+     * as brokers with auto.create.topics.enable=false do. */
+    assert_int_equal(rd_kafka_mock_set_apiversion(mc, 3 /* Metadata */, 0, 4),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    char err[512] = "";
+    const char *streams[] = {"here", "gone"};
+    rd_kafka_mock_topic_create(mc, "nocreate.here", 2, 1);
+    pf_sink_host *h = host_new("topic", "nocreate.{stream}", "librdkafka.allow.auto.create.topics",
+                               "false", "preflight_timeout", "1500ms", NULL);
+    /* Asked for until preflight_timeout (a cluster may be creating it). */
+    int64_t took = open_expect(h, streams, 2, PF_SINK_FATAL, err, sizeof err);
+    if (took > 1500 + 2500)
+        fail_msg("open took %lld ms with preflight_timeout 1500ms", (long long)took);
+    assert_non_null(strstr(err, "topic nocreate.gone (stream gone) does not exist and the cluster "
+                                "did not create it"));
+    assert_non_null(strstr(err, "UNKNOWN_TOPIC_OR_PART"));
+    assert_non_null(strstr(err, "create the topic"));
+    assert_null(strstr(err, "nocreate.here"));
+
+    /* Once the topic exists, the same sink opens and delivers. */
+    rd_kafka_mock_topic_create(mc, "nocreate.gone", 2, 1);
+    void *s = open_ok(h, streams, 2, NULL);
+    static rec r[10];
+    for (int i = 0; i < 10; i++)
+        make_rec(&r[i], "gone", i, 0);
+    const char *t = NULL;
+    assert_int_equal(write_recs(s, r, 10, err, sizeof err), PF_SINK_OK);
+    assert_int_equal(desc->commit(s, &t, err, sizeof err), PF_SINK_OK);
+    desc->close(s);
+    assert_topic_holds("nocreate.gone", r, 10, 0, 1);
+    free(h);
+}
+
+static void test_authentication_failure_is_fatal(void **st)
+{
+    (void)st;
+    /* The cluster cannot authenticate this client (its listener speaks no
+     * SASL): FATAL at open, naming the failure, never the password. */
+    const char *secret = "Kf-Sasl-Secret-77812";
+    char err[512] = "";
+    const char *streams[] = {"auth"};
+    pf_sink_host *h = host_new("topic", "auth.{stream}", "preflight_timeout", "2s",
+                               "librdkafka.security.protocol", "SASL_PLAINTEXT",
+                               "librdkafka.sasl.mechanisms", "PLAIN", "librdkafka.sasl.username",
+                               "ppflow", "librdkafka.sasl.password", secret, NULL);
+    int64_t took = open_expect(h, streams, 1, PF_SINK_FATAL, err, sizeof err);
+    if (took > 2000 + 2500)
+        fail_msg("open took %lld ms with preflight_timeout 2s", (long long)took);
+    assert_non_null(strstr(err, "_AUTHENTICATION"));
+    assert_non_null(strstr(err, "sasl.mechanisms"));
+    assert_non_null(strstr(err, bootstraps));
+    assert_null(strstr(err, secret));
+    assert_null(strstr(h->log, secret));
+    free(h);
 }
 
 static void expect_open_error(pf_sink_host *h, const char *const *streams, size_t n,
@@ -662,6 +936,8 @@ static void test_bad_options_are_refused(void **st)
     expect_open_error(host_new("librdkafka.max.in.flight.requests.per.connection", "10", NULL), one,
                       1, "at most 5 requests in flight");
     expect_open_error(host_new("librdkafka.retries", "0", NULL), one, 1, "needs retries");
+    expect_open_error(host_new("preflight_timeout", "0ms", NULL), one, 1,
+                      "preflight_timeout must be between 1ms and 24 days");
     expect_open_error(host_new("librdkafka.linger.ms", "5", NULL), one, 1,
                       "use the sink option linger");
     expect_open_error(host_new("librdkafka.transactional.id", "x", NULL), one, 1,
@@ -730,6 +1006,14 @@ int main(void)
                                   restore_cluster),
         cmocka_unit_test_teardown(test_full_local_queue_is_waited_out, restore_cluster),
         cmocka_unit_test_teardown(test_records_at_fault_are_error, restore_cluster),
+        cmocka_unit_test_teardown(test_unreachable_brokers_fail_open_within_preflight_timeout,
+                                  restore_cluster),
+        cmocka_unit_test_teardown(test_reopen_while_brokers_are_down_is_retry_at_once,
+                                  restore_cluster),
+        cmocka_unit_test_teardown(test_topic_authorization_failure_is_fatal, restore_cluster),
+        cmocka_unit_test_teardown(test_cluster_authorization_failure_is_fatal, restore_cluster),
+        cmocka_unit_test_teardown(test_unknown_topic_not_created_is_fatal, restore_cluster),
+        cmocka_unit_test_teardown(test_authentication_failure_is_fatal, restore_cluster),
         cmocka_unit_test_teardown(test_bad_options_are_refused, restore_cluster),
         cmocka_unit_test_teardown(test_secrets_never_reach_logs_or_errors, restore_cluster),
     };
