@@ -11,9 +11,11 @@ test changes the destination the way a database administrator might:
   (counted in the server's log), before any request to the API;
 - a table dropped, or a privilege revoked, while the flow runs: the run stops
   with the server's message and dead-letters nothing;
-- a table created by the old layout (no record identity recorded) holding
-  rows: the run fails before any request, naming the migration, and the
-  documented migration works.
+- a table of the old layout (no record identity recorded) holding rows:
+  when every row is keyed as the stream's identity gives ($.id, else the
+  content hash), the run adopts it and goes on; when its rows are keyed by
+  another field (GUID, as earlier templates did), the run fails before any
+  request, naming the migration, and the documented migration works.
 
 The sink's outcomes are described in docs/sinks/postgres.md ("Failures",
 "Record identity").
@@ -176,15 +178,37 @@ class PgOldLayout(PostgresCase):
     def identity(self, stream):
         return self.pg.sql("SELECT col_description('%s'::regclass, 1)" % self.table(stream))
 
+    def test_table_of_the_old_layout_keyed_by_identity_is_adopted(self):
+        start, mid, end = iso(hour_floor(-4)), iso(hour_floor(-3)), iso(hour_floor(-2))
+        r = self.ppflow("run", self.pg_flow(start, mid))
+        self.assertEqual(r.code, 0, r)
+        # Tables of an earlier version whose keys already are the identity
+        # ($.id, else the content hash): no record identity on them.
+        for s in SIEM_STREAMS:
+            self.pg.sql('COMMENT ON COLUMN %s."key" IS NULL' % self.table(s))
+        self.mock.reset()
+        r = self.ppflow("run", self.pg_flow(start, end))
+        self.assertEqual(r.code, 0, r)
+        self.assertIn("table %s.ppflow_messages_delivered: adopted" % self.schema, r.err)
+        for s in SIEM_STREAMS:
+            self.assertEqual(self.identity(s), "ppflow record identity: $.id | sha256", s)
+        self.assert_exact_pg(start, end)
+
     def test_table_of_the_old_layout_stops_the_run_naming_the_migration(self):
         start, mid, end = iso(hour_floor(-4)), iso(hour_floor(-3)), iso(hour_floor(-2))
         r = self.ppflow("run", self.pg_flow(start, mid))
         self.assertEqual(r.code, 0, r)
         for s in SIEM_STREAMS:
             self.assertTrue(self.identity(s).startswith("ppflow record identity: "), s)
-        # The layout of earlier versions: no record identity on the tables.
+        # The layout of earlier versions keyed by GUID: no record identity
+        # on the tables, one row per GUID (the other recipients' events were
+        # dropped as duplicates), keyed by it.
         for s in SIEM_STREAMS:
-            self.pg.sql('COMMENT ON COLUMN %s."key" IS NULL' % self.table(s))
+            t = self.table(s)
+            self.pg.sql('COMMENT ON COLUMN %s."key" IS NULL' % t)
+            self.pg.sql("DELETE FROM {t} a USING {t} b WHERE a.record->>'GUID' = "
+                        "b.record->>'GUID' AND a.key > b.key".format(t=t))
+            self.pg.sql("UPDATE %s SET key = record->>'GUID' WHERE record ? 'GUID'" % t)
         before = self.snapshot()
         self.mock.reset()
         flow = self.pg_flow(start, end)

@@ -1413,16 +1413,18 @@ static void test_record_identity_is_stored_and_checked(void **unused)
     assert_identity("t_ident", "ppflow_alpha", "$.id | sha256");
     assert_int_equal(count_rows("t_ident", "ppflow_alpha"), 2);
 
-    /* A table of the old layout (no identity recorded) holding rows: FATAL. */
+    /* A table of the old layout (no identity recorded) holding rows keyed
+     * by something else than $.id: FATAL. */
     set_identity(&h, "alpha", "$.id | sha256");
     exec_sql("COMMENT ON COLUMN t_ident.ppflow_alpha.key IS NULL");
+    exec_sql("UPDATE t_ident.ppflow_alpha SET key = 'guid:' || key");
     h.log[0] = '\0';
     assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
     assert_non_null(strstr(err, "earlier record identity (none recorded)"));
     assert_non_null(strstr(err, "RENAME TO"));
+    assert_null(stored_identity("t_ident", "ppflow_alpha"));
     /* The re-key in place the sink suggests works: it runs as logged, and
      * the table is accepted afterwards, keyed by $.id. */
-    exec_sql("UPDATE t_ident.ppflow_alpha SET key = 'guid:' || key");
     char *rekey = logged_statement(h.log, "or to re-key it in place: ");
     assert_non_null(rekey);
     assert_non_null(strstr(rekey, "record->>'id'"));
@@ -1469,6 +1471,95 @@ static void test_record_identity_is_stored_and_checked(void **unused)
     assert_identity("t_ident", "shared", "alpha: $.id | sha256; beta: $.GUID | sha256");
     st = open_ok(&s2, two_streams, 2);
     desc->close(st);
+}
+
+/* An old-layout table (t_adopt.TABLE, no identity recorded) holding ROWS,
+ * a VALUES list of (key, record). */
+static void old_table(const char *table, const char *rows)
+{
+    char sql[2048];
+    snprintf(sql, sizeof sql,
+             "CREATE TABLE t_adopt.%s (key text PRIMARY KEY, record jsonb NOT NULL, ingested_at "
+             "timestamptz NOT NULL DEFAULT now(), flow text NOT NULL); INSERT INTO t_adopt.%s "
+             "(key, record, flow) SELECT k, r::jsonb, 'old' FROM (VALUES %s) AS v (k, r)",
+             table, table, rows);
+    exec_sql(sql);
+}
+
+static void test_old_layout_already_keyed_by_identity_is_adopted(void **unused)
+{
+    (void)unused;
+    exec_sql("CREATE SCHEMA t_adopt");
+    /* Keyed by $.id (a string or a number) and, for records without an id
+     * string or number, by content hash: exactly what "$.id | sha256"
+     * gives, so the table is adopted. */
+    old_table("ppflow_alpha", "('c1', '{\"id\":\"c1\",\"GUID\":\"g1\"}'), "
+                              "('c2', '{\"id\":\"c2\",\"GUID\":\"g1\"}'), ('42', '{\"id\":42}'), "
+                              "('sha256:0f1e', '{\"x\":1}'), ('sha256:aa', '{\"id\":null}'), "
+                              "('sha256:bb', '{\"id\":{\"a\":1}}')");
+    /* Keyed by GUID: refused at the first row. */
+    old_table("ppflow_beta", "('g1', '{\"id\":\"b1\",\"GUID\":\"g1\"}'), "
+                             "('g2', '{\"id\":\"b2\",\"GUID\":\"g2\"}')");
+    pf_sink_host h;
+    host_init(&h, "adopt", "t_adopt");
+    char err[512] = "";
+    assert_int_equal(open_fails(&h, two_streams, 2, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "table t_adopt.ppflow_beta holds rows keyed by an earlier record "
+                                "identity (none recorded), not by '$.id | sha256'"));
+    assert_non_null(strstr(h.log, "2 table t_adopt.ppflow_alpha: adopted: it had no record "
+                                  "identity recorded, and every row is already keyed by '$.id | "
+                                  "sha256', which is now recorded"));
+    assert_identity("t_adopt", "ppflow_alpha", "$.id | sha256");
+    assert_null(stored_identity("t_adopt", "ppflow_beta"));
+    assert_int_equal(count_rows("t_adopt", "ppflow_beta"), 2);
+
+    /* With beta out of the way, the adopted table is used: a record it
+     * holds already is not stored twice, a new one is added. */
+    exec_sql("ALTER TABLE t_adopt.ppflow_beta RENAME TO ppflow_beta_old");
+    h.log[0] = '\0';
+    void *st = open_ok(&h, two_streams, 2);
+    assert_null(strstr(h.log, "adopted"));
+    pf_sink_record b[] = {rec("alpha", "c1", "{\"id\":\"c1\",\"GUID\":\"g1\"}"),
+                          rec("alpha", "c3", "{\"id\":\"c3\",\"GUID\":\"g1\"}"),
+                          rec("beta", "b1", "{\"id\":\"b1\"}")};
+    write_ok(st, b, 3);
+    commit_ok(&h, st, "{\"seq\":1}");
+    desc->close(st);
+    assert_int_equal(count_rows("t_adopt", "ppflow_alpha"), 7);
+    assert_true(holds("t_adopt", "ppflow_alpha", "c3", "{\"id\":\"c3\",\"GUID\":\"g1\"}"));
+    assert_int_equal(
+        qlong("SELECT count(*) FROM t_adopt.ppflow_alpha WHERE key = 'c1' AND flow = 'old'", 0,
+              NULL),
+        1);
+    assert_identity("t_adopt", "ppflow_beta", "$.id | sha256");
+
+    /* Refused, and left as they are: one row of many keyed otherwise (a
+     * content hash for a record that has an id); a table that records
+     * another identity, even though its keys would match; an identity
+     * that is not one member path and the hash. */
+    pf_sink_host g;
+    host_init(&g, "adopt-no", "t_adopt");
+    set(&g, "table", "{stream}_tbl");
+    const char *const one[] = {"s1"}, *const two[] = {"s2"}, *const three[] = {"s3"};
+    old_table("s1_tbl", "('a', '{\"id\":\"a\"}'), ('b', '{\"id\":\"b\"}'), "
+                        "('sha256:cc', '{\"id\":\"c\"}'), ('d', '{\"id\":\"d\"}')");
+    set_identity(&g, "s1", "$.id | sha256");
+    assert_int_equal(open_fails(&g, one, 1, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "table t_adopt.s1_tbl holds rows keyed by an earlier record "
+                                "identity (none recorded)"));
+    assert_null(stored_identity("t_adopt", "s1_tbl"));
+    old_table("s2_tbl", "('a', '{\"id\":\"a\"}')");
+    exec_sql("COMMENT ON COLUMN t_adopt.s2_tbl.key IS 'ppflow record identity: $.GUID | sha256'");
+    set_identity(&g, "s2", "$.id | sha256");
+    assert_int_equal(open_fails(&g, two, 1, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "earlier record identity ('$.GUID | sha256')"));
+    assert_identity("t_adopt", "s2_tbl", "$.GUID | sha256");
+    old_table("s3_tbl", "('a', '{\"id\":\"a\"}')");
+    set_identity(&g, "s3", "$.id | $.GUID | sha256");
+    assert_int_equal(open_fails(&g, three, 1, err, sizeof err), PF_SINK_FATAL);
+    assert_non_null(strstr(err, "table t_adopt.s3_tbl holds rows keyed by an earlier record "
+                                "identity (none recorded)"));
+    assert_null(stored_identity("t_adopt", "s3_tbl"));
 }
 
 int main(void)
@@ -1525,6 +1616,7 @@ int main(void)
         cmocka_unit_test(test_write_failures_are_classified),
         cmocka_unit_test(test_access_is_proven_at_open),
         cmocka_unit_test(test_record_identity_is_stored_and_checked),
+        cmocka_unit_test(test_old_layout_already_keyed_by_identity_is_adopted),
     };
     int rc = cmocka_run_group_tests_name("pg_sink", tests, NULL, NULL);
     PQfinish(db);
