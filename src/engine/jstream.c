@@ -163,23 +163,24 @@ pf_js *pf_js_new(size_t max_depth, size_t max_token, pf_error *err)
 
 void pf_js_reset(pf_js *js)
 {
-    js->depth = 0;
-    js->in = (const unsigned char *)"";
-    js->in_len = js->pos = 0;
-    js->chunk_done = 0;
-    js->base = 0;
-    js->at_end = 0;
-    js->state = S_VALUE;
-    js->seen_value = 0;
-    js->tok_active = 0;
-    js->tok_mode = TM_NONE;
+    /* Everything but the limits, the stack's and the scratch buffer's
+     * memory goes back to its initial value, so nothing of the previous
+     * document (an escape half read, a pending surrogate, a capture) can
+     * reach the next one. */
+    unsigned char *stack = js->stack;
+    size_t max_depth = js->max_depth, max_token = js->max_token;
+    pf_buf scratch = js->scratch;
+    memset(js, 0, sizeof *js);
+    js->stack = stack;
+    js->max_depth = max_depth;
+    js->max_token = max_token;
+    js->scratch = scratch;
     pf_buf_reset(&js->scratch);
+    js->in = (const unsigned char *)"";
+    js->state = S_VALUE;
+    js->tok_mode = TM_NONE;
     js->quiet_from = NO_QUIET;
-    js->quiet_end = 0;
-    js->skip_next = 0;
     js->last_tok = PF_JS_NONE;
-    js->cap = NULL;
-    js->run = 0;
     pf_error_clear(&js->err);
 }
 

@@ -78,8 +78,9 @@ typedef struct pf_js pf_js;
  * PF_ENOMEM or PF_EINVAL. Free with pf_js_free. */
 pf_js *pf_js_new(size_t max_depth, size_t max_token, pf_error *err);
 
-/* Forgets the document (state, offsets, error, capture) so that JS can read
- * a new one; keeps the limits and allocations. */
+/* Forgets the document (state, offsets, error, capture, silencing, and a
+ * string, escape or surrogate pair left half read) so that JS can read a
+ * new one; keeps the limits and allocations. */
 void pf_js_reset(pf_js *js);
 
 /* Frees JS; NULL accepted. A buffer given to pf_js_capture is not freed. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/httpopts.h"
 #include "engine/paging.h"
 #include "engine/request.h"
 #include "engine/window.h"
@@ -16,20 +17,7 @@
 
 void pf_sample_http_opts(const pf_flow *f, pf_http_opts *o)
 {
-    const pf_flow_http *h = &f->http;
-    pf_http_opts_default(o);
-    o->connect_timeout_ms = (long)h->connect_timeout_ms;
-    o->timeout_ms = (long)h->timeout_ms;
-    o->low_speed_time_s = (long)(h->low_speed_time_ms / 1000);
-    o->max_body = (size_t)h->max_body;
-    o->max_attempts = (int)h->max_attempts;
-    o->backoff_base_ms = (long)h->backoff_ms;
-    o->backoff_max_ms = (long)h->backoff_max_ms;
-    o->retry_after_max_ms = (long)h->retry_after_max_ms;
-    o->verify_tls = h->verify_tls;
-    o->ca_file = h->ca_file;
-    o->client_cert = h->client_cert;
-    o->client_key = h->client_key;
+    pf_flow_http_opts(&f->http, o);
 }
 
 void pf_sample_free(pf_sample *s)

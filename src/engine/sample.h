@@ -29,7 +29,9 @@ typedef struct pf_sample {
     char where[600]; /* "GET https://host/path" (no query) or "file PATH", for messages */
 } pf_sample;
 
-/* Fills O with the HTTP options F's `http` settings describe. F, O: not NULL. */
+/* Fills O with the HTTP options F's `http` settings describe: exactly
+ * pf_flow_http_opts(&F->http, O) (httpopts.h), which `ppflow run` uses too.
+ * F, O: not NULL. */
 void pf_sample_http_opts(const pf_flow *f, pf_http_opts *o);
 
 /* Fetches one sample for F (borrowed) with options O (NULL: defaults) into

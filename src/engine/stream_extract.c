@@ -893,8 +893,15 @@ pf_status pf_sx_finish(pf_sx *sx, pf_error *err)
     sx->finished = 1;
     if (sx->streaming || sx->check_only) return PF_OK;
     pf_records recs = {0};
-    st = pf_extract_records(sx->t, sx->body.data ? sx->body.data : "", sx->body.len, &recs, err);
-    if (st != PF_OK) return sticky(sx, st, err);
+    /* The record limit holds on this path too (on the records as json-c
+     * prints them), and the document's memory is bounded (extract.h). */
+    pf_extract_limits lim = {.max_record = sx->max_record};
+    st = pf_extract_records_ex(sx->t, sx->body.data ? sx->body.data : "", sx->body.len, &lim, &recs,
+                               err);
+    if (st != PF_OK) {
+        pf_records_free(&recs); /* the array it may have grown */
+        return sticky(sx, st, err);
+    }
     sx->stats.missing_keys += recs.missing_keys;
     for (size_t i = 0; i < recs.count && st == PF_OK; i++)
         st = record_from_list(sx, &recs.recs[i], err);

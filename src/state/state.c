@@ -1,4 +1,6 @@
-/* state.c: checkpoint file load/save (JSON, atomic replace) and the per-flow lock. */
+/* state.c: the checkpoint file: reading it with every field checked,
+ * printing it within PF_STATE_MAX_BYTES (and only what reads back), the
+ * atomic replace, and the per-flow lock. */
 #include "state/state.h"
 
 #include <errno.h>
@@ -10,10 +12,13 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "util/buf.h"
 #include "util/paths.h"
 #include "util/timeutil.h"
 
-#define STATE_MAX_BYTES (16u << 20)
+/* The deepest nesting a checkpoint may have (the sink's resume token is
+ * the deepest part). */
+#define STATE_MAX_DEPTH 64
 
 pf_status pf_state_set_str(char **field, const char *value)
 {
@@ -38,6 +43,19 @@ void pf_state_free(pf_state *st)
     memset(st, 0, sizeof *st);
 }
 
+pf_status pf_state_next_seq(pf_state *st, pf_error *err)
+{
+    if (st->seq < 0 || st->seq >= PF_STATE_MAX_COUNT)
+        return pf_error_set(err, PF_ESTATE,
+                            "the checkpoint's seq is at its maximum (%lld): no further commit "
+                            "can be numbered; move the checkpoint away to start over",
+                            st->seq);
+    st->seq++;
+    return PF_OK;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
 static const char *get_str(json_object *o, const char *key)
 {
     json_object *v;
@@ -46,12 +64,49 @@ static const char *get_str(json_object *o, const char *key)
     return json_object_get_string(v);
 }
 
-static int64_t get_time(json_object *o, const char *key, int *ok)
+/* The refusal of field FIELD (value V) of checkpoint PATH, which should be
+ * WANT. The value is shown, shortened: a checkpoint holds no secret. */
+static pf_status bad_field(const char *path, const char *field, json_object *v, const char *want,
+                           pf_error *err)
 {
-    const char *s = get_str(o, key);
-    int64_t ms = 0;
-    *ok = s && pf_time_parse(s, &ms, NULL) == PF_OK;
-    return ms;
+    const char *text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+    if (!text) text = "a value";
+    size_t n = strlen(text);
+    return pf_error_set(err, PF_ESTATE,
+                        "checkpoint %s: %s is %.40s%s, not %s; restore the file, or move it "
+                        "away to start over",
+                        path, field, text, n > 40 ? "..." : "", want);
+}
+
+/* Reads count KEY of O (named FIELD in messages) into *OUT when present: a
+ * JSON integer from 0 to PF_STATE_MAX_COUNT. json-c clamps integers beyond
+ * 64 bits to the int64 or uint64 limits, which are out of that range. */
+static pf_status get_count(json_object *o, const char *key, const char *field, const char *path,
+                           long long *out, pf_error *err)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, key, &v)) return PF_OK;
+    int64_t n = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : -1;
+    if (n < 0 || n > PF_STATE_MAX_COUNT)
+        return bad_field(path, field, v,
+                         "an integer from 0 to 4611686018427387904 (PF_STATE_MAX_COUNT)", err);
+    *out = (long long)n;
+    return PF_OK;
+}
+
+/* Reads date KEY of O into *MS when present (*PRESENT 1): an RFC 3339
+ * string. */
+static pf_status get_date(json_object *o, const char *key, const char *field, const char *path,
+                          int64_t *ms, int *present, pf_error *err)
+{
+    json_object *v;
+    if (present) *present = 0;
+    if (!json_object_object_get_ex(o, key, &v)) return PF_OK;
+    if (!json_object_is_type(v, json_type_string) ||
+        pf_time_parse(json_object_get_string(v), ms, NULL) != PF_OK)
+        return bad_field(path, field, v, "a date-time", err);
+    if (present) *present = 1;
+    return PF_OK;
 }
 
 pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
@@ -59,8 +114,9 @@ pf_status pf_state_load(const char *path, pf_state *st, pf_error *err)
     char *text = NULL;
     size_t len = 0;
     pf_error e;
-    pf_status rs = pf_read_file(path, STATE_MAX_BYTES, &text, &len, &e);
+    pf_status rs = pf_read_file(path, PF_STATE_MAX_BYTES, &text, &len, &e);
     if (rs == PF_ENOTFOUND) return PF_OK;
+    if (rs == PF_ENOMEM) return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
     if (rs != PF_OK) return pf_error_set(err, PF_ESTATE, "checkpoint %s: %s", path, e.msg);
     rs = pf_state_parse(text, len, path, st, err);
     free(text);
@@ -72,43 +128,66 @@ static pf_status parse_page_cursor(json_object *c, const char *path, pf_state *s
 {
     static const char *const kinds[] = {"page", "offset", "token", "next"};
     json_object *v;
-    int ok;
-    if (json_object_object_get_ex(c, "time", &v)) {
-        st->cursor_ms = get_time(c, "time", &ok);
-        if (!ok)
-            return pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor.time is not a date-time",
-                                path);
-        st->has_cursor = 1;
-    }
-    if (json_object_object_get_ex(c, "window_end", &v)) {
-        st->page_window_end_ms = get_time(c, "window_end", &ok);
-        if (!ok)
-            return pf_error_set(err, PF_ESTATE,
-                                "checkpoint %s: cursor.window_end is not a date-time", path);
-    }
+    pf_status ret;
+    int present;
+    if ((ret = get_date(c, "time", "cursor.time", path, &st->cursor_ms, &present, err)) != PF_OK)
+        return ret;
+    if (present) st->has_cursor = 1;
+    if ((ret = get_date(c, "window_end", "cursor.window_end", path, &st->page_window_end_ms, NULL,
+                        err)) != PF_OK)
+        return ret;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (!json_object_object_get_ex(c, kinds[i], &v)) continue;
-        if (i < 2 ? !json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0
-                  : !json_object_is_type(v, json_type_string))
-            return pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor.%s is not %s", path,
-                                kinds[i], i < 2 ? "a number >= 0" : "a string");
-        if (pf_state_set_str(&st->page_kind, kinds[i]) != PF_OK)
+        char field[32];
+        snprintf(field, sizeof field, "cursor.%s", kinds[i]);
+        if (i < 2) {
+            if ((ret = get_count(c, kinds[i], field, path, &st->page_number, err)) != PF_OK)
+                return ret;
+        } else if (!json_object_is_type(v, json_type_string)) {
+            return bad_field(path, field, v, "a string", err);
+        } else if (pf_state_set_str(&st->page_token, json_object_get_string(v)) != PF_OK) {
             return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
-        if (i < 2)
-            st->page_number = json_object_get_int64(v);
-        else if (pf_state_set_str(&st->page_token, json_object_get_string(v)) != PF_OK)
+        }
+        if (pf_state_set_str(&st->page_kind, kinds[i]) != PF_OK)
             return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
         break;
     }
     return PF_OK;
 }
 
+static pf_status parse_last_run(json_object *run, const char *path, pf_state *st, pf_error *err)
+{
+    pf_status ret;
+    if ((ret = get_date(run, "started", "last_run.started", path, &st->run_started_ms, NULL,
+                        err)) != PF_OK ||
+        (ret = get_date(run, "ended", "last_run.ended", path, &st->run_ended_ms, NULL, err)) !=
+            PF_OK ||
+        (ret = get_count(run, "records", "last_run.records", path, &st->run_records, err)) !=
+            PF_OK ||
+        (ret = get_count(run, "windows", "last_run.windows", path, &st->run_windows, err)) !=
+            PF_OK ||
+        (ret = get_count(run, "bytes", "last_run.bytes", path, &st->run_bytes, err)) != PF_OK ||
+        (ret = get_count(run, "retries", "last_run.retries", path, &st->run_retries, err)) !=
+            PF_OK)
+        return ret;
+    if (pf_state_set_str(&st->run_outcome, get_str(run, "outcome")) != PF_OK ||
+        pf_state_set_str(&st->run_error, get_str(run, "error")) != PF_OK)
+        return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
+    return PF_OK;
+}
+
 pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_state *st,
                          pf_error *err)
 {
-    json_tokener *tok = json_tokener_new_ex(64);
-    json_object *root = tok ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
-    int complete = tok && json_tokener_get_error(tok) == json_tokener_success;
+    if (len > PF_STATE_MAX_BYTES)
+        return pf_error_set(err, PF_ESTATE,
+                            "checkpoint %s is larger than %zu bytes (PF_STATE_MAX_BYTES); restore "
+                            "the file, or move it away to start over",
+                            path, PF_STATE_MAX_BYTES);
+    json_tokener *tok = json_tokener_new_ex(STATE_MAX_DEPTH);
+    if (!tok) return pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
+    json_object *root = json_tokener_parse_ex(tok, text, (int)len);
+    int complete = json_tokener_get_error(tok) == json_tokener_success;
     if (complete) {
         /* One JSON value and nothing after it but whitespace. */
         for (size_t end = json_tokener_get_parse_end(tok); end < len; end++)
@@ -126,22 +205,18 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
         goto done;
     }
     if (!json_object_object_get_ex(root, "version", &v) ||
-        json_object_get_int(v) != PF_STATE_VERSION) {
+        !json_object_is_type(v, json_type_int) || json_object_get_int64(v) != PF_STATE_VERSION) {
         ret = pf_error_set(err, PF_ESTATE, "checkpoint %s has an unsupported version", path);
         goto done;
     }
-    int ok;
-    if (json_object_object_get_ex(root, "seq", &v)) st->seq = json_object_get_int64(v);
+    if ((ret = get_count(root, "seq", "seq", path, &st->seq, err)) != PF_OK) goto done;
     if (json_object_object_get_ex(root, "cursor", &v) && json_object_is_type(v, json_type_object)) {
         /* {"time"?, "window_end"?, one of "page", "offset", "token", "next"} */
         if ((ret = parse_page_cursor(v, path, st, err)) != PF_OK) goto done;
     } else if (json_object_object_get_ex(root, "cursor", &v) &&
                !json_object_is_type(v, json_type_null)) {
-        st->cursor_ms = get_time(root, "cursor", &ok);
-        if (!ok) {
-            ret = pf_error_set(err, PF_ESTATE, "checkpoint %s: cursor is not a date-time", path);
+        if ((ret = get_date(root, "cursor", "cursor", path, &st->cursor_ms, NULL, err)) != PF_OK)
             goto done;
-        }
         st->has_cursor = 1;
     }
     if (pf_state_set_str(&st->template_name, get_str(root, "template")) != PF_OK) goto oom;
@@ -150,34 +225,22 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
         if (pf_state_set_str(&st->sink_type, get_str(sink, "type")) != PF_OK) goto oom;
         json_object *tokobj;
         if (json_object_object_get_ex(sink, "resume", &tokobj) &&
-            !json_object_is_type(tokobj, json_type_null) &&
-            pf_state_set_str(&st->sink_token, json_object_to_json_string_ext(
-                                                  tokobj, JSON_C_TO_STRING_PLAIN |
-                                                              JSON_C_TO_STRING_NOSLASHESCAPE)) !=
-                PF_OK)
-            goto oom;
+            !json_object_is_type(tokobj, json_type_null)) {
+            const char *t = json_object_to_json_string_ext(
+                tokobj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+            if (!t || pf_state_set_str(&st->sink_token, t) != PF_OK) goto oom;
+        }
     }
     json_object *led;
     if (json_object_object_get_ex(root, "ledger", &led) &&
-        json_object_is_type(led, json_type_object) &&
-        pf_state_set_str(&st->ledger,
-                         json_object_to_json_string_ext(led, JSON_C_TO_STRING_PLAIN)) != PF_OK)
-        goto oom;
-    if (json_object_object_get_ex(root, "last_run", &run) &&
-        json_object_is_type(run, json_type_object)) {
-        st->run_started_ms = get_time(run, "started", &ok);
-        st->run_ended_ms = get_time(run, "ended", &ok);
-        if (pf_state_set_str(&st->run_outcome, get_str(run, "outcome")) != PF_OK ||
-            pf_state_set_str(&st->run_error, get_str(run, "error")) != PF_OK)
-            goto oom;
-        if (json_object_object_get_ex(run, "records", &v))
-            st->run_records = json_object_get_int64(v);
-        if (json_object_object_get_ex(run, "windows", &v))
-            st->run_windows = json_object_get_int64(v);
-        if (json_object_object_get_ex(run, "bytes", &v)) st->run_bytes = json_object_get_int64(v);
-        if (json_object_object_get_ex(run, "retries", &v))
-            st->run_retries = json_object_get_int64(v);
+        json_object_is_type(led, json_type_object)) {
+        const char *t = json_object_to_json_string_ext(led, JSON_C_TO_STRING_PLAIN);
+        if (!t || pf_state_set_str(&st->ledger, t) != PF_OK) goto oom;
     }
+    if (json_object_object_get_ex(root, "last_run", &run) &&
+        json_object_is_type(run, json_type_object) &&
+        (ret = parse_last_run(run, path, st, err)) != PF_OK)
+        goto done;
     goto done;
 oom:
     ret = pf_error_set(err, PF_ENOMEM, "out of memory reading checkpoint");
@@ -187,82 +250,246 @@ done:
     return ret;
 }
 
-static int add_time(json_object *o, const char *key, int64_t ms)
+/* ---- writing ------------------------------------------------------------ */
+
+/* The checkpoint is printed here rather than by json-c, whose printer
+ * drops what does not fit when memory runs out instead of failing: every
+ * append is checked, and the buffer's cap is the size limit. */
+typedef struct writer {
+    pf_buf b;
+    int pretty;
+    int depth;
+    int first[4]; /* per open object: no member written yet */
+    pf_status st;
+} writer;
+
+static void put(writer *w, const char *s, size_t n)
 {
-    char buf[PF_TIME_FMT_SIZE];
-    pf_time_format(ms, buf);
-    return json_object_object_add(o, key, json_object_new_string(buf));
+    if (w->st == PF_OK) w->st = pf_buf_append(&w->b, s, n);
+}
+
+static void put_s(writer *w, const char *s)
+{
+    put(w, s, strlen(s));
+}
+
+/* A JSON string: '"', '\' and control characters escaped. */
+static void put_string(writer *w, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    put(w, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        put(w, run, (size_t)(s - run));
+        char esc[7] = {'\\', (char)c, 0, 0, 0, 0, 0};
+        size_t n = 2;
+        switch (c) {
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        case '"':
+        case '\\': break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0xf];
+            n = 6;
+        }
+        put(w, esc, n);
+        run = s + 1;
+    }
+    put(w, run, (size_t)(s - run));
+    put(w, "\"", 1);
+}
+
+static void put_indent(writer *w)
+{
+    if (!w->pretty) return;
+    put(w, "\n", 1);
+    for (int i = 0; i < w->depth; i++)
+        put(w, "  ", 2);
+}
+
+/* Starts member KEY of the open object. */
+static void put_key(writer *w, const char *key)
+{
+    if (!w->first[w->depth - 1]) put(w, ",", 1);
+    w->first[w->depth - 1] = 0;
+    put_indent(w);
+    put_string(w, key);
+    put(w, ":", 1);
+}
+
+static void open_object(writer *w, const char *key)
+{
+    if (key) put_key(w, key);
+    put(w, "{", 1);
+    w->first[w->depth++] = 1;
+}
+
+static void close_object(writer *w)
+{
+    int empty = w->first[--w->depth];
+    if (!empty) put_indent(w);
+    put(w, "}", 1);
+}
+
+static void put_count(writer *w, const char *key, long long n)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%lld", n);
+    put_key(w, key);
+    put_s(w, b);
+}
+
+static void put_time(writer *w, const char *key, int64_t ms)
+{
+    char b[PF_TIME_FMT_SIZE];
+    pf_time_format(ms, b);
+    put_key(w, key);
+    put_string(w, b);
+}
+
+/* 1 when TEXT is exactly one JSON value (as the loader's parser reads it). */
+static int one_json_value(const char *text)
+{
+    size_t len = strlen(text);
+    if (len > INT32_MAX) return 0;
+    json_tokener *tok = json_tokener_new_ex(STATE_MAX_DEPTH);
+    if (!tok) return 0;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    if (json_tokener_get_error(tok) == json_tokener_continue) /* a bare number */
+        o = json_tokener_parse_ex(tok, " ", 1);
+    int ok = json_tokener_get_error(tok) == json_tokener_success;
+    for (size_t end = json_tokener_get_parse_end(tok); ok && end < len; end++)
+        if (text[end] != ' ' && text[end] != '\n' && text[end] != '\r' && text[end] != '\t')
+            ok = 0;
+    json_object_put(o);
+    json_tokener_free(tok);
+    return ok;
+}
+
+/* PF_ETOOBIG: what makes the checkpoint too large, and what to do. */
+static pf_status too_big(const pf_state *st, const char *flow_name, pf_error *err)
+{
+    struct {
+        const char *what, *advice;
+        size_t n;
+    } parts[] = {
+        {"the late-arrival ledger", "shorten source.lookback (0s turns the re-sweep off)",
+         st->ledger ? strlen(st->ledger) : 0},
+        {"the sink's resume data (sink.resume)", "the sink keeps too much resume data",
+         st->sink_token ? strlen(st->sink_token) : 0},
+        {"the API's page position (cursor)", "the API's paging token is too long to keep",
+         st->page_token ? strlen(st->page_token) : 0},
+        {"the last run's error", "shorten the error message", st->run_error ? strlen(st->run_error) : 0},
+    };
+    size_t big = 0;
+    for (size_t i = 1; i < sizeof parts / sizeof parts[0]; i++)
+        if (parts[i].n > parts[big].n) big = i;
+    return pf_error_set(err, PF_ETOOBIG,
+                        "the checkpoint of flow %s would be larger than %zu bytes "
+                        "(PF_STATE_MAX_BYTES), the most a checkpoint can be read back with, so "
+                        "it is not written (the previous one stays): %s takes %zu bytes; %s",
+                        flow_name, PF_STATE_MAX_BYTES, parts[big].what, parts[big].n,
+                        parts[big].advice);
 }
 
 pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty, char **out,
                            pf_error *err)
 {
     *out = NULL;
-    json_object *root = json_object_new_object();
-    if (!root) return pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
-    json_object_object_add(root, "version", json_object_new_int(PF_STATE_VERSION));
-    json_object_object_add(root, "flow", json_object_new_string(flow_name));
-    json_object_object_add(root, "seq", json_object_new_int64(st->seq));
-    if (st->template_name)
-        json_object_object_add(root, "template", json_object_new_string(st->template_name));
+    if (st->sink_token && !one_json_value(st->sink_token))
+        return pf_error_set(err, PF_ESTATE, "sink resume token is not JSON");
+    if (st->ledger && (st->ledger[0] != '{' || !one_json_value(st->ledger)))
+        return pf_error_set(err, PF_ESTATE, "the record ledger is not a JSON object");
+    writer w;
+    memset(&w, 0, sizeof w);
+    w.pretty = pretty;
+    /* pf_state_save adds a newline. */
+    pf_buf_init(&w.b, PF_STATE_MAX_BYTES - 1);
+    open_object(&w, NULL);
+    put_count(&w, "version", PF_STATE_VERSION);
+    put_key(&w, "flow");
+    put_string(&w, flow_name);
+    put_count(&w, "seq", st->seq);
+    if (st->template_name) {
+        put_key(&w, "template");
+        put_string(&w, st->template_name);
+    }
     if (st->page_kind) {
         /* Page progress: {"time"?, "window_end"?, "<kind>": next page}. */
-        json_object *c = json_object_new_object();
-        json_object_object_add(root, "cursor", c);
-        if (st->has_cursor) add_time(c, "time", st->cursor_ms);
-        if (st->page_window_end_ms) add_time(c, "window_end", st->page_window_end_ms);
-        if (strcmp(st->page_kind, "page") == 0 || strcmp(st->page_kind, "offset") == 0)
-            json_object_object_add(c, st->page_kind, json_object_new_int64(st->page_number));
-        else
-            json_object_object_add(c, st->page_kind,
-                                   json_object_new_string(st->page_token ? st->page_token : ""));
-    } else if (st->has_cursor) {
-        add_time(root, "cursor", st->cursor_ms);
-    } else {
-        json_object_object_add(root, "cursor", NULL);
-    }
-    pf_status ret = PF_OK;
-    if (st->ledger) {
-        json_object *led = json_tokener_parse(st->ledger);
-        if (!led) {
-            ret = pf_error_set(err, PF_ESTATE, "the record ledger is not JSON");
-            goto done;
+        open_object(&w, "cursor");
+        if (st->has_cursor) put_time(&w, "time", st->cursor_ms);
+        if (st->page_window_end_ms) put_time(&w, "window_end", st->page_window_end_ms);
+        if (strcmp(st->page_kind, "page") == 0 || strcmp(st->page_kind, "offset") == 0) {
+            put_count(&w, st->page_kind, st->page_number);
+        } else {
+            put_key(&w, st->page_kind);
+            put_string(&w, st->page_token ? st->page_token : "");
         }
-        json_object_object_add(root, "ledger", led);
+        close_object(&w);
+    } else if (st->has_cursor) {
+        put_time(&w, "cursor", st->cursor_ms);
+    } else {
+        put_key(&w, "cursor");
+        put_s(&w, "null");
+    }
+    if (st->ledger) {
+        put_key(&w, "ledger");
+        put_s(&w, st->ledger);
     }
     if (st->sink_type) {
-        json_object *sink = json_object_new_object();
-        json_object_object_add(root, "sink", sink);
-        json_object_object_add(sink, "type", json_object_new_string(st->sink_type));
-        json_object *tok = st->sink_token ? json_tokener_parse(st->sink_token) : NULL;
-        if (st->sink_token && !tok) {
-            ret = pf_error_set(err, PF_ESTATE, "sink resume token is not JSON");
-            goto done;
-        }
-        json_object_object_add(sink, "resume", tok);
+        open_object(&w, "sink");
+        put_key(&w, "type");
+        put_string(&w, st->sink_type);
+        put_key(&w, "resume");
+        put_s(&w, st->sink_token ? st->sink_token : "null");
+        close_object(&w);
     }
     if (st->run_outcome) {
-        json_object *run = json_object_new_object();
-        json_object_object_add(root, "last_run", run);
-        add_time(run, "started", st->run_started_ms);
-        if (st->run_ended_ms) add_time(run, "ended", st->run_ended_ms);
-        json_object_object_add(run, "outcome", json_object_new_string(st->run_outcome));
-        json_object_object_add(run, "records", json_object_new_int64(st->run_records));
-        json_object_object_add(run, "windows", json_object_new_int64(st->run_windows));
-        json_object_object_add(run, "bytes", json_object_new_int64(st->run_bytes));
-        json_object_object_add(run, "retries", json_object_new_int64(st->run_retries));
-        if (st->run_error)
-            json_object_object_add(run, "error", json_object_new_string(st->run_error));
+        open_object(&w, "last_run");
+        put_time(&w, "started", st->run_started_ms);
+        if (st->run_ended_ms) put_time(&w, "ended", st->run_ended_ms);
+        put_key(&w, "outcome");
+        put_string(&w, st->run_outcome);
+        put_count(&w, "records", st->run_records);
+        put_count(&w, "windows", st->run_windows);
+        put_count(&w, "bytes", st->run_bytes);
+        put_count(&w, "retries", st->run_retries);
+        if (st->run_error) {
+            put_key(&w, "error");
+            put_string(&w, st->run_error);
+        }
+        close_object(&w);
     }
-    add_time(root, "updated", pf_time_real_ms());
-    const char *text = json_object_to_json_string_ext(
-        root, (pretty ? JSON_C_TO_STRING_PRETTY : JSON_C_TO_STRING_PLAIN) |
-                  JSON_C_TO_STRING_NOSLASHESCAPE);
-    if (!text || !(*out = strdup(text)))
+    put_time(&w, "updated", pf_time_real_ms());
+    close_object(&w);
+    pf_status ret = w.st;
+    if (ret == PF_ETOOBIG) {
+        ret = too_big(st, flow_name, err);
+    } else if (ret != PF_OK) {
         ret = pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
-done:
-    json_object_put(root);
-    return ret;
+    } else {
+        /* Never write what cannot be read back: the loader checks it. */
+        pf_state back = {0};
+        char label[300];
+        snprintf(label, sizeof label, "of flow %.200s (as it would be written)", flow_name);
+        ret = pf_state_parse(w.b.data, w.b.len, label, &back, err);
+        pf_state_free(&back);
+    }
+    if (ret != PF_OK) {
+        pf_buf_free(&w.b);
+        return ret;
+    }
+    *out = pf_buf_steal(&w.b);
+    if (!*out) return pf_error_set(err, PF_ENOMEM, "out of memory writing checkpoint");
+    return PF_OK;
 }
 
 pf_status pf_state_save(const char *path, const pf_state *st, const char *flow_name, pf_error *err)

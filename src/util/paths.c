@@ -197,8 +197,13 @@ pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, p
         }
         off += (size_t)w;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        int e = errno;
+    /* The descriptor is closed whatever fsync answers. */
+    int synced = fsync(fd) == 0, e = errno;
+    if (close(fd) != 0 && synced) {
+        synced = 0;
+        e = errno;
+    }
+    if (!synced) {
         unlink(tmp);
         return pf_error_set(err, PF_EIO, "cannot sync %s: %s", tmp, strerror(e));
     }

@@ -12,9 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "engine/extract.h"
+#include "engine/stream_extract.h"
 #include "flow/template.h"
 #include "unit_records.h"
+#include "unit_template.h"
 
 static pf_template *tmpl;
 
@@ -48,11 +52,11 @@ static const char siem_body[] =
     "    {\"id\": \"c-1\", \"url\": \"http://x.example/a\", \"GUID\": \"g-click\"}\n"
     "  ],\n"
     "  \"messagesDelivered\": [\n"
-    "    {\"subject\": \"one\", \"GUID\": \"g-1\", \"zeta\": 1, \"alpha\": [1, 2]},\n"
-    "    {\"GUID\": \"g-2\", \"subject\": \"two \\u00e9\\/x\", \"nested\": {\"b\": 1, \"a\": 2}}\n"
+    "    {\"subject\": \"one\", \"id\": \"g-1\", \"zeta\": 1, \"alpha\": [1, 2]},\n"
+    "    {\"id\": \"g-2\", \"subject\": \"two \\u00e9\\/x\", \"nested\": {\"b\": 1, \"a\": 2}}\n"
     "  ],\n"
     "  \"messagesBlocked\": [\n"
-    "    {\"GUID\": \"g-3\", \"threatsInfoMap\": []}\n"
+    "    {\"id\": \"g-3\", \"threatsInfoMap\": []}\n"
     "  ],\n"
     "  \"clicksBlocked\": [\n"
     "    {\"id\": \"c-2\"},\n"
@@ -69,13 +73,13 @@ static void test_records_per_stream_with_keys(void **state)
     assert_int_equal(out.count, 6);
     assert_int_equal(out.missing_keys, 0);
     /* Streams in template order, records in array order; JSON compact with
-     * members in their original order; GUID keys messages, id keys clicks. */
+     * members in their original order; id keys every stream. */
     assert_record(&out.recs[0], "messages_delivered", "g-1",
-                  "{\"subject\":\"one\",\"GUID\":\"g-1\",\"zeta\":1,\"alpha\":[1,2]}");
+                  "{\"subject\":\"one\",\"id\":\"g-1\",\"zeta\":1,\"alpha\":[1,2]}");
     assert_record(&out.recs[1], "messages_delivered", "g-2",
-                  "{\"GUID\":\"g-2\",\"subject\":\"two \xc3\xa9/x\",\"nested\":{\"b\":1,\"a\":2}}");
+                  "{\"id\":\"g-2\",\"subject\":\"two \xc3\xa9/x\",\"nested\":{\"b\":1,\"a\":2}}");
     assert_record(&out.recs[2], "messages_blocked", "g-3",
-                  "{\"GUID\":\"g-3\",\"threatsInfoMap\":[]}");
+                  "{\"id\":\"g-3\",\"threatsInfoMap\":[]}");
     assert_record(&out.recs[3], "clicks_permitted", "c-1",
                   "{\"id\":\"c-1\",\"url\":\"http://x.example/a\",\"GUID\":\"g-click\"}");
     assert_record(&out.recs[4], "clicks_blocked", "c-2", "{\"id\":\"c-2\"}");
@@ -111,7 +115,7 @@ static void test_many_records(void **state)
     assert_non_null(body);
     size_t o = (size_t)snprintf(body, cap, "{\"messagesDelivered\":[");
     for (size_t i = 0; i < n; i++)
-        o += (size_t)snprintf(body + o, cap - o, "%s{\"GUID\":\"g%zu\"}", i ? "," : "", i);
+        o += (size_t)snprintf(body + o, cap - o, "%s{\"id\":\"g%zu\"}", i ? "," : "", i);
     snprintf(body + o, cap - o, "]}");
     pf_records out = {0};
     pf_error e;
@@ -119,7 +123,7 @@ static void test_many_records(void **state)
     assert_int_equal(out.count, n);
     char key[32];
     snprintf(key, sizeof key, "g%zu", n - 1);
-    assert_record(&out.recs[n - 1], "messages_delivered", key, "{\"GUID\":\"g2999\"}");
+    assert_record(&out.recs[n - 1], "messages_delivered", key, "{\"id\":\"g2999\"}");
     pf_records_free(&out);
     free(body);
 }
@@ -215,8 +219,10 @@ static char *nested_arrays(size_t depth)
 {
     char *s = malloc(2 * depth + 1);
     assert_non_null(s);
-    memset(s, '[', depth);
-    memset(s + depth, ']', depth);
+    for (size_t i = 0; i < depth; i++) {
+        s[i] = '[';
+        s[depth + i] = ']';
+    }
     s[2 * depth] = '\0';
     return s;
 }
@@ -287,7 +293,7 @@ static void test_key_rendering(void **state)
 
     /* A record whose key path selects nothing is counted. */
     assert_int_equal(
-        extract("{\"messagesBlocked\": [{\"subject\": \"no guid\"}, {\"GUID\": \"g\"}]}", &out, &e),
+        extract("{\"messagesBlocked\": [{\"subject\": \"no id\"}, {\"id\": \"g\"}]}", &out, &e),
         PF_OK);
     assert_int_equal(out.count, 2);
     assert_int_equal(out.missing_keys, 1);
@@ -454,6 +460,115 @@ static void test_repeated_names_on_a_path(void **state)
     pf_records_free(&out);
 }
 
+static pf_status push_record(void *ud, const pf_sink_record *rec, pf_error *err)
+{
+    return pf_records_push_copy(ud, rec, err);
+}
+
+/* The record limit (source.http.max_record) holds on the buffered path as on
+ * the streaming one: the same code and the same message up to where the
+ * record is (an offset when streaming, its path here). */
+static void test_record_limit(void **state)
+{
+    (void)state;
+    pf_template *t = unit_template1("$.messagesDelivered[*]", "$.GUID");
+    static const char body[] = "{\"messagesDelivered\": [{\"GUID\": \"g-1\"},"
+                               " {\"GUID\": \"g-2\", \"subject\": \"a record over the limit\"}]}";
+    static const char prefix[] = "record of stream s0 is larger than the record limit (32 bytes, "
+                                 "source.http.max_record), the record ";
+    pf_records out = {0};
+    pf_error e;
+    pf_sink_record before = {t->streams[0].name, NULL, 0, "{}", 2};
+    assert_int_equal(pf_records_push_copy(&out, &before, &e), PF_OK);
+    pf_extract_limits lim = {.max_record = 32};
+    pf_error_clear(&e);
+    assert_int_equal(pf_extract_records_ex(t, body, strlen(body), &lim, &out, &e), PF_ETOOBIG);
+    assert_int_equal(out.count, 1); /* what the caller had, nothing more */
+    assert_string_equal(e.msg, "record of stream s0 is larger than the record limit (32 bytes, "
+                               "source.http.max_record), the record at $['messagesDelivered'][1]");
+
+    /* The streaming path refuses the same body the same way. */
+    pf_records got = {0};
+    pf_error se;
+    pf_sx *sx = pf_sx_new(t, 32, 0, push_record, &got, &se);
+    assert_non_null(sx);
+    assert_int_equal(pf_sx_is_streaming(sx), 1);
+    pf_error_clear(&se);
+    pf_status st = pf_sx_feed(sx, body, strlen(body), &se);
+    if (st == PF_OK) st = pf_sx_finish(sx, &se);
+    assert_int_equal(st, PF_ETOOBIG);
+    if (strncmp(se.msg, prefix, strlen(prefix)) != 0) fail_msg("streaming: %s", se.msg);
+    assert_memory_equal(e.msg, prefix, strlen(prefix));
+    pf_sx_free(sx);
+    pf_records_free(&got);
+
+    /* A record of exactly the limit is fine: {"GUID":"g-1"} is 14 bytes. */
+    lim.max_record = 14;
+    static const char small[] = "{\"messagesDelivered\": [{\"GUID\": \"g-1\"}]}";
+    assert_int_equal(pf_extract_records_ex(t, small, strlen(small), &lim, &out, &e), PF_OK);
+    assert_int_equal(out.count, 2);
+    lim.max_record = 13;
+    assert_int_equal(pf_extract_records_ex(t, small, strlen(small), &lim, &out, &e), PF_ETOOBIG);
+    assert_int_equal(out.count, 2);
+    pf_records_free(&out);
+    pf_template_free(t);
+
+    /* A template that cannot stream buffers in pf_sx, and the limit given
+     * to pf_sx_new holds there too. */
+    t = unit_template1("$.messagesDelivered[?@.subject]", "$.GUID");
+    sx = pf_sx_new(t, 32, 0, push_record, &got, &se);
+    assert_non_null(sx);
+    assert_int_equal(pf_sx_is_streaming(sx), 0);
+    assert_int_equal(pf_sx_feed(sx, body, strlen(body), &se), PF_OK);
+    assert_int_equal(pf_sx_finish(sx, &se), PF_ETOOBIG);
+    assert_string_equal(se.msg, "record of stream s0 is larger than the record limit (32 bytes, "
+                                "source.http.max_record), the record at "
+                                "$['messagesDelivered'][1]");
+    assert_int_equal(got.count, 0);
+    pf_sx_free(sx);
+    pf_template_free(t);
+}
+
+/* Records are printed as json-c prints the same value (compact, '/' not
+ * escaped), except for the integers json-c cannot print back. */
+static void test_records_print_as_json_c_does(void **state)
+{
+    (void)state;
+    pf_template *t = unit_template1("$", NULL);
+    static const char *const bodies[] = {
+        "{\"a\":[1,-2,3.25,-4e-3,1E+2,0,true,false,null,\"s\"],\"b\":{},\"c\":[],\"d\":[[]]}",
+        "[\"\\u0001\\u0002\\u001f \\b\\f\\n\\r\\t \\\" \\\\ \\/ / \\u007f \\u00e9 \\ud83d\\ude00\"]",
+        "{\"\\u0000x\":1,\"k\\\"ey\\n\":\"v\\u0000w\",\"\xc3\xa9\":\"\xf0\x9f\x98\x80\"}",
+        "{\"dup\":1,\"other\":[{\"dup\":2,\"dup\":[3]}],\"dup\":{\"x\":null}}",
+        "9223372036854775807",
+        "[9223372036854775808,18446744073709551615,-9223372036854775808]",
+        "\"just a string\"",
+        "[[[[[[[[[[{\"deep\":[[[[[[1]]]]]]}]]]]]]]]]]",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        const char *b = bodies[i];
+        json_tokener *tok = json_tokener_new();
+        assert_non_null(tok);
+        json_object *doc = json_tokener_parse_ex(tok, b, (int)strlen(b));
+        if (json_tokener_get_error(tok) == json_tokener_continue)
+            doc = json_tokener_parse_ex(tok, " ", 1);
+        assert_int_equal(json_tokener_get_error(tok), json_tokener_success);
+        json_tokener_free(tok);
+        const char *want =
+            json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
+        pf_records out = {0};
+        pf_error e;
+        if (pf_extract_records(t, b, strlen(b), &out, &e) != PF_OK)
+            fail_msg("body %zu: %s", i, e.msg);
+        assert_int_equal(out.count, 1);
+        assert_record(&out.recs[0], "s0", NULL, want);
+        pf_records_free(&out);
+        json_object_put(doc);
+    }
+    pf_template_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -473,6 +588,8 @@ int main(void)
         cmocka_unit_test(test_numbers_keep_their_text),
         cmocka_unit_test(test_strings_and_utf8),
         cmocka_unit_test(test_repeated_names_on_a_path),
+        cmocka_unit_test(test_record_limit),
+        cmocka_unit_test(test_records_print_as_json_c_does),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

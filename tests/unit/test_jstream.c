@@ -92,8 +92,8 @@ static void test_events_of_a_document(void **state)
 
 /* Documents every chunking must read identically. */
 static const char *const valid_docs[] = {
-    "{\"messagesDelivered\": [ {\"GUID\": \"g-1\", \"subject\": \"two  spaces\", \"n\": 12},"
-    " {\"GUID\": \"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"x\": [[], {}, [{}]]} ]}",
+    ("{\"messagesDelivered\": [ {\"GUID\": \"g-1\", \"subject\": \"two  spaces\", \"n\": 12},"
+     " {\"GUID\": \"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"x\": [[], {}, [{}]]} ]}"),
     "[123456789012345678901234567890, -0, 0.5, 1E5, 1e-7, -0.0e+0, 10]",
     "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xed\x9f\xbf \xee\x80\x80 \xf4\x8f\xbf\xbf\"",
     "12345",
@@ -248,8 +248,10 @@ static char *nested(size_t depth, char open, char close)
 {
     char *s = malloc(2 * depth + 1);
     assert_non_null(s);
-    memset(s, open, depth);
-    memset(s + depth, close, depth);
+    for (size_t i = 0; i < depth; i++) {
+        s[i] = open;
+        s[depth + i] = close;
+    }
     s[2 * depth] = '\0';
     return s;
 }
@@ -539,6 +541,59 @@ static void test_errors_are_sticky_and_reset_clears(void **state)
     pf_js_free(NULL);
 }
 
+/* A reset in the middle of a document forgets everything of it: a body cut
+ * inside a surrogate pair (an HTTP retry restarts the body there) must not
+ * make the next body's first \u escape look like the pair's second half. */
+static void test_reset_inside_a_surrogate_pair(void **state)
+{
+    (void)state;
+    static const char *const cuts[] = {
+        "[\"\\uD83D", "[\"\\uD83D\\", "[\"\\uD83D\\u", "[\"\\uD83D\\uDE", "{\"\\ud83d",
+        "[\"\xf0\x9f", "[\"\\", "[\"\\u00", "[tr", "[-1.5e", "{\"a\":[{\"b\":\"\\ud800",
+    };
+    pf_js *js = pf_js_new(16, 0, NULL);
+    assert_non_null(js);
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        pf_js_event ev;
+        pf_error e;
+        pf_js_input(js, cuts[i], strlen(cuts[i]));
+        pf_status st;
+        while ((st = pf_js_next(js, &ev, &e)) == PF_OK && ev.token != PF_JS_NONE)
+            ;
+        assert_int_equal(st, PF_OK); /* valid so far, just cut */
+        pf_js_reset(js);
+        static const char next[] = "[\"\\u0041\\u00e9\",1]";
+        pf_js_input(js, next, strlen(next));
+        pf_js_end_input(js);
+        assert_int_equal(pf_js_next(js, &ev, &e), PF_OK);
+        assert_int_equal(ev.token, PF_JS_ARRAY_BEGIN);
+        assert_int_equal(ev.offset, 0);
+        pf_error_clear(&e);
+        if (pf_js_next(js, &ev, &e) != PF_OK)
+            fail_msg("after a reset cut at \"%s\": %s", cuts[i], e.msg);
+        assert_int_equal(ev.token, PF_JS_STRING);
+        assert_int_equal(ev.offset, 1);
+        assert_int_equal(ev.len, 12);
+        assert_int_equal(pf_js_next(js, &ev, &e), PF_OK);
+        assert_int_equal(ev.token, PF_JS_NUMBER);
+        assert_int_equal(pf_js_next(js, &ev, &e), PF_OK);
+        assert_int_equal(ev.token, PF_JS_ARRAY_END);
+        assert_int_equal(pf_js_next(js, &ev, &e), PF_OK);
+        assert_int_equal(ev.token, PF_JS_EOF);
+        assert_int_equal(pf_js_empty(js), 0);
+        pf_js_reset(js);
+    }
+    /* A high surrogate still needs its low half after a reset. */
+    pf_js_event ev;
+    pf_error e;
+    pf_js_input(js, "[\"\\uD83D\\u0041\"]", 16);
+    pf_js_end_input(js);
+    assert_int_equal(pf_js_next(js, &ev, &e), PF_OK);
+    assert_int_equal(pf_js_next(js, &ev, &e), PF_EDATA);
+    assert_non_null(strstr(e.msg, "not a low surrogate"));
+    pf_js_free(js);
+}
+
 /* Strings are scanned several bytes at a time: every kind of special byte
  * must be found at every position of such a word. */
 static void test_special_bytes_at_every_position(void **state)
@@ -546,7 +601,7 @@ static void test_special_bytes_at_every_position(void **state)
     (void)state;
     pf_buf log;
     pf_buf_init(&log, 0);
-    char doc[64], want[64];
+    char doc[64], want[128];
     for (size_t pos = 0; pos < 20; pos++) {
         for (size_t tail = 0; tail < 10; tail += 3) {
             pf_error e;
@@ -614,6 +669,7 @@ int main(void)
         cmocka_unit_test(test_silencing),
         cmocka_unit_test(test_long_tokens),
         cmocka_unit_test(test_errors_are_sticky_and_reset_clears),
+        cmocka_unit_test(test_reset_inside_a_surrogate_pair),
         cmocka_unit_test(test_special_bytes_at_every_position),
         cmocka_unit_test(test_unescape),
     };

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "engine/keyledger.h"
+#include "state/state.h"
 
 static uint64_t key(const char *stream, const char *k)
 {
@@ -105,6 +106,15 @@ static void test_damaged_json_is_refused(void **state)
         "{\"v\":1,\"windows\":[{\"end\":1,\"keys\":\"zzzzzzzzzzzzzzzz\"}]}",
         "{\"v\":1,\"windows\":[{\"end\":\"x\",\"keys\":\"\"}]}",
         "{\"v\":1,\"windows\":[7]}",
+        /* Numbers are type- and range-checked. */
+        "{\"v\":\"1\",\"windows\":[]}",
+        "{\"v\":1.0,\"windows\":[]}",
+        "{\"v\":1,\"windows\":[{\"end\":-1,\"keys\":\"\"}]}",
+        "{\"v\":1,\"windows\":[{\"end\":1e3,\"keys\":\"\"}]}",
+        "{\"v\":1,\"windows\":[{\"end\":\"1000\",\"keys\":\"\"}]}",
+        "{\"v\":1,\"windows\":[{\"end\":99999999999999999999,\"keys\":\"\"}]}",
+        "{\"v\":1,\"horizon\":\"17k\",\"windows\":[]}",
+        "{\"v\":1,\"horizon\":-5,\"windows\":[]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         pf_keyledger *l = (pf_keyledger *)1;
@@ -116,6 +126,163 @@ static void test_damaged_json_is_refused(void **state)
     }
 }
 
+/* The size the ledger counts is exactly what it writes. */
+static void test_json_size_is_exact(void **state)
+{
+    (void)state;
+    pf_keyledger *l = pf_keyledger_new();
+    assert_non_null(l);
+    pf_error e;
+    char *text = NULL;
+    uint64_t rng = 88172645463325252ULL;
+    for (int round = 0; round < 2000; round++) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        int64_t end = (int64_t)(rng % 7) * 999 + (round % 3 == 0 ? 1700000000000LL : 5);
+        assert_int_equal(pf_keyledger_add(l, rng, end, &e), PF_OK);
+        if (round % 97 == 0) {
+            if (round == 485) pf_keyledger_prune(l, 3000);
+            assert_int_equal(pf_keyledger_to_json(l, &text, &e), PF_OK);
+            assert_int_equal(strlen(text), pf_keyledger_json_size(l));
+            free(text);
+        }
+    }
+    pf_keyledger_free(l);
+    pf_keyledger *z = pf_keyledger_new();
+    assert_int_equal(pf_keyledger_json_size(z), strlen("{\"v\":1,\"windows\":[]}"));
+    pf_keyledger_free(z);
+}
+
+/* Adds N records of window END_MS, keys "w<END_MS>-<i>". */
+static void add_window(pf_keyledger *l, int64_t end_ms, int n)
+{
+    pf_error e;
+    char k[48];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "w%lld-%d", (long long)end_ms, i);
+        assert_int_equal(pf_keyledger_add(l, key("s", k), end_ms, &e), PF_OK);
+    }
+}
+
+static int window_known(const pf_keyledger *l, int64_t end_ms, int n)
+{
+    char k[48];
+    int known = 0;
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "w%lld-%d", (long long)end_ms, i);
+        known += pf_keyledger_contains(l, key("s", k));
+    }
+    return known;
+}
+
+/* A ledger that would pass its limit forgets its oldest windows and says
+ * so with its horizon; its JSON never passes the limit. */
+static void test_full_ledger_forgets_oldest_windows(void **state)
+{
+    (void)state;
+    const size_t limit = 8192; /* about 450 records */
+    pf_keyledger *l = pf_keyledger_new_limited(limit);
+    assert_non_null(l);
+    int64_t h = 0;
+    for (int64_t end = 1000; end <= 20000; end += 1000) {
+        add_window(l, end, 40);
+        assert_true(pf_keyledger_json_size(l) <= limit);
+    }
+    /* 20 windows of 40 records: the newest are all there, the oldest not. */
+    assert_true(pf_keyledger_horizon(l, &h));
+    assert_int_equal(window_known(l, 20000, 40), 40);
+    assert_int_equal(window_known(l, 1000, 40), 0);
+    assert_true(h >= 1000 && h < 20000);
+    /* Every window after the horizon is whole, every one up to it gone. */
+    for (int64_t end = 1000; end <= 20000; end += 1000)
+        assert_int_equal(window_known(l, end, 40), end <= h ? 0 : 40);
+    size_t count = pf_keyledger_count(l);
+    assert_true(count * 16 < limit && count * 16 > limit / 2);
+
+    /* The horizon is saved and read back; a ledger read with a smaller
+     * limit makes room the same way. */
+    char *text = NULL;
+    pf_error e;
+    assert_int_equal(pf_keyledger_to_json(l, &text, &e), PF_OK);
+    assert_int_equal(strlen(text), pf_keyledger_json_size(l));
+    assert_true(strlen(text) <= limit);
+    char want[64];
+    snprintf(want, sizeof want, "{\"v\":1,\"horizon\":%lld,\"windows\":[", (long long)h);
+    assert_memory_equal(text, want, strlen(want));
+    pf_keyledger *m = NULL;
+    assert_int_equal(pf_keyledger_from_json_limited(text, strlen(text), limit, &m, &e), PF_OK);
+    int64_t h2 = 0;
+    assert_true(pf_keyledger_horizon(m, &h2));
+    assert_int_equal(h2, h);
+    assert_int_equal(pf_keyledger_count(m), count);
+    pf_keyledger_free(m);
+    assert_int_equal(pf_keyledger_from_json_limited(text, strlen(text), limit / 2, &m, &e), PF_OK);
+    assert_true(pf_keyledger_json_size(m) <= limit / 2);
+    assert_true(pf_keyledger_horizon(m, &h2));
+    assert_true(h2 > h);
+    assert_int_equal(window_known(m, 20000, 40), 40);
+    pf_keyledger_free(m);
+    free(text);
+
+    /* Pruning past the horizon clears it. */
+    pf_keyledger_prune(l, h);
+    assert_true(pf_keyledger_horizon(l, &h2));
+    pf_keyledger_prune(l, h + 1);
+    assert_false(pf_keyledger_horizon(l, &h2));
+    assert_int_equal(pf_keyledger_count(l), count);
+    pf_keyledger_free(l);
+}
+
+/* One window with more records than fit: the rest of it is not
+ * remembered, and the horizon says so. */
+static void test_one_window_over_the_limit(void **state)
+{
+    (void)state;
+    const size_t limit = 4096;
+    pf_keyledger *l = pf_keyledger_new_limited(limit);
+    assert_non_null(l);
+    add_window(l, 5000, 1000);
+    assert_true(pf_keyledger_json_size(l) <= limit);
+    int64_t h = 0;
+    assert_true(pf_keyledger_horizon(l, &h));
+    assert_int_equal(h, 5000);
+    size_t count = pf_keyledger_count(l);
+    assert_true(count > 100 && count < 1000);
+    assert_int_equal(window_known(l, 5000, 1000), (int)count);
+    /* A newer window makes room by forgetting the older one. */
+    add_window(l, 6000, 100);
+    assert_int_equal(window_known(l, 6000, 100), 100);
+    assert_true(pf_keyledger_json_size(l) <= limit);
+    assert_true(pf_keyledger_horizon(l, &h));
+    assert_int_equal(h, 5000);
+    pf_keyledger_free(l);
+    /* The smallest limit is enforced. */
+    l = pf_keyledger_new_limited(1);
+    add_window(l, 1, 50);
+    assert_true(pf_keyledger_json_size(l) <= PF_KEYLEDGER_MIN_JSON);
+    pf_keyledger_free(l);
+}
+
+/* The default limit keeps the ledger within half a checkpoint: a busy
+ * tenant's look-back (1.1 million records) fits whole. */
+static void test_default_limit(void **state)
+{
+    (void)state;
+    assert_true(PF_KEYLEDGER_MAX_JSON <= PF_STATE_MAX_BYTES / 2);
+    pf_keyledger *l = pf_keyledger_new();
+    pf_error e;
+    for (uint64_t i = 1; i <= 1100000; i++)
+        assert_int_equal(pf_keyledger_add(l, i * 0x9e3779b97f4a7c15ULL, 1000 + (int64_t)(i / 20000) * 60000,
+                                          &e),
+                         PF_OK);
+    int64_t h;
+    assert_int_equal(pf_keyledger_count(l), 1100000);
+    assert_false(pf_keyledger_horizon(l, &h));
+    assert_true(pf_keyledger_json_size(l) < PF_KEYLEDGER_MAX_JSON);
+    pf_keyledger_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +290,10 @@ int main(void)
         cmocka_unit_test(test_add_contains_prune),
         cmocka_unit_test(test_json_round_trip),
         cmocka_unit_test(test_damaged_json_is_refused),
+        cmocka_unit_test(test_json_size_is_exact),
+        cmocka_unit_test(test_full_ledger_forgets_oldest_windows),
+        cmocka_unit_test(test_one_window_over_the_limit),
+        cmocka_unit_test(test_default_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

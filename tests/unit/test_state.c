@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/keyledger.h"
 #include "state/state.h"
 #include "util/log.h"
 #include "util/paths.h"
@@ -320,6 +321,159 @@ static void test_save_refuses_invalid_token(void **state)
     pf_state_free(&b);
 }
 
+/* Every number is checked for type and range on load: a string such as
+ * "17k" is not read as 17, 17.5 not as 17, and an integer beyond 64 bits
+ * is not clamped into range. The message names the file and the field. */
+static void test_numbers_are_checked_on_load(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"{\"version\":1,\"seq\":\"17k\"}", "seq is \"17k\", not an integer from 0 to"},
+        {"{\"version\":1,\"seq\":\"17\"}", "seq is \"17\""},
+        {"{\"version\":1,\"seq\":17.5}", "seq is 17.5"},
+        {"{\"version\":1,\"seq\":-1}", "seq is -1"},
+        {"{\"version\":1,\"seq\":true}", "seq is true"},
+        {"{\"version\":1,\"seq\":null}", "seq is null"},
+        {"{\"version\":1,\"seq\":99999999999999999999}", "seq is"},
+        {"{\"version\":1,\"seq\":-99999999999999999999}", "seq is"},
+        {"{\"version\":1,\"seq\":4611686018427387905}", "seq is 4611686018427387905"},
+        {"{\"version\":\"1\"}", "version"},
+        {"{\"version\":1.0}", "version"},
+        {"{\"version\":true}", "version"},
+        {"{\"version\":1,\"cursor\":{\"page\":\"3\"}}", "cursor.page is \"3\""},
+        {"{\"version\":1,\"cursor\":{\"offset\":-5}}", "cursor.offset is -5"},
+        {"{\"version\":1,\"cursor\":{\"offset\":1e2}}", "cursor.offset"},
+        {"{\"version\":1,\"cursor\":{\"token\":17}}", "cursor.token is 17, not a string"},
+        {"{\"version\":1,\"cursor\":{\"time\":\"2026-11-22T00:00:00Zjunk\",\"page\":1}}",
+         "cursor.time"},
+        {"{\"version\":1,\"cursor\":\"2026-11-22T00:00:00Z \"}", "cursor is"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"records\":\"17k\"}}",
+         "last_run.records is \"17k\""},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"bytes\":1e3}}", "last_run.bytes"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"windows\":[]}}", "last_run.windows"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"retries\":-2}}", "last_run.retries"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"started\":\"yesterday\"}}",
+         "last_run.started is \"yesterday\", not a date-time"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"ended\":1795305600000}}",
+         "last_run.ended"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_corrupt(bad[i].text, bad[i].needle);
+
+    /* The largest seq loads; the next commit is refused, not wrapped. */
+    char path[128];
+    path_in_tmp(path, sizeof path, "maxseq.json");
+    write_file(path, "{\"version\":1,\"seq\":4611686018427387904,\"cursor\":null}");
+    pf_state st = {0};
+    pf_error e;
+    assert_int_equal(pf_state_load(path, &st, &e), PF_OK);
+    assert_int_equal(st.seq, PF_STATE_MAX_COUNT);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_next_seq(&st, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "seq is at its maximum"));
+    assert_int_equal(st.seq, PF_STATE_MAX_COUNT);
+    st.seq = PF_STATE_MAX_COUNT - 1;
+    assert_int_equal(pf_state_next_seq(&st, &e), PF_OK);
+    assert_int_equal(st.seq, PF_STATE_MAX_COUNT);
+    /* A seq past the maximum (or negative) is never written. */
+    assert_int_equal(pf_state_save(path, &st, "f", &e), PF_OK);
+    st.seq = PF_STATE_MAX_COUNT + 1;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_save(path, &st, "f", &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "seq is 4611686018427387905"));
+    st.seq = -1;
+    assert_int_equal(pf_state_save(path, &st, "f", &e), PF_ESTATE);
+    st.seq = 3;
+    st.page_number = -4;
+    pf_state_set_str(&st.page_kind, "offset");
+    assert_int_equal(pf_state_save(path, &st, "f", &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "cursor.offset is -4"));
+    /* A time that would not read back as a date is not written either. */
+    st.page_number = 4;
+    st.has_cursor = 1;
+    st.cursor_ms = INT64_C(400000000000000); /* year 14645 */
+    assert_int_equal(pf_state_save(path, &st, "f", &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "cursor.time"));
+    pf_state_free(&st);
+    /* The file still holds the last good checkpoint. */
+    assert_int_equal(pf_state_load(path, &st, &e), PF_OK);
+    assert_int_equal(st.seq, PF_STATE_MAX_COUNT);
+    pf_state_free(&st);
+}
+
+/* A checkpoint never grows past what the loader reads: a large
+ * late-arrival ledger (1.1 million records) reads back, and a checkpoint
+ * that would pass the limit is refused with what is too large, keeping the
+ * previous one. */
+static void test_checkpoint_size_limit(void **state)
+{
+    (void)state;
+    char path[128];
+    path_in_tmp(path, sizeof path, "big/state.json");
+    pf_state a;
+    full_state(&a);
+    pf_keyledger *l = pf_keyledger_new();
+    assert_non_null(l);
+    pf_error e;
+    for (uint64_t i = 1; i <= 1100000; i++)
+        assert_int_equal(pf_keyledger_add(l, i * 0x9e3779b97f4a7c15ULL,
+                                          T0 + (int64_t)(i / 100000) * 60000, &e),
+                         PF_OK);
+    char *ledger = NULL;
+    assert_int_equal(pf_keyledger_to_json(l, &ledger, &e), PF_OK);
+    pf_keyledger_free(l);
+    assert_true(strlen(ledger) > ((size_t)16 << 20)); /* over the former 16 MiB limit */
+    a.ledger = ledger;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_save(path, &a, "busy", &e), PF_OK);
+    pf_state b = {0};
+    if (pf_state_load(path, &b, &e) != PF_OK) fail_msg("%s", e.msg);
+    assert_non_null(b.ledger);
+    pf_keyledger *m = NULL;
+    assert_int_equal(pf_keyledger_from_json(b.ledger, strlen(b.ledger), &m, &e), PF_OK);
+    assert_int_equal(pf_keyledger_count(m), 1100000);
+    pf_keyledger_free(m);
+    pf_state_free(&b);
+
+    /* With a resume token that makes it too large, nothing is written. */
+    size_t tn = (size_t)50 << 20;
+    char *token = malloc(tn + 16);
+    assert_non_null(token);
+    memcpy(token, "{\"x\":\"", 6);
+    memset(token + 6, 'a', tn);
+    memcpy(token + 6 + tn, "\"}", 3);
+    free(a.sink_token);
+    a.sink_token = token;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_save(path, &a, "busy", &e), PF_ETOOBIG);
+    assert_non_null(strstr(e.msg, "the checkpoint of flow busy would be larger than 67108864"));
+    assert_non_null(strstr(e.msg, "sink's resume data (sink.resume) takes 52428808 bytes"));
+    assert_non_null(strstr(e.msg, "the previous one stays"));
+    char *text = NULL;
+    assert_int_equal(pf_state_to_json(&a, "busy", 0, &text, &e), PF_ETOOBIG);
+    assert_null(text);
+    pf_state_free(&a);
+    assert_int_equal(pf_state_load(path, &b, &e), PF_OK); /* the previous checkpoint */
+    assert_string_equal(b.sink_token, "{\"files\":{\"/data/out/messages.ndjson\":1234}}");
+    pf_state_free(&b);
+
+    /* What is over the limit is refused on load, naming the file. */
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs("{\"version\":1,\"x\":\"", f) >= 0, 1);
+    for (size_t i = 0; i < PF_STATE_MAX_BYTES / 4096; i++)
+        for (int j = 0; j < 4096; j++)
+            fputc('a', f);
+    assert_int_equal(fputs("\"}", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_load(path, &b, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "larger than 67108864 bytes"));
+}
+
 static void test_lock_is_exclusive(void **state)
 {
     (void)state;
@@ -373,6 +527,8 @@ int main(void)
         cmocka_unit_test(test_saved_file_has_only_documented_fields),
         cmocka_unit_test(test_no_secret_in_saved_state),
         cmocka_unit_test(test_save_refuses_invalid_token),
+        cmocka_unit_test(test_numbers_are_checked_on_load),
+        cmocka_unit_test(test_checkpoint_size_limit),
         cmocka_unit_test(test_lock_is_exclusive),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

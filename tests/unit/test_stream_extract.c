@@ -33,7 +33,7 @@ static pf_template *make_template(size_t n, const char *const *paths, const char
     t->nstreams = n;
     for (size_t i = 0; i < n; i++) {
         pf_stream_def *s = &t->streams[i];
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "s%zu", i);
         s->name = strdup(name);
         s->path_text = strdup(paths[i]);
@@ -386,11 +386,11 @@ static const char siem_body[] =
     "    {\"id\": \"c-1\", \"url\": \"http://x.example/a\", \"GUID\": \"g-click\"}\n"
     "  ],\n"
     "  \"messagesDelivered\": [\n"
-    "    {\"subject\": \"one\", \"GUID\": \"g-1\", \"zeta\": 1, \"alpha\": [1, 2]},\n"
-    "    {\"GUID\": \"g-2\", \"subject\": \"two \\u00e9\\/x\", \"nested\": {\"b\": 1, \"a\": 2}}\n"
+    "    {\"subject\": \"one\", \"id\": \"g-1\", \"zeta\": 1, \"alpha\": [1, 2]},\n"
+    "    {\"id\": \"g-2\", \"subject\": \"two \\u00e9\\/x\", \"nested\": {\"b\": 1, \"a\": 2}}\n"
     "  ],\n"
     "  \"messagesBlocked\": [\n"
-    "    {\"GUID\": \"g-3\", \"threatsInfoMap\": []}\n"
+    "    {\"id\": \"g-3\", \"threatsInfoMap\": []}\n"
     "  ],\n"
     "  \"clicksBlocked\": [\n"
     "    {\"id\": \"c-2\"},\n"
@@ -439,12 +439,12 @@ static void test_siem_records_in_document_order(void **state)
         assert_rec(&r.v[0], t, "clicks_permitted", "c-1",
                    "{\"id\":\"c-1\",\"url\":\"http://x.example/a\",\"GUID\":\"g-click\"}");
         assert_rec(&r.v[1], t, "messages_delivered", "g-1",
-                   "{\"subject\":\"one\",\"GUID\":\"g-1\",\"zeta\":1,\"alpha\":[1,2]}");
+                   "{\"subject\":\"one\",\"id\":\"g-1\",\"zeta\":1,\"alpha\":[1,2]}");
         assert_rec(
             &r.v[2], t, "messages_delivered", "g-2",
-            "{\"GUID\":\"g-2\",\"subject\":\"two \\u00e9\\/x\",\"nested\":{\"b\":1,\"a\":2}}");
+            "{\"id\":\"g-2\",\"subject\":\"two \\u00e9\\/x\",\"nested\":{\"b\":1,\"a\":2}}");
         assert_rec(&r.v[3], t, "messages_blocked", "g-3",
-                   "{\"GUID\":\"g-3\",\"threatsInfoMap\":[]}");
+                   "{\"id\":\"g-3\",\"threatsInfoMap\":[]}");
         assert_rec(&r.v[4], t, "clicks_blocked", "c-2", "{\"id\":\"c-2\"}");
         assert_rec(&r.v[5], t, "clicks_blocked", "c-3",
                    "{\"id\":\"c-3\",\"classification\":\"phish\"}");
@@ -738,8 +738,8 @@ static void test_shapes(void **state)
     };
     static const char *const docs[] = {
         "[1, \"two\", null, true, false, {\"k\": 3}, [4], -5.5e-1]",
-        "{\"a\": [{\"k\": \"x\", \"b\": 1}, 2, {\"k\": 3}], \"b\": {\"c\": [5, {\"k\": 6}], \"k\": "
-        "7}}",
+        ("{\"a\": [{\"k\": \"x\", \"b\": 1}, 2, {\"k\": 3}], \"b\": {\"c\": [5, {\"k\": 6}], "
+         "\"k\": 7}}"),
         "{\"a\": {\"k\": 1, \"b\": [{\"k\": \"in\"}], \"c\": [8, 9]}, \"b\": [{\"k\": \"b\"}]}",
         "{\"b\": [{\"k\": \"b-first\"}], \"a\": [{\"k\": \"a-second\"}]}",
         "{\"a\": \"scalar\", \"b\": 12}",
