@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "engine/httpopts.h"
 #include "engine/run.h"
 #include "engine/spool.h"
 #include "util/log.h"
@@ -56,6 +57,18 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
          * wanted, late or not. */
         start = c->state.cursor_ms - c->lookback_ms;
         if (start < origin) start = origin < c->state.cursor_ms ? origin : c->state.cursor_ms;
+        /* A full ledger forgot its oldest windows: a re-sweep before its
+         * horizon would deliver some of their records again. */
+        int64_t h;
+        if (c->lookback_ms && c->ledger && pf_keyledger_horizon(c->ledger, &h) && h > start) {
+            char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
+            start = h < c->state.cursor_ms ? h : c->state.cursor_ms;
+            pf_time_format(start, a);
+            pf_time_format(c->state.cursor_ms - c->lookback_ms, b);
+            pf_log_warn("the late-arrival ledger is full: the re-sweep starts at %s, not %s "
+                        "(events indexed later than that are missed)",
+                        a, b);
+        }
     } else if (since_time) {
         start = origin;
     } else if (since_seconds) {
@@ -276,22 +289,8 @@ out:
 
 static pf_status make_http(run_ctx *c, pf_error *err)
 {
-    pf_flow_http *h = &c->f->http;
     pf_http_opts o;
-    pf_http_opts_default(&o);
-    o.connect_timeout_ms = (long)h->connect_timeout_ms;
-    o.timeout_ms = (long)h->timeout_ms;
-    /* libcurl counts whole seconds and 0 turns stall detection off: round up. */
-    o.low_speed_time_s = (long)((h->low_speed_time_ms + 999) / 1000);
-    o.max_body = (size_t)h->max_body;
-    o.max_attempts = (int)h->max_attempts;
-    o.backoff_base_ms = (long)h->backoff_ms;
-    o.backoff_max_ms = (long)h->backoff_max_ms;
-    o.retry_after_max_ms = (long)h->retry_after_max_ms;
-    o.verify_tls = h->verify_tls;
-    o.ca_file = h->ca_file;
-    o.client_cert = h->client_cert;
-    o.client_key = h->client_key;
+    pf_flow_http_opts(&c->f->http, &o);
     return pf_http_client_new(&o, &c->http, err);
 }
 

@@ -235,16 +235,24 @@ static pf_status read_from(const pf_pages_def *d, const char *body, size_t len, 
         i++;
     if (i == len) return PF_OK;
     if (len > INT32_MAX) return pf_error_set(err, PF_ETOOBIG, "response body over 2 GiB");
-    json_tokener *tok = json_tokener_new_ex(PF_EXTRACT_MAX_NESTING);
-    if (!tok) return pf_error_set(err, PF_ENOMEM, "out of memory");
-    json_object *doc = json_tokener_parse_ex(tok, body, (int)len);
-    enum json_tokener_error je = json_tokener_get_error(tok);
-    json_tokener_free(tok);
-    if (je != json_tokener_success || !doc) {
-        json_object_put(doc);
-        return pf_error_set(err, je == json_tokener_error_depth ? PF_EDEPTH : PF_EDATA,
-                            "the response is not JSON, so %s cannot be read from it", d->from_text);
+    /* The extractor's document builder: every allocation checked (json-c's
+     * own parser cannot tell running out of memory from a short document)
+     * and the same memory budget as record extraction. */
+    json_object *doc = NULL;
+    size_t budget = len <= (SIZE_MAX - PF_EXTRACT_MEMORY_BASE) / PF_EXTRACT_MEMORY_FACTOR
+                        ? PF_EXTRACT_MEMORY_FACTOR * len + PF_EXTRACT_MEMORY_BASE
+                        : SIZE_MAX;
+    pf_error be;
+    pf_error_clear(&be);
+    pf_status bst = pf_extract_build_doc(body, len, budget, &doc, NULL, &be);
+    if (bst == PF_EDATA || bst == PF_EDEPTH)
+        return pf_error_set(err, bst, "the response is not JSON, so %s cannot be read from it",
+                            d->from_text);
+    if (bst != PF_OK) {
+        if (err) *err = be;
+        return bst;
     }
+    if (!doc) return PF_OK; /* the literal null: nothing there */
     pf_jp_nodelist nl = {0};
     pf_status st = pf_jsonpath_eval(d->from, doc, 0, &nl, err);
     if (st == PF_OK && nl.count > 0) {

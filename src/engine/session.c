@@ -51,9 +51,16 @@ pf_sink_result pf_run_commit(run_ctx *c, int final, pf_error *err)
 {
     const char *token = NULL;
     char *cp = NULL;
+    /* seq never wraps: at its maximum the run stops. */
+    pf_state probe = {0};
+    probe.seq = c->state.seq;
+    if (pf_state_next_seq(&probe, err) != PF_OK) {
+        if (err) err->fatal = 1;
+        return PF_SINK_FATAL;
+    }
     if (pf_sink_stores_checkpoint(c->sink)) {
         pf_state next = c->state; /* shallow: only serialised */
-        next.seq++;
+        next.seq = probe.seq;
         if (final && c->pend_set) {
             next.has_cursor = 1;
             next.cursor_ms = c->pend_cursor_ms;
@@ -66,12 +73,18 @@ pf_sink_result pf_run_commit(run_ctx *c, int final, pf_error *err)
             next.cursor_ms = c->before.cursor_ms;
             next.ledger = c->before.ledger;
         }
-        if (pf_state_to_json(&next, c->f->name, 0, &cp, err) != PF_OK) return PF_SINK_RETRY;
+        pf_status js = pf_state_to_json(&next, c->f->name, 0, &cp, err);
+        if (js == PF_ENOMEM) return PF_SINK_RETRY;
+        if (js != PF_OK) {
+            /* Too large or out of range: no retry changes that. */
+            if (err) err->fatal = 1;
+            return PF_SINK_FATAL;
+        }
     }
     pf_sink_result r = pf_sink_commit(c->sink, cp, &token, err);
     free(cp);
     if (r != PF_SINK_OK) return r;
-    c->state.seq++;
+    c->state.seq = probe.seq;
     if (pf_state_set_str(&c->state.sink_token, token) != PF_OK ||
         pf_state_set_str(&c->state.sink_type, c->f->sink.desc->name) != PF_OK) {
         pf_error_set(err, PF_ENOMEM, "out of memory");

@@ -35,9 +35,11 @@
  * (which a caller may run on the whole body instead) accept and refuse the
  * same bodies with the same errors (code, message and offset;
  * pf_extract_records runs the same checks through pf_sx_check_body), apart
- * from the limits only one of them has: max_record when streaming, max_body
- * when buffering. A body of zero bytes or only
- * whitespace has no records (HTTP 204).
+ * from the limits: both refuse a record over max_record, but the streaming
+ * pf_sx measures a record as its original bytes with the offset where it
+ * starts, pf_extract_records as json-c prints it with its normalized path;
+ * only the buffered path has max_body and its memory budget (extract.h).
+ * A body of zero bytes or only whitespace has no records (HTTP 204).
  *
  * Records and keys (both modes, the same for the same body):
  *   - a record is every value its stream's path selects, per RFC 9535;

@@ -95,13 +95,14 @@ static pf_status remember_delivered(run_ctx *c, const pf_window *w, const hash_l
                                     int64_t cursor_after, pf_error *err)
 {
     if (!c->ledger || !w) return PF_OK;
+    /* A record fetched in a window that ends before cursor - look-back can
+     * never be fetched again by a re-sweep. Pruned first, so a full ledger
+     * never forgets windows that pruning drops anyway. */
+    pf_keyledger_prune(c->ledger, cursor_after - c->lookback_ms + 1);
     for (size_t i = 0; i < h->n; i++) {
         pf_status st = pf_keyledger_add(c->ledger, h->v[i], w->end_ms, err);
         if (st != PF_OK) return st;
     }
-    /* A record fetched in a window that ends before cursor - look-back can
-     * never be fetched again by a re-sweep. */
-    pf_keyledger_prune(c->ledger, cursor_after - c->lookback_ms + 1);
     char *text = NULL;
     pf_status st = pf_keyledger_to_json(c->ledger, &text, err);
     if (st != PF_OK) return st;
@@ -297,7 +298,11 @@ pf_status pf_run_collected_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf
     else if (f->format == PF_RESPONSE_SYSLOG)
         st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
     else
-        st = pf_extract_records(f->tmpl, data, body->len, &recs, err);
+    {
+        pf_extract_limits lim = {0};
+        lim.max_record = (size_t)f->http.max_record;
+        st = pf_extract_records_ex(f->tmpl, data, body->len, &lim, &recs, err);
+    }
     if (st == PF_OK && pg)
         st = pf_pager_advance(pg, f, data, body->len, recs.count, ur.no_data, pf_buf_str(url), err);
     if (st != PF_OK) {

@@ -210,7 +210,16 @@ static pf_sink_result open_file(nd_file *f, json_object *resume_files, const cha
     if (!resume_files || (!json_object_object_get_ex(resume_files, f->path, &len_obj) &&
                           !json_object_object_get_ex(resume_files, raw_path, &len_obj)))
         return PF_SINK_OK;
-    int64_t want = json_object_get_int64(len_obj);
+    /* A length is a JSON integer within the file's range: "17k", 17.5 or
+     * null would truncate the file to the wrong length. */
+    int64_t want = json_object_is_type(len_obj, json_type_int) ? json_object_get_int64(len_obj) : -1;
+    if (want < 0 || want == INT64_MAX) {
+        snprintf(err, errlen,
+                 "the checkpoint's committed length of %s is not a byte count: %.40s; the "
+                 "checkpoint was edited or damaged",
+                 f->path, json_object_to_json_string_ext(len_obj, JSON_C_TO_STRING_PLAIN));
+        return PF_SINK_ERROR;
+    }
     if (st.st_size > want) {
         if (ftruncate(f->fd, want) != 0 || fsync(f->fd) != 0) {
             int te = errno;
@@ -283,7 +292,16 @@ static pf_sink_result nd_open(const pf_sink_host *host, const pf_sink_host_api *
     if (!s->streams || !s->files) goto oom;
     json_object *resume_obj = NULL, *resume_files = NULL;
     if (resume) {
-        resume_obj = json_tokener_parse(resume);
+        /* The whole token must be one JSON value: trailing text is damage. */
+        json_tokener *tok = json_tokener_new();
+        size_t rlen = strlen(resume);
+        resume_obj = tok ? json_tokener_parse_ex(tok, resume, (int)rlen) : NULL;
+        if (resume_obj && (json_tokener_get_error(tok) != json_tokener_success ||
+                           json_tokener_get_parse_end(tok) != rlen)) {
+            json_object_put(resume_obj);
+            resume_obj = NULL;
+        }
+        json_tokener_free(tok);
         if (!resume_obj || !json_object_object_get_ex(resume_obj, "files", &resume_files) ||
             !json_object_is_type(resume_files, json_type_object)) {
             json_object_put(resume_obj);

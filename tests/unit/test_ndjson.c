@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -424,6 +425,34 @@ static void test_open_refuses_bad_input(void **state)
     assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, "not json", &s, &e), PF_ESINK);
     assert_null(s);
     assert_non_null(strstr(e.msg, "resume token"));
+    /* Trailing text after the token, and lengths that are not byte counts:
+     * refused, and the file is left as it is (a "17k" read as 17 would cut
+     * it to 17 bytes). */
+    pf_error_clear(&e);
+    assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, "{\"files\":{}} x", &s, &e), PF_ESINK);
+    assert_non_null(strstr(e.msg, "resume token"));
+    char dir[128], file[160];
+    snprintf(dir, sizeof dir, "%s/bad", tmpdir);
+    snprintf(file, sizeof file, "%s/ev.ndjson", dir);
+    assert_int_equal(mkdir(dir, 0700) == 0 || errno == EEXIST, 1);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fputs("{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n{\"a\":4}\n", fp);
+    assert_int_equal(fclose(fp), 0);
+    static const char *const bad_lengths[] = {"\"17k\"", "17.5", "null", "-3",
+                                              "9223372036854775807"};
+    for (size_t i = 0; i < sizeof bad_lengths / sizeof bad_lengths[0]; i++) {
+        char tok[256];
+        snprintf(tok, sizeof tok, "{\"files\":{\"%s\":%s}}", file, bad_lengths[i]);
+        pf_error_clear(&e);
+        s = NULL;
+        assert_int_equal(pf_sink_open(&cfg, streams, NULL, 1, tok, &s, &e), PF_ESINK);
+        assert_null(s);
+        assert_non_null(strstr(e.msg, "not a byte count"));
+        struct stat sb;
+        assert_int_equal(stat(file, &sb), 0);
+        assert_int_equal(sb.st_size, 32);
+    }
     pf_sink_config_free(&cfg);
 
     /* No path. */
