@@ -51,6 +51,7 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
     int64_t origin = INT64_MIN; /* where the flow's range begins, when it says */
     if (since_time && pf_time_parse(since_time, &origin, err) != PF_OK) return PF_ECONFIG;
     if (!since_time && interval) origin = istart;
+    if (!since_time && !interval && c->state.has_origin) origin = c->state.origin_ms;
     if (c->state.has_cursor) {
         /* The late-arrival re-sweep never reaches before the range the flow
          * asks for: records from before since_time/interval were never
@@ -81,6 +82,11 @@ static pf_status plan_range(run_ctx *c, int64_t now, pf_window_range *r, pf_erro
                     "ago");
     }
     pf_window_range_make(&f->tmpl->window, start, end, now, r);
+    if (!c->state.has_cursor && !c->state.has_origin) {
+        /* Remembered for later re-sweeps (since_seconds moves with now). */
+        c->state.has_origin = 1;
+        c->state.origin_ms = r->start_ms;
+    }
     if (c->lookback_ms && c->state.has_cursor) {
         c->late_until_ms = c->state.cursor_ms;
         if (r->clamped && c->state.cursor_ms >= r->start_ms) r->clamped = 0; /* only the re-sweep */

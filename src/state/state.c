@@ -219,6 +219,13 @@ pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_stat
             goto done;
         st->has_cursor = 1;
     }
+    {
+        int present = 0;
+        if ((ret = get_date(root, "origin", "origin", path, &st->origin_ms, &present, err)) !=
+            PF_OK)
+            goto done;
+        st->has_origin = present;
+    }
     if (pf_state_set_str(&st->template_name, get_str(root, "template")) != PF_OK) goto oom;
     if (json_object_object_get_ex(root, "sink", &sink) &&
         json_object_is_type(sink, json_type_object)) {
@@ -440,6 +447,7 @@ pf_status pf_state_to_json(const pf_state *st, const char *flow_name, int pretty
         put_key(&w, "cursor");
         put_s(&w, "null");
     }
+    if (st->has_origin) put_time(&w, "origin", st->origin_ms);
     if (st->ledger) {
         put_key(&w, "ledger");
         put_s(&w, st->ledger);

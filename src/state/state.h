@@ -49,6 +49,10 @@ typedef struct pf_state {
     long long run_bytes;     /* response bytes received */
     long long run_retries;   /* HTTP requests repeated (429, 5xx, transport failures) */
     char *ledger;            /* late arrivals: the record ledger (keyledger.h JSON); NULL: none */
+    int has_origin;
+    int64_t origin_ms;       /* windowed: where the flow's range began on its first run
+                                ("origin"), so a re-sweep never reaches before it even when
+                                the flow gave only since_seconds */
     char *run_error;         /* NULL when none */
 } pf_state;
 

@@ -47,6 +47,23 @@ class LateArrivals(Clocked):
         # nothing from before since_time.
         self.assert_exact_siem(iso(start), iso(start + dt.timedelta(minutes=12)))
 
+    def test_the_resweep_of_a_since_seconds_flow_starts_at_its_first_start(self):
+        """since_seconds moves with the clock; the checkpoint remembers where
+        the first run started, and no re-sweep reaches before it."""
+        t = hour_floor(-6) + dt.timedelta(minutes=30)
+        flow = self.siem_flow(params={"since_seconds": 600})
+        r = self.ppflow("run", flow, env=self.at(t))
+        self.assertEqual(r.code, 0, r)
+        first = iso(t - dt.timedelta(minutes=10))
+        self.assertEqual(self.state()["origin"], first)
+        before = len(self.mock.requests("/v2/siem/all"))
+        r = self.ppflow("run", flow, env=self.at(t + dt.timedelta(minutes=3)))
+        self.assertEqual(r.code, 0, r)
+        second = self.mock.requests("/v2/siem/all")[before:]
+        self.assertTrue(second, "the second run made no request")
+        self.assertEqual(second[0]["params"]["interval"][0].split("/")[0], first)
+        self.assert_exact_siem(first, iso(t + dt.timedelta(minutes=3)))
+
     def test_late_events_are_delivered_exactly_once(self):
         self.mock.post("/__mock/config", {"late_pct": 30, "late_delay": 600, "rate": 6})
         try:

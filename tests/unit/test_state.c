@@ -77,6 +77,8 @@ static void full_state(pf_state *st)
     st->run_windows = 3;
     st->run_retries = 7;
     assert_int_equal(pf_state_set_str(&st->run_error, "HTTP 503 from server"), PF_OK);
+    st->has_origin = 1;
+    st->origin_ms = T0 - 600000;
 }
 
 static void test_round_trip(void **state)
@@ -104,6 +106,8 @@ static void test_round_trip(void **state)
     assert_int_equal(b.run_windows, 3);
     assert_int_equal(b.run_retries, 7);
     assert_string_equal(b.run_error, "HTTP 503 from server");
+    assert_int_equal(b.has_origin, 1);
+    assert_int_equal(b.origin_ms, a.origin_ms);
 
     /* Saving what was loaded gives the same state again. */
     assert_int_equal(pf_state_save(path, &b, "flow-one", &e), PF_OK);
@@ -209,8 +213,8 @@ static void test_trailing_data_is_corruption(void **state)
 static void test_saved_file_has_only_documented_fields(void **state)
 {
     (void)state;
-    static const char *const top[] = {"version", "flow",     "seq",     "template", "cursor",
-                                      "sink",    "last_run", "updated", "ledger",   NULL};
+    static const char *const top[] = {"version", "flow",    "seq",    "template", "cursor", "sink",
+                                      "last_run", "updated", "ledger", "origin",   NULL};
     static const char *const sink[] = {"type", "resume", NULL};
     static const char *const run[] = {"started", "ended",   "outcome", "records", "windows",
                                       "bytes",   "retries", "error",   NULL};
@@ -331,6 +335,8 @@ static void test_numbers_are_checked_on_load(void **state)
         const char *text, *needle;
     } bad[] = {
         {"{\"version\":1,\"seq\":\"17k\"}", "seq is \"17k\", not an integer from 0 to"},
+        {"{\"version\":1,\"origin\":5}", "origin is 5"},
+        {"{\"version\":1,\"origin\":\"yesterday\"}", "origin is \"yesterday\""},
         {"{\"version\":1,\"seq\":\"17\"}", "seq is \"17\""},
         {"{\"version\":1,\"seq\":17.5}", "seq is 17.5"},
         {"{\"version\":1,\"seq\":-1}", "seq is -1"},
