@@ -170,13 +170,7 @@ pf_status pf_run_fetch(run_ctx *c, const pf_window *w, const pf_pager *pg, pf_bu
         return st;
     }
     pf_http_request hr = {0};
-    hr.method = req.method;
-    hr.url = pf_buf_str(&req.url);
-    hr.headers = (const char *const *)req.headers;
-    hr.basic_user = req.user;
-    hr.basic_pass = req.pass;
-    hr.body = req.body;
-    hr.body_len = req.body_len;
+    pf_request_to_http(&req, &hr);
     pf_http_response resp;
     pf_http_response_init(&resp);
     char logurl[512];

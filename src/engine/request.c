@@ -260,3 +260,14 @@ void pf_request_free(pf_request *req)
     req->body = NULL;
     req->body_len = 0;
 }
+
+void pf_request_to_http(const pf_request *req, pf_http_request *hr)
+{
+    hr->method = req->method;
+    hr->url = pf_buf_str(&req->url);
+    hr->headers = (const char *const *)req->headers;
+    hr->basic_user = req->user;
+    hr->basic_pass = req->pass;
+    hr->body = req->body;
+    hr->body_len = req->body_len;
+}

@@ -16,6 +16,7 @@
 
 #include "engine/window.h"
 #include "flow/flow.h"
+#include "http/http.h"
 #include "util/buf.h"
 
 typedef struct pf_request {
@@ -32,6 +33,10 @@ typedef struct pf_request {
  * caller zero-initialises). On failure REQ holds nothing that needs keeping
  * but must still be freed with pf_request_free. */
 pf_status pf_request_build(const pf_flow *f, const pf_window *w, pf_request *req, pf_error *err);
+
+/* Points HR's method, URL, headers, credentials and body at REQ's (borrowed:
+ * valid while REQ is); the rest of HR is left as it was. */
+void pf_request_to_http(const pf_request *req, pf_http_request *hr);
 
 /* Frees what REQ owns (wiping headers and body, which may hold credentials)
  * and leaves it empty. NULL accepted. */

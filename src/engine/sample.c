@@ -84,13 +84,7 @@ pf_status pf_sample_fetch(const pf_flow *f, const pf_sample_opts *o, pf_sample *
     }
     if (st == PF_OK) {
         pf_http_request hr = {0};
-        hr.method = req.method;
-        hr.url = pf_buf_str(&req.url);
-        hr.headers = (const char *const *)req.headers;
-        hr.basic_user = req.user;
-        hr.basic_pass = req.pass;
-        hr.body = req.body;
-        hr.body_len = req.body_len;
+        pf_request_to_http(&req, &hr);
         char logurl[512];
         pf_http_url_for_log(hr.url, logurl, sizeof logurl);
         snprintf(out->where, sizeof out->where, "%s %s", req.method ? req.method : "GET", logurl);

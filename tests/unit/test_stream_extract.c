@@ -18,43 +18,14 @@
 #include "engine/extract.h"
 #include "engine/stream_extract.h"
 #include "flow/template.h"
+#include "unit_template.h"
 #include "util/buf.h"
 
 /* ---- templates built in memory ----------------------------------------- */
 
-/* A template whose streams s0, s1, ... have PATHS[i] and KEYS[i] (NULL: no
- * key). Freed with pf_template_free. */
-static pf_template *make_template(size_t n, const char *const *paths, const char *const *keys)
-{
-    pf_template *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    t->streams = calloc(n, sizeof *t->streams);
-    assert_non_null(t->streams);
-    t->nstreams = n;
-    for (size_t i = 0; i < n; i++) {
-        pf_stream_def *s = &t->streams[i];
-        char name[32];
-        snprintf(name, sizeof name, "s%zu", i);
-        s->name = strdup(name);
-        s->path_text = strdup(paths[i]);
-        assert_non_null(s->name);
-        assert_non_null(s->path_text);
-        pf_error e;
-        if (pf_jsonpath_compile(paths[i], strlen(paths[i]), &s->path, &e) != PF_OK)
-            fail_msg("path %s: %s", paths[i], e.msg);
-        if (keys && keys[i]) {
-            s->key_text = strdup(keys[i]);
-            assert_non_null(s->key_text);
-            if (pf_jsonpath_compile(keys[i], strlen(keys[i]), &s->key, &e) != PF_OK)
-                fail_msg("key %s: %s", keys[i], e.msg);
-        }
-    }
-    return t;
-}
-
 static pf_template *one_stream(const char *path, const char *key)
 {
-    return make_template(1, &path, &key);
+    return unit_template1(path, key);
 }
 
 static pf_template *siem_template(void)
@@ -311,7 +282,7 @@ static pf_status ignore(void *ud, const pf_sink_record *r, pf_error *err)
 static int streams(size_t n, const char *const *paths, const char *const *keys, char *why,
                    size_t whylen)
 {
-    pf_template *t = make_template(n, paths, keys);
+    pf_template *t = unit_template(n, paths, keys);
     pf_error e;
     pf_sx *sx = pf_sx_new(t, 0, 0, ignore, NULL, &e);
     assert_non_null(sx);
@@ -440,11 +411,9 @@ static void test_siem_records_in_document_order(void **state)
                    "{\"id\":\"c-1\",\"url\":\"http://x.example/a\",\"GUID\":\"g-click\"}");
         assert_rec(&r.v[1], t, "messages_delivered", "g-1",
                    "{\"subject\":\"one\",\"id\":\"g-1\",\"zeta\":1,\"alpha\":[1,2]}");
-        assert_rec(
-            &r.v[2], t, "messages_delivered", "g-2",
-            "{\"id\":\"g-2\",\"subject\":\"two \\u00e9\\/x\",\"nested\":{\"b\":1,\"a\":2}}");
-        assert_rec(&r.v[3], t, "messages_blocked", "g-3",
-                   "{\"id\":\"g-3\",\"threatsInfoMap\":[]}");
+        assert_rec(&r.v[2], t, "messages_delivered", "g-2",
+                   "{\"id\":\"g-2\",\"subject\":\"two \\u00e9\\/x\",\"nested\":{\"b\":1,\"a\":2}}");
+        assert_rec(&r.v[3], t, "messages_blocked", "g-3", "{\"id\":\"g-3\",\"threatsInfoMap\":[]}");
         assert_rec(&r.v[4], t, "clicks_blocked", "c-2", "{\"id\":\"c-2\"}");
         assert_rec(&r.v[5], t, "clicks_blocked", "c-3",
                    "{\"id\":\"c-3\",\"classification\":\"phish\"}");
@@ -612,7 +581,7 @@ static void test_buffered_mode(void **state)
     (void)state;
     static const char *const paths[] = {"$..GUID", "$.m[*]"};
     static const char *const keys[] = {NULL, "$.GUID"};
-    pf_template *t = make_template(2, paths, keys);
+    pf_template *t = unit_template(2, paths, keys);
     static const char body[] = "{\"m\": [{\"GUID\": \"a\"}, {\"x\": {\"GUID\": \"b\"}}]}";
     recs r = {0};
     r.t = t;
@@ -765,7 +734,7 @@ static void test_shapes(void **state)
     /* Several streams at once, including the same value for two streams. */
     static const char *const paths[] = {"$.a[*]", "$['a'][*]", "$.b.c[*]", "$.a[*]", "$.b.k"};
     static const char *const keys[] = {"$.k", NULL, "$.k", "$.z", NULL};
-    pf_template *t = make_template(5, paths, keys);
+    pf_template *t = unit_template(5, paths, keys);
     for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++) {
         char what[64];
         snprintf(what, sizeof what, "five streams on doc %zu", d);
@@ -1377,7 +1346,7 @@ static void test_both_paths_refuse_the_same_bodies(void **state)
     pf_template *t = siem_template();
     static const char *const union_paths[] = {"$.messagesDelivered[*]", "$['a','b'][*]", "$.c.d"};
     static const char *const union_keys[] = {"$.GUID", "$.id", NULL};
-    pf_template *u = make_template(3, union_paths, union_keys);
+    pf_template *u = unit_template(3, union_paths, union_keys);
     uint64_t rng = 77;
     size_t failures = 0, successes = 0;
     static const char junk[] = "{}[],:\"\\x0-e.tn \n\xff\xc3";
