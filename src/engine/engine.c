@@ -249,6 +249,14 @@ static pf_status run_units(run_ctx *c, pf_error *err)
             /* The re-sweep of the look-back ends at the old cursor. */
             if (w.start_ms < c->late_until_ms && w.end_ms > c->late_until_ms)
                 w.end_ms = c->late_until_ms;
+            if (w.end_ms <= c->late_until_ms && w.end_ms - w.start_ms < t->window.min_ms) {
+                /* A re-sweep shorter than the API's shortest window (the
+                 * flow's start or the retention limit just before the
+                 * cursor): the API would refuse it; its records were
+                 * delivered by the forward pass. */
+                from = w.end_ms;
+                continue;
+            }
             wp = &w;
         } else if (unit > 0) {
             break;
@@ -379,8 +387,8 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         if (st != PF_OK) goto done;
         /* Record the sink's starting point before anything is written, so a
          * crash in the first window can be undone too. */
-        int fatal = 0;
-        if ((st = pf_run_write_commit(&c, NULL, 0, 0, 0, &fatal, err)) != PF_OK) goto done;
+        int refused = 0;
+        if ((st = pf_run_write_commit(&c, NULL, 0, 0, 0, &refused, err)) != PF_OK) goto done;
         pf_state_set_str(&c.state.template_name, f->tmpl->name);
         c.state.run_started_ms = pf_time_real_ms();
         c.state.run_ended_ms = 0;
@@ -446,12 +454,13 @@ done:
     stats->has_cursor = c.state.has_cursor;
     stats->cursor_ms = c.state.cursor_ms;
     pf_sink_close(c.sink);
+    pf_spool_close(c.spool); /* before the lock goes: the next run may open it */
+    c.spool = NULL;
     pf_http_client_free(c.http);
     pf_state_free(&c.state);
     pf_state_unlock(lockfd);
     pf_keyledger_free(c.ledger);
     pf_sx_free(c.sx);
-    pf_spool_close(c.spool);
     pf_buf_free(&c.idbuf);
     free(c.gap_json);
     free(c.streams);
@@ -492,6 +501,8 @@ pf_status pf_engine_plan(pf_flow *f, pf_plan *out, pf_error *err)
         for (int64_t from = r.start_ms; pf_window_next(&t->window, &r, from, &w); from = w.end_ms) {
             if (w.start_ms < c.late_until_ms && w.end_ms > c.late_until_ms)
                 w.end_ms = c.late_until_ms;
+            if (w.end_ms <= c.late_until_ms && w.end_ms - w.start_ms < t->window.min_ms)
+                continue; /* skipped by the run too */
             out->windows++;
         }
         out->calls_min = out->windows;

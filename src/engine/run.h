@@ -104,6 +104,7 @@ typedef struct run_ctx {
     struct {
         int set;
         char *page_kind, *page_token, *ledger;
+        char *sink_token, *sink_type; /* copies: partial commits replace the state's */
         long long page_number;
         int64_t page_window_end_ms;
         int has_cursor;

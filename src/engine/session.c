@@ -10,9 +10,10 @@
  *   - a partial commit (while refused records are isolated) offers the
  *     checkpoint as it stood before the unit, so a crash between the partial
  *     commits never stores a position past records not yet delivered.
- * After a reopen the sink's stored checkpoint is compared with the file's: a
- * newer seq means a commit happened whose answer was lost (or a crash hit
- * between the commit and the file), and the sink's checkpoint is adopted.
+ * When a run opens the sink, a stored checkpoint newer (by seq) than the
+ * file's means a crash hit between the commit and the file: the sink's is
+ * adopted. After a reopen in the middle of a run (a commit whose answer was
+ * lost) only seq is taken from it, since the rest is what the run offered.
  * A RETRY answer reopens the sink (taking back what was not committed) and
  * offers the same records again after a backoff; ERROR means the batch can
  * never succeed (see deadletter.c); FATAL stops the run. */
@@ -84,12 +85,25 @@ pf_sink_result pf_run_commit(run_ctx *c, int final, pf_error *err)
     pf_sink_result r = pf_sink_commit(c->sink, cp, &token, err);
     free(cp);
     if (r != PF_SINK_OK) return r;
-    c->state.seq = probe.seq;
-    if (pf_state_set_str(&c->state.sink_token, token) != PF_OK ||
-        pf_state_set_str(&c->state.sink_type, c->f->sink.desc->name) != PF_OK) {
-        pf_error_set(err, PF_ENOMEM, "out of memory");
-        return PF_SINK_RETRY;
+    /* The commit is durable: only now does the in-memory state move. Out of
+     * memory here must not look like a failed commit (a RETRY would deliver
+     * the batch again on top of it): the run stops, and the next one opens
+     * the sink from the checkpoint file, which takes the commit back or
+     * adopts it. */
+    char *tok = token ? strdup(token) : NULL;
+    char *typ = strdup(c->f->sink.desc->name);
+    if ((token && !tok) || !typ) {
+        free(tok);
+        free(typ);
+        pf_error_set(err, PF_ENOMEM, "out of memory after a sink commit; stopping");
+        if (err) err->fatal = 1;
+        return PF_SINK_FATAL;
     }
+    c->state.seq = probe.seq;
+    free(c->state.sink_token);
+    free(c->state.sink_type);
+    c->state.sink_token = tok;
+    c->state.sink_type = typ;
     return PF_SINK_OK;
 }
 
@@ -119,6 +133,10 @@ int pf_run_adopt_checkpoint(run_ctx *c, pf_error *err, pf_status *st)
     c->state.seq = s.seq;
     c->state.has_cursor = s.has_cursor;
     c->state.cursor_ms = s.cursor_ms;
+    if (s.has_origin) {
+        c->state.has_origin = 1;
+        c->state.origin_ms = s.origin_ms;
+    }
     pf_status a = pf_state_set_str(&c->state.template_name, s.template_name);
     if (a == PF_OK && s.sink_token) a = pf_state_set_str(&c->state.sink_token, s.sink_token);
     /* The page position inside the unit, so a paged unit resumes at its
@@ -178,7 +196,7 @@ int pf_run_commit_happened(run_ctx *c, long long seq_before, pf_error *err)
     if (pf_state_parse(text, strlen(text), label, &s, err) != PF_OK) return -1;
     long long seq = s.seq;
     pf_state_free(&s);
-    if (seq == seq_before) return 0;
+    if (seq <= seq_before) return 0; /* the sink is not past this commit */
     if (seq == seq_before + 1) {
         c->state.seq = seq;
         pf_log_info("the sink had committed the batch before the error; not sending it again");

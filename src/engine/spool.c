@@ -143,10 +143,14 @@ pf_status pf_spool_append(pf_spool *s, const pf_sink_record *rec, pf_error *err)
         return pf_error_set(err, PF_ETOOBIG, "the spool file %s is unusable for this unit",
                             s->path);
     size_t si = stream_index(s, rec->stream);
-    if (si == SIZE_MAX)
+    if (si == SIZE_MAX) {
+        s->broken = 1;
         return pf_error_set(err, PF_EINVAL, "a record of an unknown stream cannot be spooled");
-    if (rec->json_len >= NO_KEY || (rec->key && rec->key_len >= NO_KEY))
+    }
+    if (rec->json_len >= NO_KEY || (rec->key && rec->key_len >= NO_KEY)) {
+        s->broken = 1;
         return pf_error_set(err, PF_ETOOBIG, "a record is too large for the spool");
+    }
     uint64_t total = s->flushed + s->wlen;
     uint64_t need = FRAME_HEAD + (rec->key ? rec->key_len : 0) + rec->json_len;
     if (total + need > s->max_bytes) {
@@ -177,6 +181,13 @@ pf_status pf_spool_append(pf_spool *s, const pf_sink_record *rec, pf_error *err)
     }
     s->off[s->count++] = total;
     return PF_OK;
+}
+
+pf_status pf_spool_flush(pf_spool *s, pf_error *err)
+{
+    if (s->broken)
+        return pf_error_set(err, PF_EIO, "the spool file %s is unusable for this unit", s->path);
+    return s->wlen ? flush(s, err) : PF_OK;
 }
 
 int pf_spool_usable(const pf_spool *s)
@@ -212,7 +223,9 @@ pf_status pf_spool_read(pf_spool *s, size_t first, size_t n, const pf_sink_recor
                         pf_error *err)
 {
     *recs = NULL;
-    if (s->broken || first > s->count || n > s->count - first)
+    if (s->broken)
+        return pf_error_set(err, PF_EIO, "the spool file %s is unusable for this unit", s->path);
+    if (first > s->count || n > s->count - first)
         return pf_error_set(err, PF_EINVAL, "spool read out of range");
     if (n == 0) return PF_OK;
     if (s->wlen && flush(s, err) != PF_OK) return err ? err->code : PF_EIO;

@@ -45,6 +45,11 @@ pf_status pf_spool_reset(pf_spool *s, pf_error *err);
  * unusable (pf_spool_usable is 0) until the next reset. PF_ENOMEM, PF_EIO. */
 pf_status pf_spool_append(pf_spool *s, const pf_sink_record *rec, pf_error *err);
 
+/* Writes what the spool still holds in memory to its file. Fails (and the
+ * spool becomes unusable) when the disk is full or the file cannot be
+ * written; call it before relying on the spool for a replay. */
+pf_status pf_spool_flush(pf_spool *s, pf_error *err);
+
 /* 1 when every record appended since the last reset is in the spool. */
 int pf_spool_usable(const pf_spool *s);
 

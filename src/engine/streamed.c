@@ -78,7 +78,8 @@ static pf_status us_flush(run_ctx *c, unit_stream *u, pf_error *err)
 {
     if (!u->count) return PF_OK;
     if (u->sink_r != PF_SINK_OK) {
-        /* The sink failed already: these records wait in the spool. */
+        /* The sink failed already: these records wait in the spool (us_take
+         * stops the fetch when the spool cannot hold them). */
         u->count = 0;
         pf_buf_reset(&u->bytes);
         return PF_OK;
@@ -283,19 +284,27 @@ pf_status pf_run_streamed_unit(run_ctx *c, const pf_window *w, pf_buf *body, pf_
             ur.fetched = u.fetched;
             ur.dropped = u.dropped;
             st = pf_run_complete_unit(c, w, NULL, &ur, where, err);
-            if (st != PF_OK && (u.sink_r == PF_SINK_RETRY || u.sink_r == PF_SINK_ERROR) &&
-                spooled(c)) {
+            if (st == PF_ESINK && (u.sink_r == PF_SINK_RETRY || u.sink_r == PF_SINK_ERROR) &&
+                spooled(c) && pf_spool_flush(c->spool, NULL) == PF_OK) {
                 /* The replay's outcome is the unit's. */
                 st = replay(c, w, &u, where, err);
                 u.sink_r = err && err->fatal ? PF_SINK_FATAL : PF_SINK_OK;
+            } else if (st != PF_ESINK && u.sink_r != PF_SINK_FATAL) {
+                /* Failed for a reason of its own (memory, the checkpoint):
+                 * not a sink failure to retry. */
+                u.sink_r = PF_SINK_OK;
             }
             if (st == PF_OK) {
                 u.sink_r = PF_SINK_OK;
                 if (c->spool) pf_spool_reset(c->spool, NULL);
             }
-        } else if (u.sink_r == PF_SINK_OK &&
-                   (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG)) {
-            pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
+        } else if (st != PF_ESINK && u.sink_r != PF_SINK_FATAL) {
+            /* The fetch failed on its own (even if the sink had failed
+             * first): its error is the unit's, and the API is not asked
+             * again for the sink's sake. */
+            u.sink_r = PF_SINK_OK;
+            if (st == PF_EDATA || st == PF_EDEPTH || st == PF_ETOOBIG)
+                pf_error_prefix(err, "response%s%s", where[0] ? " for " : "", where);
         }
         if (st == PF_ENOMEM) u.sink_r = PF_SINK_OK; /* never fetched again */
         if (u.sink_r == PF_SINK_FATAL && err) {

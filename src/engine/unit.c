@@ -164,6 +164,20 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
     char *ledger_before = c->state.ledger ? strdup(c->state.ledger) : NULL;
     if (c->state.ledger && !ledger_before)
         return pf_error_set(err, PF_ENOMEM, "out of memory saving the late-arrival ledger");
+    /* The sink's token too: the partial commits of an isolation replace it,
+     * and a unit that fails after them must leave the token from before it
+     * (with the cursor from before it), so the next open takes those partial
+     * commits back instead of keeping records the unit delivers again. */
+    char *token_before = c->state.sink_token ? strdup(c->state.sink_token) : NULL;
+    char *type_before = c->state.sink_type ? strdup(c->state.sink_type) : NULL;
+    if ((c->state.sink_token && !token_before) || (c->state.sink_type && !type_before)) {
+        free(ledger_before);
+        free(token_before);
+        free(type_before);
+        return pf_error_set(err, PF_ENOMEM, "out of memory saving the sink's position");
+    }
+    c->before.sink_token = token_before;
+    c->before.sink_type = type_before;
     c->before.page_kind = c->state.page_kind;
     c->before.page_token = c->state.page_token;
     c->before.page_number = c->state.page_number;
@@ -232,12 +246,18 @@ pf_status pf_run_complete_unit(run_ctx *c, const pf_window *w, pf_pager *pg, con
         c->state.page_window_end_ms = c->before.page_window_end_ms;
         c->state.has_cursor = c->before.has_cursor;
         c->state.cursor_ms = c->before.cursor_ms;
+        free(c->state.sink_token);
+        free(c->state.sink_type);
+        c->state.sink_token = c->before.sink_token;
+        c->state.sink_type = c->before.sink_type;
         memset(&c->before, 0, sizeof c->before);
         return st;
     }
     free(c->before.page_kind);
     free(c->before.page_token);
     free(c->before.ledger);
+    free(c->before.sink_token);
+    free(c->before.sink_type);
     memset(&c->before, 0, sizeof c->before);
     if (c->gap_json) {
         free(c->gap_json);
@@ -297,8 +317,7 @@ pf_status pf_run_collected_unit(run_ctx *c, const pf_window *w, pf_pager *pg, pf
         st = PF_OK;
     else if (f->format == PF_RESPONSE_SYSLOG)
         st = pf_syslog_extract(f->tmpl, data, body->len, &recs, err);
-    else
-    {
+    else {
         pf_extract_limits lim = {0};
         lim.max_record = (size_t)f->http.max_record;
         st = pf_extract_records_ex(f->tmpl, data, body->len, &lim, &recs, err);
@@ -335,10 +354,3 @@ out:
     pf_records_free(&recs);
     return st;
 }
-
-/* Fetches window W (NULL: the endpoint) of a template whose records stream,
- * writing them to the sink in batches while the body arrives, and commits
- * with the unit's checkpoint at the end. When the sink fails transiently,
- * the sink is reopened from its last durable point and the unit fetched
- * again; when it refuses a record, the unit is fetched again and delivered
- * as collected records, so the records at fault can be isolated. */

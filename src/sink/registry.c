@@ -527,10 +527,25 @@ pf_status pf_sink_open(const pf_sink_config *cfg, const char *const *streams,
     return PF_OK;
 }
 
+/* BUSY outside open, and values this host does not know, are transient. */
+static pf_sink_result normalize(pf_sink_result r)
+{
+    switch (r) {
+    case PF_SINK_OK:
+    case PF_SINK_RETRY:
+    case PF_SINK_ERROR:
+    case PF_SINK_FATAL:
+        return r;
+    case PF_SINK_BUSY:
+        break;
+    }
+    return PF_SINK_RETRY;
+}
+
 pf_sink_result pf_sink_write(pf_sink *s, const pf_sink_record *recs, size_t n, pf_error *err)
 {
     char msg[512] = "";
-    pf_sink_result r = s->desc->write(s->state, recs, n, msg, sizeof msg);
+    pf_sink_result r = normalize(s->desc->write(s->state, recs, n, msg, sizeof msg));
     if (r != PF_SINK_OK) result_error(err, r, "write", s->desc->name, msg);
     return r;
 }
@@ -540,7 +555,7 @@ pf_sink_result pf_sink_commit(pf_sink *s, const char *checkpoint, const char **t
     char msg[512] = "";
     *token = NULL;
     s->host.pending = checkpoint;
-    pf_sink_result r = s->desc->commit(s->state, token, msg, sizeof msg);
+    pf_sink_result r = normalize(s->desc->commit(s->state, token, msg, sizeof msg));
     s->host.pending = NULL;
     if (r != PF_SINK_OK) result_error(err, r, "commit", s->desc->name, msg);
     return r;
@@ -551,7 +566,7 @@ pf_sink_result pf_sink_stored_checkpoint(pf_sink *s, const char **checkpoint, pf
     *checkpoint = NULL;
     if (!s->desc->stored_checkpoint) return PF_SINK_OK;
     char msg[512] = "";
-    pf_sink_result r = s->desc->stored_checkpoint(s->state, checkpoint, msg, sizeof msg);
+    pf_sink_result r = normalize(s->desc->stored_checkpoint(s->state, checkpoint, msg, sizeof msg));
     if (r != PF_SINK_OK) {
         *checkpoint = NULL;
         result_error(err, r, "reading the stored checkpoint", s->desc->name, msg);

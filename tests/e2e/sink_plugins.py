@@ -276,6 +276,44 @@ class SinkPlugins(E2ETestCase):
         self.assertEqual(len(got), len(set(got)), "the re-sweep delivered records again")
         self.assertNotIn(bad, got)
 
+    def test_a_unit_failing_after_partial_commits_is_taken_back(self):
+        """Refused records are isolated with partial commits; when the unit
+        then fails (here the dead-letter file cannot be written), the
+        checkpoint keeps the sink position from before the unit, so the next
+        run takes the partial commits back and delivers the unit once."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        expected = self.mock.expected("/v2/siem/all", start, end)
+        bad = self.refusable(expected)
+        os.makedirs(os.path.join(self.dir, "state", "siem.json.deadletter.ndjson"))
+        flow = self.flow(start, end, refuse=bad, store_checkpoint="false")
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("cannot open dead-letter file", r.err)
+        self.assertIsNone(self.state().get("cursor"))
+        os.rmdir(os.path.join(self.dir, "state", "siem.json.deadletter.ndjson"))
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("1 records were refused by the sink", r.err)
+        _, recs = read_faulty(os.path.join(self.dir, "out/faulty.tsv"))
+        self.assert_exact(start, end, recs, missing={bad})
+        self.assertEqual(self.state()["cursor"], end)
+
+    def test_a_bad_response_after_a_sink_failure_is_not_fetched_again(self):
+        """The sink fails mid-window and then the response itself turns out
+        to be broken: the run fails with the response's error, and the API
+        is not asked again for the sink's sake."""
+        start, end = iso(hour_floor(-3)), iso(hour_floor(-2))
+        self.mock.post("/__mock/fault", {"path": "/v2/siem/all", "kind": "generate", "pieces": [
+            {"text": '{"messagesDelivered":['}, {"text": '{"id":"r","n":1},', "times": 50},
+            {"text": '{"id":"z","n":NaN}]}'}]})
+        r = self.ppflow("run", self.flow(start, end, write_retries="1", batch_records="7"))
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("response for window", r.err)
+        self.assertNotIn("fetching it again", r.err)
+        self.assertNotIn("from the spool", r.err)
+        self.assertEqual(len(self.mock.requests("/v2/siem/all")), 1)
+        self.assertIsNone(self.state().get("cursor"))
+
     def test_batch_settings_are_checked(self):
         start, end = iso(hour_floor(-3)), iso(hour_floor(-1))
         r = self.ppflow("validate", self.flow(start, end, batch_records="0", batch_bytes="2GiB"))

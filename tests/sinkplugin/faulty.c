@@ -5,11 +5,13 @@
  * commit (or `null`), every further line a record as `STREAM<TAB>KEY<TAB>JSON`.
  * A commit rewrites the whole file atomically (temporary file, fsync,
  * rename), so records and checkpoint are durable together, like a database
- * transaction. Options make it refuse records (ERROR), fail transiently
- * (RETRY, at commits or at writes), lose the answer of a durable commit,
- * answer FATAL after some writes, or pause after a commit (so a test can
- * kill ppflow between the sink's commit and the checkpoint file's). Built three more times with
- * FAULTY_ABI / FAULTY_SMALL / FAULTY_NAME to test the loader's checks. */
+ * transaction; without store_checkpoint, opening from a resume token takes
+ * back the records committed after it, as a file sink would. Options make it
+ * refuse records (ERROR), fail transiently (RETRY, at commits or at writes),
+ * lose the answer of a durable commit, answer FATAL after some writes, or
+ * pause after a commit (so a test can kill ppflow between the sink's commit
+ * and the checkpoint file's). Built three more times with FAULTY_ABI /
+ * FAULTY_SMALL / FAULTY_NAME to test the loader's checks. */
 #define _GNU_SOURCE /* memmem */
 #include <fcntl.h>
 #include <stdio.h>
@@ -141,6 +143,14 @@ static pf_sink_result f_open(const pf_sink_host *host, const pf_sink_host_api *a
         snprintf(msg, sizeof msg, "settings: %s", f->extra);
         api->log(host, 2, msg);
     }
+    /* Without a stored checkpoint the resume token says how many committed
+     * records the host counts on: later ones are taken back, as the NDJSON
+     * sink truncates its files. */
+    long keep = -1;
+    if (!f->store && resume) {
+        const char *r = strstr(resume, "\"records\":");
+        if (r) keep = strtol(r + 10, NULL, 10);
+    }
     FILE *fp = fopen(f->path, "r");
     if (fp) {
         char *line = NULL;
@@ -159,6 +169,8 @@ static pf_sink_result f_open(const pf_sink_host *host, const pf_sink_host_api *a
         free(line);
         fclose(fp);
     }
+    while (keep >= 0 && f->done.n > (size_t)keep)
+        free(f->done.v[--f->done.n]);
     *state = f;
     return PF_SINK_OK;
 oom:
