@@ -358,6 +358,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         st = err ? err->code : PF_ESTATE;
         goto done;
     }
+    if (lockfd >= 0) stats->lock_from_ms = pf_time_now_ms();
     if ((st = pf_state_load(f->state_path, &c.state, err)) != PF_OK) goto done;
     if (c.state.template_name && strcmp(c.state.template_name, f->tmpl->name) != 0) {
         st = pf_error_set(err, PF_ESTATE,
@@ -458,6 +459,7 @@ done:
     c.spool = NULL;
     pf_http_client_free(c.http);
     pf_state_free(&c.state);
+    if (lockfd >= 0) stats->lock_until_ms = pf_time_now_ms();
     pf_state_unlock(lockfd);
     pf_keyledger_free(c.ledger);
     pf_sx_free(c.sx);

@@ -39,6 +39,8 @@ typedef struct pf_run_stats {
     int gap;                /* the checkpoint was older than the API keeps: a gap record */
     int64_t gap_start_ms, gap_end_ms; /* the lost range */
     long long retries;      /* HTTP requests repeated after a 429, 5xx or a transport failure */
+    int64_t lock_from_ms, lock_until_ms; /* when the run held the flow's state lock, on
+                                             pf_time_now_ms's clock (0: it never took it) */
     int busy;               /* the run did not start: the sink's lock on the flow (e.g. the
                                PostgreSQL advisory lock) is held by another process; the
                                status is PF_ESTATE, as for a held state lock file */

@@ -46,6 +46,7 @@ typedef struct run_result {
     int32_t has_cursor;
     int64_t cursor_ms;
     long long records, windows, requests, bytes, dead_letters, retries;
+    int64_t lock_from_ms, lock_until_ms; /* when the run held the flow's lock (0: never) */
     char error[ERRTEXT_MAX]; /* redacted; "" when none */
 } run_result;
 _Static_assert(sizeof(run_result) <= PIPE_BUF, "a run result must be written atomically");
@@ -498,6 +499,8 @@ static void child_run(sched *s, entry *e, int wfd)
         r.retries = stats.retries;
         r.has_cursor = stats.has_cursor;
         r.cursor_ms = stats.cursor_ms;
+        r.lock_from_ms = stats.lock_from_ms;
+        r.lock_until_ms = stats.lock_until_ms;
         if (st != PF_OK) {
             char msg[ERRTEXT_MAX];
             pf_error_format(&err, msg, sizeof msg);
@@ -654,6 +657,15 @@ static void finish_run(sched *s, size_t idx, int status)
            r.requests, r.retries, r.bytes, (long long)(dur / 1000), (long long)(dur % 1000), cur,
            s->stopping || e->removed ? "none (stopping)" : next, r.error[0] ? "; error: " : "",
            r.error);
+    if (r.lock_from_ms && r.lock_until_ms) {
+        /* When the run really held the flow: start and end above are when
+         * the process was started and reaped. */
+        char a[PF_TIME_FMT_SIZE], b[PF_TIME_FMT_SIZE];
+        fmt_time(r.lock_from_ms, a);
+        fmt_time(r.lock_until_ms, b);
+        pf_log_debug("flow %s: run %s held the flow's lock from %s to %s", e->run_name, e->run_id,
+                     a, b);
+    }
     pf_log_set_flow(NULL);
     if (e->removed) drop_entry(s, idx);
 }
