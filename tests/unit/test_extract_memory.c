@@ -19,13 +19,7 @@
 #include "unit_template.h"
 #include "util/paths.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "unit_asan.h"
 
 #ifndef UNDER_ASAN
 /* Bytes the allocator has handed out and not taken back. */

@@ -23,13 +23,7 @@
 #include "engine/stream_extract.h"
 #include "unit_template.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "unit_asan.h"
 
 #ifndef UNDER_ASAN
 /* ---- an allocator that fails on request ---------------------------------- */
