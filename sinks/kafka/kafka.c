@@ -26,9 +26,16 @@
  *
  * librdkafka's callbacks (delivery reports, errors, logs: log.queue is on)
  * run only inside rd_kafka_poll/rd_kafka_flush called from these functions,
- * so the state needs no locking. Values of pass-through settings whose name
- * holds "password", "secret" or "key" are masked in every log line and error
- * message. Links against librdkafka and ppflow_sink.h only. */
+ * so the state needs no locking. Values of credential pass-through settings
+ * (kf_sensitive: every sasl.* but the user name and mechanism, and any name
+ * holding password, passwd, secret, key, token or credential) are masked in
+ * every log line and error message, at every log level: each message is
+ * formatted whole and masked whole before it is cut, and such a value is
+ * shown nowhere else (not in the -v property dump, not in librdkafka's
+ * refusal of it). The host redacts the sink's messages too, but only values
+ * it registered (${VAR} values, options named as credentials), so the sink
+ * does not rely on it. Secrets are wiped (explicit_bzero) before they are
+ * freed. Links against librdkafka and ppflow_sink.h only. */
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -77,7 +84,8 @@ static const pf_sink_option kf_options[] = {
      "that do not answer within it fail the open before any API call is made"},
     {KF_PREFIX "*", PF_SINK_OPT_STRING, NULL, 0,
      "any librdkafka producer property, e.g. librdkafka.security.protocol: SASL_SSL; values of "
-     "properties whose name holds password, secret or key are never logged"},
+     "properties that hold credentials (sasl.* but sasl.username and sasl.mechanism(s), and "
+     "names holding password, secret, key, token or credential) are never shown"},
     {NULL, 0, NULL, 0, NULL},
 };
 
@@ -145,39 +153,44 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Masks every secret in BUF (NUL-terminated, capacity CAP) in place. */
-static void redact(const kf_state *s, char *buf, size_t cap)
+/* The length of the longest secret of S that starts at T (before END), or 0. */
+static size_t secret_at(const kf_state *s, const char *t, const char *end)
 {
+    size_t best = 0;
     for (size_t i = 0; s && i < s->nsecrets; i++) {
-        size_t sl = strlen(s->secrets[i]), ml = strlen(KF_MASK);
-        if (!sl) continue;
-        char *p = buf;
-        while ((p = strstr(p, s->secrets[i]))) {
-            size_t tail = strlen(p + sl);
-            if (ml <= sl) {
-                memcpy(p, KF_MASK, ml);
-                memmove(p + ml, p + sl, tail + 1);
-            } else {
-                size_t used = (size_t)(p - buf) + ml;
-                if (used >= cap) {
-                    *p = '\0';
-                    break;
-                }
-                size_t keep = tail < cap - used - 1 ? tail : cap - used - 1;
-                memmove(p + ml, p + sl, keep);
-                p[ml + keep] = '\0';
-                memcpy(p, KF_MASK, ml);
-            }
-            p += ml;
-        }
+        size_t sl = strlen(s->secrets[i]);
+        if (sl > best && sl <= (size_t)(end - t) && memcmp(t, s->secrets[i], sl) == 0) best = sl;
     }
+    return best;
 }
 
-/* When formatting cut the text short, its end may be the start of a secret:
- * drops any such end from BUF. */
-static void cut_partial(const kf_state *s, char *buf)
+/* Writes TEXT (LEN bytes) into OUT (capacity OUTLEN > 0, NUL-terminated)
+ * with every secret masked. The whole of TEXT is matched before OUT's size
+ * cuts the result, so no part of a secret survives a cut; where secrets
+ * overlap, their whole span becomes one mask. */
+static void mask_into(const kf_state *s, const char *text, size_t len, char *out, size_t outlen)
 {
-    size_t len = strlen(buf);
+    size_t o = 0, covered = 0;
+    for (size_t p = 0; p < len && o + 1 < outlen; p++) {
+        size_t m = secret_at(s, text + p, text + len);
+        if (m && p + m > covered) {
+            if (p >= covered)
+                for (const char *r = KF_MASK; *r && o + 1 < outlen; r++)
+                    out[o++] = *r;
+            covered = p + m;
+        }
+        if (p >= covered && o + 1 < outlen) out[o++] = text[p];
+    }
+    out[o] = '\0';
+}
+
+/* BUF (capacity CAP) was filled by librdkafka, which cuts its text to the
+ * buffer: when it is full, an end that is the start of a secret is dropped
+ * (masking cannot recognise a secret that was cut). */
+static void trim_cut(const kf_state *s, char *buf, size_t cap)
+{
+    size_t len = strnlen(buf, cap);
+    if (len + 1 < cap) return;
     for (size_t i = 0; s && i < s->nsecrets; i++) {
         size_t sl = strlen(s->secrets[i]);
         for (size_t k = sl > len ? len : sl; k > 0; k--)
@@ -190,15 +203,31 @@ static void cut_partial(const kf_state *s, char *buf)
 }
 
 /* Formats into OUT (capacity OUTLEN) with every secret masked, also when the
- * text is longer than OUT. */
+ * text is longer than OUT: formatted whole, masked whole, then cut. */
 static void vformat(const kf_state *s, char *out, size_t outlen, const char *fmt, va_list ap)
 {
-    char tmp[4096];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    if (n < 0) tmp[0] = '\0';
-    if (n >= (int)sizeof tmp) cut_partial(s, tmp);
-    redact(s, tmp, sizeof tmp);
-    snprintf(out, outlen, "%s", tmp);
+    if (!outlen) return;
+    char small[1024], *text = small;
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    if (n < 0) {
+        small[0] = '\0';
+        n = 0;
+    } else if ((size_t)n >= sizeof small) {
+        text = malloc((size_t)n + 1);
+        if (!text) {
+            va_end(ap2);
+            explicit_bzero(small, sizeof small);
+            snprintf(out, outlen, "(message withheld: out of memory)");
+            return;
+        }
+        vsnprintf(text, (size_t)n + 1, fmt, ap2);
+    }
+    va_end(ap2);
+    mask_into(s, text, (size_t)n, out, outlen);
+    explicit_bzero(text, (size_t)n);
+    if (text != small) free(text);
 }
 
 static void kf_log(kf_state *s, int level, const char *fmt, ...)
@@ -246,6 +275,7 @@ static pf_sink_result producer_fatal(kf_state *s, char *err, size_t errlen, cons
 {
     char why[256] = "";
     rd_kafka_resp_err_t f = rd_kafka_fatal_error(s->rk, why, sizeof why);
+    trim_cut(s, why, sizeof why);
     if (kf_error_class(f) == PF_SINK_FATAL)
         return destination_refuses(s, err, errlen, f, what, why);
     return fail(s, PF_SINK_RETRY, err, errlen,
@@ -254,15 +284,30 @@ static pf_sink_result producer_fatal(kf_state *s, char *err, size_t errlen, cons
                 what, rd_kafka_err2name(f), why);
 }
 
-/* 1 when a pass-through property's value must never be shown. */
+/* 1 when a pass-through property's value must never be shown: every
+ * sasl.* property (sasl.password, sasl.oauthbearer.config,
+ * sasl.oauthbearer.client.secret, sasl.kerberos.keytab, ...) but the few that
+ * name a user or a mechanism, and any property whose name holds password,
+ * passwd, secret, key (ssl.key.password, ssl.key.pem,
+ * ssl.keystore.password), token or credential. Case-insensitive. */
 static int sensitive(const char *prop)
 {
-    char low[128];
+    static const char *const plain_sasl[] = {"sasl.username", "sasl.mechanism", "sasl.mechanisms",
+                                             "sasl.kerberos.service.name",
+                                             "sasl.kerberos.principal", "sasl.oauthbearer.method"};
+    static const char *const words[] = {"password", "passwd", "secret",
+                                        "key",      "token",  "credential"};
+    char low[256];
     size_t i;
     for (i = 0; prop[i] && i < sizeof low - 1; i++)
         low[i] = (char)(prop[i] >= 'A' && prop[i] <= 'Z' ? prop[i] - 'A' + 'a' : prop[i]);
     low[i] = '\0';
-    return strstr(low, "password") || strstr(low, "secret") || strstr(low, "key");
+    for (i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(low, words[i])) return 1;
+    if (strncmp(low, "sasl.", 5) != 0) return 0;
+    for (i = 0; i < sizeof plain_sasl / sizeof plain_sasl[0]; i++)
+        if (strcmp(low, plain_sasl[i]) == 0) return 0;
+    return 1;
 }
 
 /* ---- librdkafka callbacks (run inside poll/flush only) -------------------- */
@@ -329,15 +374,18 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     kf_state *s = opaque;
     /* Remembered before repeats are dropped: they explain later timeouts. */
+    /* Kept masked: they are cut to their buffers, which must not happen
+     * to a secret before it is masked. */
     if (kf_error_class((rd_kafka_resp_err_t)err) == PF_SINK_FATAL) {
         s->refused_err = (rd_kafka_resp_err_t)err;
-        snprintf(s->refused_reason, sizeof s->refused_reason, "%s", reason);
+        mask_into(s, reason, strlen(reason), s->refused_reason, sizeof s->refused_reason);
     } else if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && err != RD_KAFKA_RESP_ERR__FATAL) {
-        snprintf(s->last_reason, sizeof s->last_reason, "%s", reason);
+        mask_into(s, reason, strlen(reason), s->last_reason, sizeof s->last_reason);
     }
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char why[256];
         rd_kafka_resp_err_t f = rd_kafka_fatal_error(rk, why, sizeof why);
+        trim_cut(s, why, sizeof why);
         kf_log(s, 0, "fatal producer error (brokers %s): %s: %s", s->brokers, rd_kafka_err2name(f),
                why);
         return;
@@ -451,6 +499,7 @@ static void pass_through(void *ud, const char *key, const char *value)
     }
     char rerr[512];
     rd_kafka_conf_res_t res = rd_kafka_conf_set(c->conf, prop, value, rerr, sizeof rerr);
+    trim_cut(c->s, rerr, sizeof rerr);
     if (res == RD_KAFKA_CONF_OK) {
         kf_log(c->s, 3, "librdkafka property %s = %s", prop, sensitive(prop) ? KF_MASK : value);
         return;
@@ -470,6 +519,7 @@ static pf_sink_result set_prop(conf_ctx *c, const char *option, const char *prop
     char rerr[512];
     if (rd_kafka_conf_set(c->conf, prop, value, rerr, sizeof rerr) == RD_KAFKA_CONF_OK)
         return PF_SINK_OK;
+    trim_cut(c->s, rerr, sizeof rerr);
     return fail(c->s, PF_SINK_ERROR, c->err, c->errlen, "sink option %s: %s", option, rerr);
 }
 
@@ -790,8 +840,10 @@ static void kf_close(void *p)
         free(s->topics[i].name);
     }
     if (s->rk) rd_kafka_destroy(s->rk);
-    for (size_t i = 0; i < s->nsecrets; i++)
+    for (size_t i = 0; i < s->nsecrets; i++) {
+        explicit_bzero(s->secrets[i], strlen(s->secrets[i]));
         free(s->secrets[i]);
+    }
     free(s->secrets);
     free(s->topics);
     free(s->brokers);
@@ -842,6 +894,7 @@ static pf_sink_result kf_open(const pf_sink_host *host, const pf_sink_host_api *
     char rerr[512];
     s->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rerr, sizeof rerr);
     if (!s->rk) {
+        trim_cut(s, rerr, sizeof rerr);
         rd_kafka_conf_destroy(conf);
         r = fail(s, PF_SINK_ERROR, err, errlen, "cannot create the Kafka producer (brokers %s): %s",
                  s->brokers, rerr);

@@ -2,7 +2,9 @@
  * each host within connect_timeout; a refused login or an unknown database
  * is FATAL, an unreachable server RETRY), running statements, and what a
  * failure means: server and libpq messages cleaned into one line without
- * the conninfo or its password, and the SQLSTATE classified into RETRY /
+ * the conninfo or its password (a message holding either, the password also
+ * percent-encoded, is withheld whole; copies libpq makes of the password
+ * are wiped), and the SQLSTATE classified into RETRY /
  * ERROR / FATAL. A failed statement poisons the sink (pgs_fail). Contracts
  * in pg_internal.h. */
 #include <errno.h>
@@ -27,14 +29,45 @@ void pgs_log(pg_sink *s, int level, const char *fmt, ...)
 
 /* ---- messages and outcomes ------------------------------------------------ */
 
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* 1 when IN holds SECRET as a connection URI may write it: each byte as is
+ * or percent-encoded (%XX, either case). */
+static int holds_encoded(const char *in, const char *secret)
+{
+    for (const char *t = in; *t; t++) {
+        const char *q = t, *p = secret;
+        while (*p && *q) {
+            if (*q == '%' && hexval(q[1]) >= 0 && hexval(q[2]) >= 0 &&
+                (unsigned char)*p == (unsigned char)(hexval(q[1]) * 16 + hexval(q[2]))) {
+                q += 3;
+            } else if (*q == *p) {
+                q++;
+            } else {
+                break;
+            }
+            p++;
+        }
+        if (!*p) return 1;
+    }
+    return 0;
+}
+
 /* Copies a libpq or server message into OUT: one line (line breaks and tabs
  * become spaces, trailing space dropped), capped, and withheld entirely when
- * it contains the conninfo or its password. */
+ * it contains the conninfo or its password (also percent-encoded, as in a
+ * URI). The whole message is checked before anything is cut or collapsed. */
 static void clean_msg(const pg_sink *s, const char *in, char *out, size_t n)
 {
     if (!in || !*in) in = "no message";
     if ((s->conninfo && *s->conninfo && strstr(in, s->conninfo)) ||
-        (s->password && *s->password && strstr(in, s->password))) {
+        (s->password && *s->password && holds_encoded(in, s->password))) {
         snprintf(out, n, "(the message is withheld: it contains the connection's secret)");
         return;
     }
@@ -180,16 +213,15 @@ pf_sink_result pgs_parse_conninfo(pg_sink *s, char *err, size_t errlen)
                  "withheld: they could contain the password)");
         return PF_SINK_ERROR;
     }
+    pf_sink_result r = PF_SINK_OK;
     for (PQconninfoOption *o = opts; o->keyword; o++) {
         if (strcmp(o->keyword, "password") == 0 && o->val && *o->val) {
-            s->password = strdup(o->val);
-            if (!s->password) {
-                PQconninfoFree(opts);
-                return pgs_oom(NULL, err, errlen);
-            }
+            if (!s->password && !(s->password = strdup(o->val))) r = pgs_oom(NULL, err, errlen);
+            explicit_bzero(o->val, strlen(o->val)); /* libpq's copy */
         }
     }
     PQconninfoFree(opts);
+    if (r != PF_SINK_OK) return r;
     return PF_SINK_OK;
 }
 
@@ -305,9 +337,12 @@ static int64_t connect_wait_ms(pg_sink *s)
 {
     int64_t ms = s->connect_timeout_ms;
     PQconninfoOption *o = PQconninfo(s->conn);
-    for (PQconninfoOption *i = o; i && i->keyword; i++)
+    for (PQconninfoOption *i = o; i && i->keyword; i++) {
         if (strcmp(i->keyword, "connect_timeout") == 0 && i->val && *i->val)
             ms = strtoll(i->val, NULL, 10) * 1000;
+        if (strcmp(i->keyword, "password") == 0 && i->val) /* libpq's copy */
+            explicit_bzero(i->val, strlen(i->val));
+    }
     PQconninfoFree(o);
     if (ms <= 0) return 0;
     return ms < 2000 ? 2000 : ms;

@@ -75,12 +75,11 @@ static const pf_sink_option pg_options[] = {
 
 /* ---- close ------------------------------------------------------------------------ */
 
+/* Wipes a secret before it is freed (explicit_bzero: a memset before free
+ * may be optimised away). */
 static void wipe(char *s)
 {
-    if (!s) return;
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
+    if (s) explicit_bzero(s, strlen(s));
 }
 
 static void pg_close(void *p)

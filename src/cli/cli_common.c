@@ -52,7 +52,7 @@ int pf_cli_parse_set(char *arg, pf_flow_override *o)
     return 0;
 }
 
-static volatile int g_cancel;
+static volatile sig_atomic_t g_cancel;
 
 static void on_signal(int sig)
 {

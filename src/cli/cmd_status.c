@@ -97,7 +97,7 @@ static int show(const char *file, int json, int *first)
     pf_state st = {0};
     pf_error err;
     pf_error_clear(&err);
-    if (pf_state_load(f->state_path, &st, &err) != PF_OK) {
+    if (pf_state_load_for(f->state_path, f->name, &st, &err) != PF_OK) {
         pf_cli_print_error("status", &err);
         code = PF_EXIT_FAIL;
     } else {

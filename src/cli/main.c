@@ -1,7 +1,14 @@
-/* main.c: the ppflow command: global options and dispatch to subcommands. */
+/* main.c: the ppflow command: process-wide settings made before anything
+ * else (no core dumps, signal dispositions), global options and dispatch to
+ * subcommands. */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "cli/commands.h"
 #include "util/log.h"
@@ -40,8 +47,28 @@ static void usage(FILE *f)
                "3 a run completed but lost a range the API no longer holds (gap).\n");
 }
 
+/* A core dump (or a debugger attaching as the same user) would expose the
+ * secrets this process holds: credentials, tokens, the records. Unless
+ * PPFLOW_ALLOW_CORE=1: the core size limit becomes 0 (soft and hard, so
+ * neither this process nor its runs can raise it) and, on Linux, the
+ * process is made non-dumpable (no core even through a core_pattern pipe,
+ * no ptrace by other processes of the same user, /proc/PID/environ, mem
+ * and the like owned by root). Forked runs inherit both. Failures are
+ * ignored: nothing here is needed to work. */
+static void apply_core_policy(void)
+{
+    const char *allow = getenv("PPFLOW_ALLOW_CORE");
+    if (allow && strcmp(allow, "1") == 0) return;
+    struct rlimit none = {.rlim_cur = 0, .rlim_max = 0};
+    (void)setrlimit(RLIMIT_CORE, &none);
+#ifdef __linux__
+    (void)prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L);
+#endif
+}
+
 int main(int argc, char **argv)
 {
+    apply_core_policy();
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -50,6 +77,11 @@ int main(int argc, char **argv)
      * sink reports it cleanly, instead of the process being killed. */
     signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
+    /* The scheduler is long-lived: a peer that goes away (a metrics client,
+     * a log reader on a pipe) must not kill it; writes then fail with EPIPE.
+     * Its runs inherit this. Other commands keep the default, so that
+     * `ppflow ... | head` ends quietly. */
+    if (strcmp(cmd, "schedule") == 0) signal(SIGPIPE, SIG_IGN);
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         if (argc > 2 && strcmp(cmd, "help") == 0) {
             char *sub[] = {argv[2], "--help", NULL};

@@ -7,7 +7,9 @@
  * until every refused record stands alone. Each of those is appended to
  * <state.path>.deadletter.ndjson with the sink's reason, everything else is
  * delivered in order, and a final commit carries the unit's checkpoint. A
- * record is never dropped silently. */
+ * record is never dropped silently. The file is opened with pf_open_private
+ * (util/safefile.h): a symbolic link, a FIFO or another user's file at its
+ * path is refused, and the unit fails instead. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -19,6 +21,7 @@
 #include "engine/spool.h"
 #include "util/log.h"
 #include "util/paths.h"
+#include "util/safefile.h"
 #include "util/timeutil.h"
 
 /* Appends REC to the flow's dead-letter file with REASON (redacted). */
@@ -54,11 +57,17 @@ static pf_status dead_letter(run_ctx *c, const pf_sink_record *rec, const char *
         st = PF_EIO;
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd < 0 || !(fp = fdopen(fd, "a"))) {
+    /* Never through a symbolic link, never into a FIFO or another user's
+     * file: the reason and the record are text from the server. */
+    fd = pf_open_private(path, O_WRONLY | O_CREAT | O_APPEND, "cannot open dead-letter file", err);
+    if (fd < 0) {
+        st = PF_EIO;
+        goto out;
+    }
+    if (!(fp = fdopen(fd, "a"))) {
         st =
             pf_error_set(err, PF_EIO, "cannot open dead-letter file %s: %s", path, strerror(errno));
-        if (fd >= 0) close(fd);
+        close(fd);
         goto out;
     }
     fwrite(head, 1, hl - 1, fp);

@@ -305,7 +305,9 @@ static pf_status make_http(run_ctx *c, pf_error *err)
 {
     pf_http_opts o;
     pf_flow_http_opts(&c->f->http, &o);
-    return pf_http_client_new(&o, &c->http, err);
+    pf_status st = pf_http_client_new(&o, &c->http, err);
+    if (st == PF_OK) pf_flow_warn_insecure(c->f); /* as verify_tls: false warns, every run */
+    return st;
 }
 
 /* The most a unit's records may take in the spool: the body's cap with room
@@ -359,7 +361,7 @@ pf_status pf_engine_run(pf_flow *f, const pf_run_opts *o, pf_run_stats *stats, p
         goto done;
     }
     if (lockfd >= 0) stats->lock_from_ms = pf_time_now_ms();
-    if ((st = pf_state_load(f->state_path, &c.state, err)) != PF_OK) goto done;
+    if ((st = pf_state_load_for(f->state_path, f->name, &c.state, err)) != PF_OK) goto done;
     if (c.state.template_name && strcmp(c.state.template_name, f->tmpl->name) != 0) {
         st = pf_error_set(err, PF_ESTATE,
                           "checkpoint %s belongs to template %s, not %s; give this flow its own "
@@ -485,7 +487,7 @@ pf_status pf_engine_plan(pf_flow *f, pf_plan *out, pf_error *err)
     c.f = f;
     c.o = &o;
     c.stats = &stats;
-    pf_status st = pf_state_load(f->state_path, &c.state, err);
+    pf_status st = pf_state_load_for(f->state_path, f->name, &c.state, err);
     if (st != PF_OK) return st;
     out->windowed = t->paging == PF_PAGING_TIME_WINDOW && !f->local_file;
     long long per_unit_max = t->pages.kind ? f->max_pages : 1;

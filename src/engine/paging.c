@@ -263,6 +263,17 @@ static pf_status read_from(const pf_pages_def *d, const char *body, size_t len, 
             break;
         case json_type_string:
             s = json_object_get_string(v);
+            /* json-c strings may hold \u0000: a token cut at it would be
+             * another token (the wrong page, or the same one forever). */
+            if (memchr(s, '\0', (size_t)json_object_get_string_len(v))) {
+                st = pf_error_set(err, PF_EDATA,
+                                  "%s in the response holds a NUL character (\\u0000); ppflow "
+                                  "does not cut the %s there (stopping; nothing of this page "
+                                  "was delivered)",
+                                  d->from_text,
+                                  d->kind == PF_PAGING_CURSOR ? "cursor token" : "next link");
+                s = NULL;
+            }
             break;
         case json_type_int:
             s = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);

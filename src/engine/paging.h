@@ -8,9 +8,10 @@
  * pages"), or no token/link in the response. It refuses to go round in
  * circles: a page whose body equals the previous one (a server that ignores
  * the page parameter) or a token/link equal to the one just used is an
- * error. Its position is saved in the checkpoint (pf_state page_* fields)
- * after each delivered page and resumed from there. The cap on requests per
- * run is the engine's (pf_flow.max_pages). */
+ * error, and so is a token/link holding a NUL character. Its position is
+ * saved in the checkpoint (pf_state page_* fields) after each delivered page
+ * and resumed from there. The cap on requests per run is the engine's
+ * (pf_flow.max_pages). */
 #ifndef PF_ENGINE_PAGING_H
 #define PF_ENGINE_PAGING_H
 
@@ -63,7 +64,9 @@ pf_status pf_pager_apply(const pf_pager *p, const pf_flow *f, pf_request *req, p
  * status. URL is the request's URL (to resolve a relative next link).
  * Decides p->done and the next position. Errors: PF_EDATA when the server
  * repeats itself (same page body, same token or link), when the token or
- * link is not a string or over PF_PAGER_TOKEN_MAX bytes, or when a next
+ * link is not a string or over PF_PAGER_TOKEN_MAX bytes, when it holds a
+ * NUL character (a JSON "\u0000": refused, naming the `from` path, never cut
+ * there), or when a next
  * link points to another server (credentials never follow it); PF_EDATA /
  * PF_EDEPTH when a cursor or link body is not JSON; PF_ENOMEM. On error P is
  * unchanged. */

@@ -1,5 +1,6 @@
 /* quota.c: the rolling 24-hour call ledger shared by the flows of one state
- * directory (see quota.h). */
+ * directory (see quota.h): its lock (a private file, see util/safefile.h),
+ * reading it as untrusted input and rewriting it atomically. */
 #include "engine/quota.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "util/paths.h"
+#include "util/safefile.h"
 
 #define LEDGER_VERSION 1
 #define LEDGER_MAX_BYTES (64u << 20)
@@ -36,15 +38,27 @@ int pf_quota_path(const char *state_path, char *out, size_t len)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* Takes the ledger's lock (waiting for other processes); -1 with ERR. */
+/* Takes the ledger's lock (waiting for other processes); -1 with ERR. The
+ * state directory is checked first, the lock file is opened with
+ * pf_open_private, and once it is held the ledger's stale temporary files
+ * are removed (every writer of the ledger holds this lock). */
 static int lock_ledger(const char *ledger, pf_error *err)
 {
     char lp[4200];
-    snprintf(lp, sizeof lp, "%s.lock", ledger);
+    if (snprintf(lp, sizeof lp, "%s.lock", ledger) >= (int)sizeof lp) {
+        pf_error_set(err, PF_ESTATE, "quota ledger path is too long: %.200s", ledger);
+        return -1;
+    }
+    pf_error e;
+    pf_error_clear(&e);
     if (pf_mkdirs_for(lp, err) != PF_OK) return -1;
-    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (pf_check_dir_of(ledger, "state directory", &e) != PF_OK) {
+        pf_error_set(err, PF_ESTATE, "%s", e.msg);
+        return -1;
+    }
+    int fd = pf_open_private(lp, O_RDWR | O_CREAT, "cannot open quota ledger lock", &e);
     if (fd < 0) {
-        pf_error_set(err, PF_ESTATE, "cannot open %s: %s", lp, strerror(errno));
+        pf_error_set(err, PF_ESTATE, "%s", e.msg);
         return -1;
     }
     while (flock(fd, LOCK_EX) != 0) {
@@ -54,6 +68,7 @@ static int lock_ledger(const char *ledger, pf_error *err)
             return -1;
         }
     }
+    pf_remove_stale_temps(ledger);
     return fd;
 }
 
@@ -82,7 +97,8 @@ static pf_status load(const char *ledger, json_object **root, pf_error *err)
     free(text);
     json_object *v, *calls;
     if (!good || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, "version", &v) || json_object_get_int(v) != LEDGER_VERSION ||
+        !json_object_object_get_ex(o, "version", &v) || !json_object_is_type(v, json_type_int) ||
+        json_object_get_int64(v) != LEDGER_VERSION ||
         !json_object_object_get_ex(o, "calls", &calls) ||
         !json_object_is_type(calls, json_type_object)) {
         json_object_put(o);

@@ -243,18 +243,14 @@ void pf_request_free(pf_request *req)
     if (!req) return;
     pf_buf_free(&req->url);
     for (size_t i = 0; i < req->nheaders; i++) {
-        volatile char *p = req->headers[i];
-        while (*p)
-            *p++ = 0; /* may hold a credential */
+        explicit_bzero(req->headers[i], strlen(req->headers[i])); /* may hold a credential */
         free(req->headers[i]);
     }
     free(req->headers);
     req->headers = NULL;
     req->nheaders = 0;
     if (req->body) {
-        volatile char *p = req->body;
-        for (size_t i = 0; i < req->body_len; i++)
-            p[i] = 0;
+        explicit_bzero(req->body, req->body_len);
         free(req->body);
     }
     req->body = NULL;

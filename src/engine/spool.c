@@ -1,13 +1,15 @@
-/* spool.c: the unit's records in a local file, for replay to the sink
- * without another API call. See spool.h for the contract and the format. */
+/* spool.c: the unit's records in a local file (opened with
+ * pf_open_private), for replay to the sink without another API call. See
+ * spool.h for the contract and the format. */
 #include "engine/spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "util/safefile.h"
 
 #define WBUF_SIZE ((size_t)1 << 20)
 #define FRAME_HEAD 12
@@ -41,22 +43,11 @@ pf_status pf_spool_open(const char *path, const char *const *streams, size_t nst
         free(s);
         return pf_error_set(err, PF_ENOMEM, "out of memory opening the spool");
     }
-    s->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
-    struct stat sb;
-    const char *why = NULL;
-    if (s->fd < 0)
-        why = errno == ELOOP ? "it is a symbolic link" : strerror(errno);
-    else if (fstat(s->fd, &sb) != 0)
-        why = strerror(errno);
-    else if (!S_ISREG(sb.st_mode))
-        why = "it is not a regular file";
-    else if (sb.st_uid != geteuid())
-        why = "another user owns it";
-    else if (ftruncate(s->fd, 0) != 0 || fcntl(s->fd, F_SETFL, 0) != 0)
-        why = strerror(errno);
-    if (why) {
-        pf_error_set(err, PF_EIO, "cannot use the spool file %s: %s", path, why);
-        if (s->fd >= 0) close(s->fd);
+    pf_error e;
+    pf_error_clear(&e);
+    s->fd = pf_open_private(path, O_RDWR | O_CREAT | O_TRUNC, "cannot use the spool file", &e);
+    if (s->fd < 0) {
+        pf_error_set(err, PF_EIO, "%s", e.msg);
         free(s->wbuf);
         free(s->path);
         free(s);

@@ -7,14 +7,15 @@
  * fetches them from the API again: call budgets are scarce (50 calls a day
  * for several Proofpoint endpoints).
  *
- * The file is <state.path>.spool, created with mode 0600 and without
- * following a symbolic link, truncated when a unit starts and when it is
- * committed, and removed when the run ends. It is scratch space for one
- * unit of one run: a run killed in the middle leaves a spool that the next
- * run truncates unread (that run fetches the unit again), so a torn spool is
- * never delivered. It holds at most MAX_BYTES; past that (or when the disk
- * is full) appends fail with PF_ETOOBIG and the spool is unusable until the
- * next reset, which the caller reports and handles by fetching again.
+ * The file is <state.path>.spool, created with mode 0600, never through a
+ * symbolic link, into a FIFO or into another user's file, truncated when a
+ * unit starts and when it is committed, and removed when the run ends. It
+ * is scratch space for one unit of one run: a run killed in the middle
+ * leaves a spool that the next run truncates unread (that run fetches the
+ * unit again), so a torn spool is never delivered. It holds at most
+ * MAX_BYTES; past that (or when the disk is full) appends fail with
+ * PF_ETOOBIG and the spool is unusable until the next reset, which the
+ * caller reports and handles by fetching again.
  *
  * Records are framed as: stream index (u32), key length (u32, UINT32_MAX for
  * no key), JSON length (u32), key bytes, JSON bytes; an index of offsets (8
@@ -32,8 +33,11 @@ typedef struct pf_spool pf_spool;
 
 /* Creates (or truncates) the spool at PATH for records of the NSTREAMS
  * streams named in STREAMS (borrowed; must outlive the spool). PATH's
- * directory must exist. A symbolic link, or anything but a regular file, at
- * PATH is refused (PF_EIO). On success *OUT owns the spool. */
+ * directory must exist. The file is opened with pf_open_private
+ * (util/safefile.h): a symbolic link, anything but a regular file, or a
+ * file of another user at PATH is refused with PF_EIO "cannot use the spool
+ * file PATH: it is ...", and left as it was (nothing is truncated then).
+ * On success *OUT owns the spool. */
 pf_status pf_spool_open(const char *path, const char *const *streams, size_t nstreams,
                         uint64_t max_bytes, pf_spool **out, pf_error *err);
 

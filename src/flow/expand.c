@@ -1,9 +1,13 @@
-/* expand.c: ${VAR} and ${VAR:-default} expansion. */
+/* expand.c: ${VAR} and ${VAR:-default} expansion, registering the
+ * substituted environment values as secrets where the caller asks. */
 #include "flow/expand.h"
 
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/log.h"
 
 #define NAME_MAX_LEN 255
 
@@ -20,6 +24,12 @@ int pf_expand_has_ref(const char *s)
 }
 
 pf_status pf_expand_env(const char *s, pf_buf *out, size_t *err_off, pf_error *err)
+{
+    return pf_expand_env_secret(s, SIZE_MAX, out, err_off, err);
+}
+
+pf_status pf_expand_env_secret(const char *s, size_t secret_from, pf_buf *out, size_t *err_off,
+                               pf_error *err)
 {
     const char *p = s;
     while (*p) {
@@ -69,6 +79,9 @@ pf_status pf_expand_env(const char *s, pf_buf *out, size_t *err_off, pf_error *e
         const char *v = getenv(nbuf);
         if (v && (*v || !def)) {
             if (pf_buf_puts(out, v) != PF_OK) goto oom;
+            if ((size_t)(d - s) >= secret_from && pf_log_add_secret(v) != 0)
+                return pf_error_set(err, PF_ENOMEM,
+                                    "cannot register a value of ${%s} for log redaction", nbuf);
         } else if (def) {
             if (pf_buf_append(out, def, deflen) != PF_OK) goto oom;
         } else {

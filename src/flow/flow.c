@@ -12,6 +12,7 @@
 
 #include "flow/expand.h"
 #include "flow/yschema.h"
+#include "http/http.h"
 #include "util/log.h"
 #include "util/paths.h"
 #include "util/timeutil.h"
@@ -26,16 +27,18 @@ void pf_flow_free(pf_flow *f)
     pf_template_free(f->tmpl);
     free(f->base_url);
     free(f->local_file);
+    free(f->clear_credentials);
     free(f->principal);
     if (f->secret) {
-        volatile char *p = f->secret;
-        while (*p)
-            *p++ = 0;
+        explicit_bzero(f->secret, strlen(f->secret));
         free(f->secret);
     }
     for (size_t i = 0; i < f->nparams; i++) {
-        for (size_t j = 0; j < f->params[i].count; j++)
-            free(f->params[i].values[j]);
+        for (size_t j = 0; j < f->params[i].count; j++) {
+            char *v = f->params[i].values[j]; /* wiped: a parameter may be secret */
+            if (v) explicit_bzero(v, strlen(v));
+            free(v);
+        }
         free(f->params[i].values);
     }
     free(f->params);
@@ -212,12 +215,28 @@ static void load_params(pf_flow *f, const pf_ynode *params, pf_diags *d)
                 bad = 1;
                 continue;
             }
+            /* A parameter the template declares secret is redacted, whatever
+             * the origin of its value. */
+            if (p->secret && pf_log_add_secret(s) != 0) {
+                pf_ys_error(d, item, PF_ENOMEM,
+                            "cannot register parameter '%s' for log redaction", p->name);
+                explicit_bzero(s, strlen(s));
+                free(s);
+                bad = 1;
+                continue;
+            }
             const char *problem = pf_param_check(p, s);
             if (problem) {
                 char allowed[256];
                 describe_allowed(p, allowed, sizeof allowed);
-                pf_ys_error(d, item, PF_ECONFIG, "parameter '%s' must be %s%s, not '%s'", p->name,
-                            problem, allowed, s);
+                if (p->secret)
+                    pf_ys_error(d, item, PF_ECONFIG,
+                                "parameter '%s' must be %s%s (its value is a secret: not shown)",
+                                p->name, problem, allowed);
+                else
+                    pf_ys_error(d, item, PF_ECONFIG, "parameter '%s' must be %s%s, not '%s'",
+                                p->name, problem, allowed, s);
+                if (p->secret) explicit_bzero(s, strlen(s));
                 free(s);
                 bad = 1;
                 continue;
@@ -458,7 +477,8 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
         if (path) f->secret = read_secret_file(sf, path, d);
         free(path);
     }
-    if (f->secret) pf_log_add_secret(f->secret);
+    if (f->secret && pf_log_add_secret(f->secret) != 0)
+        pf_ys_error(d, sec ? sec : sf, PF_ENOMEM, "cannot register auth.secret for log redaction");
     if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file &&
         (!pf_ymap_get(auth, "principal") || (!sec && !sf)) && !f->tmpl->auth_optional)
         pf_ys_error(d, auth, PF_ECONFIG,
@@ -479,6 +499,90 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
                                                                          : "principal");
         }
     }
+}
+
+/* ---- credentials in clear --------------------------------------------- */
+
+/* Appends ", WHAT" (or WHAT first) to BUF (size N), marking a cut with "...". */
+static void list_add(char *buf, size_t n, const char *what)
+{
+    size_t o = strlen(buf);
+    if (o + 1 >= n) return;
+    int w = snprintf(buf + o, n - o, "%s%s", o ? ", " : "", what);
+    if (w < 0 || (size_t)w >= n - o) snprintf(buf + (n > 4 ? n - 4 : 0), n > 4 ? 4 : n, "...");
+}
+
+/* Describes the credentials F sends with each request into BUF (size N):
+ * Basic auth, auth headers (those whose {secret}/{principal} the flow gives,
+ * or without them), other headers with a credential-like name, and secret
+ * parameters the flow sets. "" when it sends none. */
+static void describe_credentials(const pf_flow *f, char *buf, size_t n)
+{
+    const pf_template *t = f->tmpl;
+    char item[192];
+    buf[0] = '\0';
+    if (t->auth == PF_AUTH_BASIC && f->principal) list_add(buf, n, "auth: basic");
+    if (t->auth == PF_AUTH_HEADERS) {
+        for (size_t i = 0; i < t->nauth_headers; i++) {
+            const char *v = t->auth_headers[i].value;
+            if ((uses_placeholder(v, "secret") && !f->secret) ||
+                (uses_placeholder(v, "principal") && !f->principal))
+                continue; /* not sent: the request leaves it out */
+            snprintf(item, sizeof item, "auth: headers (%.64s)", t->auth_headers[i].name);
+            list_add(buf, n, item);
+        }
+    }
+    for (size_t i = 0; i < t->nheaders; i++) {
+        if (!pf_http_header_is_credential(t->headers[i].name, strlen(t->headers[i].name))) continue;
+        snprintf(item, sizeof item, "header %.64s", t->headers[i].name);
+        list_add(buf, n, item);
+    }
+    for (size_t i = 0; i < f->nparams; i++) {
+        if (!f->params[i].def->secret || !f->params[i].count) continue;
+        snprintf(item, sizeof item, "secret parameter %.64s", f->params[i].def->name);
+        list_add(buf, n, item);
+    }
+}
+
+/* Credentials never travel in clear: a flow whose requests go to an http://
+ * URL with credentials is refused, unless source.allow_insecure_http says
+ * otherwise (then F->clear_credentials names them, for the warning of each
+ * run). The position is the URL the flow gives (source.base_url or
+ * source.url), else its auth, else its source. Loopback addresses are no
+ * exception: what a test mock or a local proxy needs is the explicit key. */
+static void check_clear_credentials(pf_flow *f, const pf_ynode *src, pf_diags *d)
+{
+    if (!f->tmpl || !f->base_url || f->local_file || strncmp(f->base_url, "http://", 7) != 0)
+        return;
+    char what[512];
+    describe_credentials(f, what, sizeof what);
+    if (!what[0]) return;
+    if (f->allow_insecure_http) {
+        if (!(f->clear_credentials = strdup(what)))
+            pf_ys_error(d, src, PF_ENOMEM, "out of memory");
+        return;
+    }
+    const pf_ynode *at = pf_ymap_get(src, f->tmpl->manual ? "url" : "base_url");
+    if (!at) at = pf_ymap_get(src, "auth");
+    if (!at) at = src;
+    char shown[512];
+    pf_http_url_for_log(f->base_url, shown, sizeof shown);
+    size_t l = strlen(shown);
+    if (l && shown[l - 1] == '/') shown[--l] = '\0';
+    pf_ys_error(d, at, PF_ECONFIG,
+                "the flow sends credentials (%s) to %s/...: refused because they would travel "
+                "in clear; use https, or set source.allow_insecure_http: true",
+                what, shown);
+}
+
+void pf_flow_warn_insecure(const pf_flow *f)
+{
+    if (!f || !f->clear_credentials) return;
+    char shown[512];
+    pf_http_url_for_log(f->base_url, shown, sizeof shown);
+    pf_log_warn("credentials travel in clear (insecure): the flow sends %s over http to %s "
+                "(source.allow_insecure_http is true); anyone on the network path can read them",
+                f->clear_credentials, shown);
 }
 
 static void load_http(pf_flow *f, const pf_ynode *http, pf_diags *d)
@@ -639,7 +743,7 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
     static const char *const src_keys[] = {
         "template", "base_url", "file",       "auth",     "params", "http", "max_pages",
         "streams",  "url",      "method",     "headers",  "query",  "body", "records",
-        "key",      "response", "pagination", "lookback", NULL};
+        "key",      "response", "pagination", "lookback", "allow_insecure_http", NULL};
     static const char *const state_keys[] = {"path", NULL};
     *out = NULL;
     size_t before = d->count;
@@ -762,6 +866,9 @@ pf_status pf_flow_load(const char *path, const pf_flow_override *sets, size_t ns
         if (f->tmpl && !f->base_url && f->local_file && !(f->base_url = strdup("")))
             pf_ys_error(d, src, PF_ENOMEM, "out of memory");
         load_http(f, pf_ymap_get(src, "http"), d);
+        if ((x = pf_ymap_get(src, "allow_insecure_http")))
+            pf_ys_bool(x, "source.allow_insecure_http", &f->allow_insecure_http, d);
+        check_clear_credentials(f, src, d);
     }
     if (!f->http.max_attempts) load_http(f, NULL, d);
     if (f->name) load_sink(f, pf_ymap_get(root, "sink"), d);

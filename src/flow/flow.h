@@ -8,7 +8,14 @@
  * requires), keeps only the streams whose `when` matches, resolves the
  * response format, the base URL and the page cap, checks the sink's options
  * against the sink's option table, and reports every problem as
- * FILE:LINE:COL. No network access. */
+ * FILE:LINE:COL. No network access.
+ *
+ * Credentials never travel in clear: a flow that sends credentials (Basic
+ * auth, auth headers, a header with a credential-like name, a secret
+ * parameter) to an http:// URL (the template's base URL, source.base_url or
+ * a manual flow's source.url; loopback addresses included) is refused,
+ * unless `source.allow_insecure_http: true`, and then every run warns
+ * (pf_flow_warn_insecure). Flows reading source.file send nothing. */
 #ifndef PF_FLOW_FLOW_H
 #define PF_FLOW_FLOW_H
 
@@ -50,6 +57,9 @@ typedef struct pf_flow {
     pf_param_value *params; /* set and defaulted parameters only */
     size_t nparams;
     pf_flow_http http;
+    int allow_insecure_http;  /* source.allow_insecure_http: credentials may go over http:// */
+    char *clear_credentials;  /* what credentials go over http:// because the flow allows it
+                                 ("auth: basic"), for the warning of each run; else NULL */
     pf_response_format format; /* JSON or SIEM syslog, resolved from the template */
     int64_t max_pages;         /* requests per run at most: source.max_pages or the template's */
     int64_t lookback_ms;       /* late-arrival re-sweep: source.lookback or the template's */
@@ -79,6 +89,11 @@ const pf_param_value *pf_flow_param(const pf_flow *f, const char *name);
 const char *pf_flow_param_str(const pf_flow *f, const char *name);
 
 void pf_flow_free(pf_flow *f);
+
+/* Logs a warning when F (may be NULL) sends credentials over http:// because
+ * source.allow_insecure_http allows it (F->clear_credentials); nothing
+ * otherwise. Called by everything that talks to the flow's API, once per run. */
+void pf_flow_warn_insecure(const pf_flow *f);
 
 /* Checks TEXT against parameter definition P (type, bounds, values, and the
  * URL-path rules of a url_path parameter); returns NULL when valid, else a

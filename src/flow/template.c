@@ -3,6 +3,7 @@
 #include "flow/template.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1188,9 +1189,14 @@ pf_status pf_template_load_file(const char *path, pf_template **out, pf_diags *d
 
 /* ---- what a flow adds ------------------------------------------------- */
 
+/* Which ${VAR} values of a flow string are registered as secrets (see
+ * flow/expand.h): none, all, or those in the query part of a URL. */
+enum { SECRET_NONE, SECRET_ALL, SECRET_QUERY };
+
 /* A flow value with its ${VAR} references expanded (as every flow value),
- * or NULL with a diagnostic positioned at the reference. */
-static char *flow_string(const pf_ynode *n, const char *what, pf_diags *d)
+ * or NULL with a diagnostic positioned at the reference. SECRET says which
+ * substituted values are registered for redaction. */
+static char *flow_string(const pf_ynode *n, const char *what, int secret, pf_diags *d)
 {
     char *raw = pf_ys_string(n, what, d);
     if (!raw) return NULL;
@@ -1200,7 +1206,14 @@ static char *flow_string(const pf_ynode *n, const char *what, pf_diags *d)
     pf_error e;
     pf_error_clear(&e);
     char *res = NULL;
-    if (pf_expand_env(raw, &out, &off, &e) != PF_OK) {
+    size_t from = SIZE_MAX;
+    if (secret == SECRET_ALL) {
+        from = 0;
+    } else if (secret == SECRET_QUERY) {
+        const char *q = strchr(raw, '?');
+        if (q) from = (size_t)(q - raw);
+    }
+    if (pf_expand_env_secret(raw, from, &out, &off, &e) != PF_OK) {
         int col = n->col + (int)off + (n->plain ? 0 : 1);
         pf_error ee;
         pf_error_at(&ee, e.code, n->file, n->line, col, "%s: %s", what, e.msg);
@@ -1213,11 +1226,12 @@ static char *flow_string(const pf_ynode *n, const char *what, pf_diags *d)
     return res;
 }
 
-/* Replaces each value of KV (loaded from MAP) by its ${VAR} expansion. */
+/* Replaces each value of KV (loaded from MAP) by its ${VAR} expansion; the
+ * substituted values are secrets (query parameters and headers). */
 static void expand_kv(pf_kv *kv, size_t n, const pf_ynode *map, const char *what, pf_diags *d)
 {
     for (size_t i = 0; i < n && i < pf_ymap_size(map); i++) {
-        char *v = flow_string(pf_ymap_val(map, i), what, d);
+        char *v = flow_string(pf_ymap_val(map, i), what, SECRET_ALL, d);
         if (!v) continue;
         free(kv[i].value);
         kv[i].value = v;
@@ -1228,7 +1242,7 @@ static void expand_kv(pf_kv *kv, size_t n, const pf_ynode *map, const char *what
  * (the rest, with literal braces doubled so they are not placeholders). */
 static void load_manual_url(pf_template *t, const pf_ynode *n, pf_diags *d)
 {
-    char *url = flow_string(n, "source.url", d);
+    char *url = flow_string(n, "source.url", SECRET_QUERY, d);
     if (!url) return;
     pf_error e;
     pf_error_clear(&e);
@@ -1322,7 +1336,7 @@ static void apply_manual(pf_template *t, const pf_ynode *src, pf_diags *d)
         expand_kv(t->query, t->nquery, qn, "query", d);
     if (load_kv_map(hn, "headers", &t->headers, &t->nheaders, d) == 0)
         expand_kv(t->headers, t->nheaders, hn, "headers", d);
-    if ((x2 = pf_ymap_get(src, "body"))) t->body = flow_string(x2, "body", d);
+    if ((x2 = pf_ymap_get(src, "body"))) t->body = flow_string(x2, "body", SECRET_ALL, d);
     for (size_t i = 0; i < t->nquery; i++)
         oom |= make_literal(&t->query[i].value);
     for (size_t i = 0; i < t->nheaders; i++)

@@ -1,8 +1,10 @@
-/* yaml.c: libyaml event stream → positioned node tree (iterative, capped). */
+/* yaml.c: libyaml event stream → positioned node tree (iterative, capped;
+ * duplicate keys found in linear expected time). */
 #include "flow/yaml.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,17 +144,82 @@ pf_status pf_ymap_set(pf_ynode *m, const char *key, pf_ynode *value)
     return PF_OK;
 }
 
-/* Checks the key just completed in map M (at index count-1) against earlier keys. */
-static const pf_ynode *duplicate_key(const pf_ynode *m)
+/* Duplicate keys: a map's first KEYSET_MIN keys are compared one by one;
+ * beyond that the map gets an index of its keys (open addressing, each slot
+ * the key's pair number + 1, 0 for empty), so a map of n keys is checked in
+ * O(n) expected time instead of O(n^2). */
+#define KEYSET_MIN 16
+
+typedef struct keyset {
+    size_t *slots;
+    size_t cap; /* a power of two, or 0 before the index is built */
+} keyset;
+
+static size_t key_hash(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ull;
+    }
+    return (size_t)(h ^ (h >> 32));
+}
+
+static int key_eq(const pf_ynode *a, const pf_ynode *b)
+{
+    return a->len == b->len && memcmp(a->value, b->value, a->len) == 0;
+}
+
+static void keyset_free(keyset *ks)
+{
+    free(ks->slots);
+    ks->slots = NULL;
+    ks->cap = 0;
+}
+
+/* Looks up key node K (pair PAIR of map M) in KS; returns the earlier key
+ * equal to it, or NULL after adding it. */
+static const pf_ynode *keyset_add(keyset *ks, const pf_ynode *m, const pf_ynode *k, size_t pair)
+{
+    size_t mask = ks->cap - 1;
+    for (size_t i = key_hash(k->value, k->len) & mask;; i = (i + 1) & mask) {
+        size_t s = ks->slots[i];
+        if (!s) {
+            ks->slots[i] = pair + 1;
+            return NULL;
+        }
+        if (key_eq(m->items[2 * (s - 1)], k)) return m->items[2 * (s - 1)];
+    }
+}
+
+/* Checks the key just completed in map M (at index count-1) against earlier
+ * keys, indexed in KS once the map is large. Returns 0 and sets *DUP to the
+ * earlier equal key (or NULL), or -1 when out of memory. */
+static int duplicate_key(const pf_ynode *m, keyset *ks, const pf_ynode **dup)
 {
     const pf_ynode *k = m->items[m->count - 1];
-    if (k->kind != PF_Y_SCALAR) return NULL;
-    for (size_t i = 0; i + 1 < m->count; i += 2) {
-        const pf_ynode *o = m->items[i];
-        if (o->kind == PF_Y_SCALAR && o->len == k->len && memcmp(o->value, k->value, k->len) == 0)
-            return o;
+    size_t pair = (m->count - 1) / 2; /* earlier keys: pairs 0 .. pair-1, all distinct */
+    *dup = NULL;
+    if (!ks->cap && pair < KEYSET_MIN) {
+        for (size_t i = 0; i < pair; i++)
+            if (key_eq(m->items[2 * i], k)) return *dup = m->items[2 * i], 0;
+        return 0;
     }
-    return NULL;
+    if ((pair + 1) * 2 > ks->cap) {
+        /* (Re)build at a load factor of at most 1/2. */
+        size_t cap = ks->cap ? ks->cap : 64;
+        while ((pair + 1) * 2 > cap)
+            cap *= 2;
+        size_t *slots = calloc(cap, sizeof *slots);
+        if (!slots) return -1;
+        keyset_free(ks);
+        ks->slots = slots;
+        ks->cap = cap;
+        for (size_t i = 0; i < pair; i++)
+            (void)keyset_add(ks, m, m->items[2 * i], i);
+    }
+    *dup = keyset_add(ks, m, k, pair);
+    return 0;
 }
 
 pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc **out,
@@ -175,6 +242,7 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
     yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
 
     pf_ynode *stack[PF_YAML_MAX_DEPTH + 1];
+    keyset keys[PF_YAML_MAX_DEPTH + 1] = {{0}}; /* keys[i]: of stack[i] when a map */
     int depth = 0, docs = 0, done = 0;
     pf_status st = PF_OK;
     const char *f = doc->file;
@@ -262,7 +330,11 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
                                          "mapping keys must be plain scalars");
                         break;
                     }
-                    const pf_ynode *dup = duplicate_key(parent);
+                    const pf_ynode *dup;
+                    if (duplicate_key(parent, &keys[depth - 1], &dup) != 0) {
+                        st = pf_error_set(err, PF_ENOMEM, "out of memory loading %s", f);
+                        break;
+                    }
                     if (dup) {
                         st = pf_error_at(err, PF_ECONFIG, f, line, col,
                                          "duplicate key '%s' (first at line %d)", n->value,
@@ -276,7 +348,7 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
         }
         case YAML_MAPPING_END_EVENT:
         case YAML_SEQUENCE_END_EVENT:
-            if (depth > 0) depth--;
+            if (depth > 0) keyset_free(&keys[--depth]);
             break;
         default: break;
         }
@@ -284,6 +356,8 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
         if (st != PF_OK) break;
     }
     yaml_parser_delete(&p);
+    for (int i = 0; i < depth; i++)
+        keyset_free(&keys[i]);
     if (st != PF_OK) {
         pf_ydoc_free(doc);
         return st;

@@ -7,16 +7,16 @@
 
 #define SLEEP_STEP_MS 50
 
-static volatile int *volatile g_cancel_flag;
+static volatile sig_atomic_t *volatile g_cancel_flag;
 
-void pf_http_set_cancel_flag(volatile int *flag)
+void pf_http_set_cancel_flag(volatile sig_atomic_t *flag)
 {
     g_cancel_flag = flag;
 }
 
 int pf_http_cancel_requested(void)
 {
-    volatile int *f = g_cancel_flag;
+    volatile sig_atomic_t *f = g_cancel_flag;
     return f && *f ? 1 : 0;
 }
 

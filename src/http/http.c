@@ -1,6 +1,8 @@
 /* http.c: the HTTP client: libcurl initialisation, client lifecycle, and
  * pf_http_fetch (attempts with retries, redirect hops, body capture with
- * the cap, mapping libcurl results to pf_status). */
+ * the cap, the cap on header and trailer bytes, mapping libcurl results to
+ * pf_status). Messages are formatted whole and redacted whole before they
+ * are cut (set_outcome). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +28,11 @@
 /* Server text quoted in an HTTP error message. */
 #define SERVER_TEXT_MAX 300
 #define LOG_URL_MAX 512
+/* Default cap on the header bytes of one transfer (pf_http_opts.max_headers). */
+#define HEADERS_MAX_DEFAULT (256 * 1024)
+/* libcurl 7.88's own limit on one header line (CURL_MAX_HTTP_HEADER): a
+ * longer line ends the transfer with CURLE_OUT_OF_MEMORY. */
+#define CURL_HEADER_LINE_MAX (100 * 1024)
 
 struct pf_http_client {
     pf_http_opts o; /* string fields point to the copies below */
@@ -64,6 +71,7 @@ void pf_http_opts_default(pf_http_opts *o)
     o->follow_redirects = 0;
     o->max_redirects = 5;
     o->user_agent = NULL;
+    o->max_headers = HEADERS_MAX_DEFAULT;
 }
 
 static pf_status check_opts(const pf_http_opts *o, pf_error *err)
@@ -72,6 +80,7 @@ static pf_status check_opts(const pf_http_opts *o, pf_error *err)
         o->low_speed_time_s < 0)
         return pf_error_set(err, PF_EINVAL, "HTTP timeouts must not be negative");
     if (o->max_body == 0) return pf_error_set(err, PF_EINVAL, "HTTP max_body must be > 0");
+    if (o->max_headers == 0) return pf_error_set(err, PF_EINVAL, "HTTP max_headers must be > 0");
     if (o->max_attempts < 1) return pf_error_set(err, PF_EINVAL, "HTTP max_attempts must be >= 1");
     if (o->backoff_base_ms < 0 || o->backoff_max_ms < 0 || o->retry_after_max_ms < 0)
         return pf_error_set(err, PF_EINVAL, "HTTP backoff delays must not be negative");
@@ -107,7 +116,7 @@ void pf_http_client_free(pf_http_client *c)
     free(c->client_cert);
     free(c->client_key);
     if (c->client_key_pass) {
-        memset(c->client_key_pass, 0, strlen(c->client_key_pass));
+        explicit_bzero(c->client_key_pass, strlen(c->client_key_pass));
         free(c->client_key_pass);
     }
     free(c->user_agent);
@@ -184,9 +193,12 @@ typedef struct xfer {
     int is_2xx;
     int encoded;           /* a Content-Encoding other than identity was announced */
     int error_body_full;   /* a non-2xx body reached ERROR_BODY_MAX: stopped on purpose */
+    size_t header_bytes;   /* header and trailer bytes of this transfer so far */
+    int in_headers;        /* inside a header or trailer block (not yet at its blank line) */
+    int chunked;           /* the response is chunked: trailers may follow the body */
     pf_status abort_st;    /* why the write callback stopped the transfer */
     int abort_by_callback; /* abort_st came from body_fn */
-    char abort_msg[256];
+    char abort_msg[LOG_URL_MAX + 256];
     char retry_after[64]; /* raw header value of the current response, "" when absent */
 } xfer;
 
@@ -266,14 +278,42 @@ static const char *header_value(const char *line, size_t len, const char *name)
     return v;
 }
 
+/* Writes LIMIT (bytes) as "256 KiB" or "1000 bytes" into OUT (size N). */
+static void size_text(size_t limit, char *out, size_t n)
+{
+    if (limit >= 1024 && limit % 1024 == 0)
+        snprintf(out, n, "%zu KiB", limit / 1024);
+    else
+        snprintf(out, n, "%zu bytes", limit);
+}
+
 static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
 {
     xfer *x = ud;
     size_t n = size * nmemb;
+    /* Every line counts, trailers included: libcurl keeps them all (for
+     * curl_easy_header), so an endless trailer block would otherwise grow
+     * memory without end (Debian's libcurl 7.88 stops headers at 300 KiB
+     * with an unclear "Failure when receiving data", but does not count
+     * trailers). Returning 0 stops the transfer. */
+    size_t max = x->c->o.max_headers;
+    if (n > max - (x->header_bytes < max ? x->header_bytes : max)) {
+        char lim[32];
+        size_text(max, lim, sizeof lim);
+        snprintf(x->abort_msg, sizeof x->abort_msg,
+                 "response headers from %s exceed %s (the limit on the header and trailer "
+                 "bytes of one response); the transfer was stopped",
+                 x->logurl, lim);
+        x->abort_st = PF_ETOOBIG;
+        return 0;
+    }
+    x->header_bytes += n;
+    x->in_headers = !(n <= 2 && (n == 0 || p[0] == '\r' || p[0] == '\n'));
     if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
         /* A new response (after 100 Continue, say): forget the previous one's headers. */
         x->retry_after[0] = '\0';
         x->encoded = 0;
+        x->chunked = 0;
         return n;
     }
     const char *v;
@@ -285,6 +325,10 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
     } else if ((v = header_value(p, n, "Content-Encoding")) != NULL) {
         size_t vl = (size_t)(p + n - v);
         x->encoded = !(vl >= 8 && strncasecmp(v, "identity", 8) == 0);
+    } else if ((v = header_value(p, n, "Transfer-Encoding")) != NULL) {
+        size_t vl = (size_t)(p + n - v);
+        for (size_t i = 0; i + 7 <= vl; i++)
+            if (strncasecmp(v + i, "chunked", 7) == 0) x->chunked = 1;
     }
     return n;
 }
@@ -418,15 +462,13 @@ static void set_outcome(outcome *out, pf_status st, const char *fmt, ...)
 
 static void set_outcome(outcome *out, pf_status st, const char *fmt, ...)
 {
-    /* Larger than MSG: redacted before it is cut, so a cut never leaves a
-     * secret's beginning in the message. */
-    char raw[4 * sizeof out->msg];
+    /* Formatted whole and redacted whole before it is cut to MSG, so a cut
+     * never leaves a secret's beginning in the message. */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(raw, sizeof raw, fmt, ap);
+    pf_log_vformat_redacted(out->msg, sizeof out->msg, fmt, ap);
     va_end(ap);
     out->st = st;
-    pf_log_redact(raw, out->msg, sizeof out->msg);
 }
 
 /* The message for a TLS or client configuration failure RC with URL: what
@@ -507,6 +549,15 @@ static void attempt(pf_http_client *c, const pf_http_request *req, const pf_http
                 set_outcome(out, x.abort_st, "%s", x.abort_msg);
             } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
                 set_outcome(out, PF_EINTERRUPTED, "%s %s: interrupted", method, logurl);
+            } else if (rc == CURLE_OUT_OF_MEMORY && (!x.decided || x.in_headers || x.chunked)) {
+                /* libcurl 7.88 answers a header or trailer line above its own
+                 * limit with "out of memory" (it has no CURLE_TOO_LARGE). */
+                char lim[32];
+                size_text(CURL_HEADER_LINE_MAX, lim, sizeof lim);
+                set_outcome(out, PF_ETOOBIG,
+                            "response headers from %s: a header or trailer line is longer than "
+                            "%s (libcurl's limit), or memory ran out; the transfer was stopped",
+                            logurl, lim);
             } else {
                 pf_status st = map_curl(rc);
                 char detail[CURL_ERROR_SIZE + 64];

@@ -21,9 +21,17 @@
  * Secrets: credentials are never accepted in URLs (PF_EINVAL). The Basic
  * password, the encoded "user:pass" token and the values of credential-like
  * headers (see pf_http_fetch) are registered with pf_log_add_secret, so the
- * log module redacts them; error messages built from server text are
- * redacted the same way before they reach pf_error. Logs show URLs as
- * scheme://host[:port]/path only (no query).
+ * log module redacts them (also JSON-, percent- or HTML-encoded, see
+ * util/log.h); error messages built from server text are redacted the same
+ * way before they reach pf_error, and always whole (the whole error body,
+ * the whole message) before anything is cut, collapsed or reduced to
+ * printable ASCII. Logs show URLs as scheme://host[:port]/path only (no
+ * query). Buffers that held credentials are wiped with explicit_bzero.
+ *
+ * Hostile responses: the body is capped (max_body; error bodies 64 KiB), and
+ * so are the header bytes of a transfer, chunked trailers included
+ * (max_headers, 256 KiB): a server that sends endless headers or trailers is
+ * cut off with a clear message instead of growing memory.
  *
  * Injection: a CR, LF or NUL in a header name or value, a query parameter
  * or a path segment (also percent-encoded in the URL) is refused before any
@@ -36,6 +44,7 @@
 #ifndef PF_HTTP_HTTP_H
 #define PF_HTTP_HTTP_H
 
+#include <signal.h> /* sig_atomic_t: the cancel flag is set by signal handlers */
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +78,9 @@ typedef struct pf_http_opts {
     int follow_redirects;        /* default 0: a 3xx is returned as PF_EHTTP */
     int max_redirects;           /* when following; default 5 */
     const char *user_agent;      /* default "ppflow/<version>" */
+    size_t max_headers; /* header bytes of one transfer (status lines, headers of interim and
+                           final responses, chunked trailers) at most; default 256 KiB; > 0
+                           (libcurl stops headers, not trailers, at 300 KiB by itself) */
 } pf_http_opts;
 
 /* Fills O with the defaults above. O: not NULL. */
@@ -151,12 +163,18 @@ void pf_http_client_free(pf_http_client *c);
  *                    last attempt or with a Retry-After above
  *                    retry_after_max_ms; retriable = 0; message
  *                    "HTTP 401 from <scheme://host/path>: <server text>"
- *                    where server text is the first 300 bytes of the body,
- *                    printable ASCII only, secrets redacted;
+ *                    where server text is the body (64 KiB at most) with
+ *                    secrets redacted over the whole of it, then reduced to
+ *                    one line of printable ASCII (white space collapsed),
+ *                    redacted again, and only then cut to 300 characters;
  *   PF_ENET          transport failure after the last attempt; retriable = 1
  *                    (a later run may succeed);
  *   PF_EDATA         corrupt content encoding after the last attempt; retriable = 1;
  *   PF_ETOOBIG       the 2xx body exceeds opts.max_body (also when streaming);
+ *                    the response's headers and trailers exceed opts.max_headers
+ *                    ("response headers from <url> exceed 256 KiB ..."), or one
+ *                    header line exceeds libcurl's own limit (100 KiB); the
+ *                    transfer stops there, so memory stays bounded;
  *   PF_ECONFIG       TLS verification or TLS setup failed (CA file, client cert);
  *   PF_EINVAL        an invalid request (method, URL, header, auth);
  *   PF_EINTERRUPTED  the cancel flag was raised (during a transfer or a backoff sleep);
@@ -238,7 +256,7 @@ void pf_http_url_for_log(const char *url, char *out, size_t n);
  * becomes non-zero (e.g. set by a SIGTERM handler), a running transfer is
  * aborted within about a second and a backoff sleep within 50 ms, and
  * pf_http_fetch returns PF_EINTERRUPTED. Set it before starting fetches. */
-void pf_http_set_cancel_flag(volatile int *flag);
+void pf_http_set_cancel_flag(volatile sig_atomic_t *flag);
 
 /* Returns 1 when the registered cancel flag is set, else 0. */
 int pf_http_cancel_requested(void);
@@ -246,5 +264,14 @@ int pf_http_cancel_requested(void);
 /* Sleeps MS milliseconds in steps of at most 50 ms, checking the cancel
  * flag. Returns PF_OK, or PF_EINTERRUPTED as soon as the flag is seen. */
 pf_status pf_http_sleep_ms(long ms);
+
+/* 1 when header NAME (LEN bytes, not necessarily NUL-terminated) is
+ * credential-like: its name holds, case-insensitively, one of "auth",
+ * "token", "key", "secret", "pass", "session", "cookie" or "signature"
+ * (Authorization, Proxy-Authorization, X-Api-Key, Cookie, ...). The values of
+ * such headers are registered for redaction by pf_http_fetch, and a flow may
+ * not send them over http:// (flow.c). Only the first 127 bytes are looked
+ * at. NAME not NULL. */
+int pf_http_header_is_credential(const char *name, size_t len);
 
 #endif

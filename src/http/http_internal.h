@@ -27,12 +27,18 @@ void pf_http_prepared_free(pf_http_prepared *p);
  * PF_OK) is one the policy retries, ignoring attempts and Retry-After (retry.c). */
 int pf_http_retriable(pf_status transport, long http_status);
 
-/* Writes at most MAX_CHARS characters of BODY into OUT (size N) as one line
- * of printable ASCII with registered secrets redacted, "..." appended when
- * cut (response.c). */
+/* Writes at most MAX_CHARS characters of BODY (may be NULL) into OUT (size
+ * N > 0) as one line of printable ASCII with registered secrets redacted,
+ * "..." appended when cut (response.c). The whole body is redacted, then
+ * made printable (controls to spaces, non-ASCII to '?', runs of spaces
+ * collapsed), redacted again, and only then cut, so no part of a secret
+ * survives. Costs memory and time in proportion to BODY (error bodies are
+ * capped at 64 KiB). Out of memory: a note saying the text is withheld. */
 void pf_http_server_text(const pf_buf *body, size_t max_chars, char *out, size_t n);
 
-/* Copies a Content-Type value as printable ASCII into OUT (size N). */
+/* Copies SRC (a Content-Type value, a name, a URL; NULL: "") into OUT (size
+ * N > 0) as printable ASCII, redacted as pf_http_server_text redacts (whole,
+ * before the cut to N), without collapsing spaces. Out of memory: "?". */
 void pf_http_copy_printable(const char *src, char *out, size_t n);
 
 /* Writes "scheme://host:port" of URL (port always present, host lower-case)

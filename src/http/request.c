@@ -27,7 +27,7 @@ static int is_tchar(unsigned char c)
     return isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-static int name_is_sensitive(const char *name, size_t len)
+int pf_http_header_is_credential(const char *name, size_t len)
 {
     static const char *const words[] = {"auth", "token",   "key",    "secret",
                                         "pass", "session", "cookie", "signature"};
@@ -96,11 +96,11 @@ static pf_status register_basic(const char *user, const char *pass, pf_error *er
     strcat(pair, ":");
     strcat(pair, pass);
     char *tok = base64(pair);
-    memset(pair, 0, n);
+    explicit_bzero(pair, n); /* a memset before free may be optimised away */
     free(pair);
     if (!tok) return pf_error_set(err, PF_ENOMEM, "out of memory");
     st = register_secret(tok, err);
-    memset(tok, 0, strlen(tok));
+    explicit_bzero(tok, strlen(tok));
     free(tok);
     return st;
 }
@@ -223,7 +223,7 @@ pf_status pf_http_prepare(const pf_http_request *req, pf_http_prepared *p, pf_er
     for (size_t i = 0; req->headers && req->headers[i]; i++) {
         const char *h = req->headers[i];
         size_t nl = (size_t)(strchr(h, ':') - h);
-        int sensitive = name_is_sensitive(h, nl);
+        int sensitive = pf_http_header_is_credential(h, nl);
         if (sensitive) st = register_header_secret(h + nl + 1, err);
         if (st == PF_OK) st = append(&p->all, h, err);
         if (st == PF_OK && !sensitive) st = append(&p->safe, h, err);

@@ -4,6 +4,7 @@
  * API (CURLU). */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <curl/curl.h>
@@ -159,10 +160,17 @@ void pf_http_url_for_log(const char *url, char *out, size_t n)
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK) {
         if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK) port = NULL;
         if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK) path = NULL;
-        char clean[512];
-        snprintf(clean, sizeof clean, "%s://%s%s%s%s", scheme, host, port ? ":" : "",
-                 port ? port : "", path ? path : "/");
-        pf_http_copy_printable(clean, out, n);
+        /* Built whole (not into a fixed buffer) so that redaction, in
+         * pf_http_copy_printable, sees a secret in the path before any cut. */
+        const char *pp = path ? path : "/";
+        size_t len = strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + strlen(pp) + 5;
+        char *whole = malloc(len);
+        if (whole) {
+            snprintf(whole, len, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+                     pp);
+            pf_http_copy_printable(whole, out, n);
+            free(whole);
+        }
     }
     curl_free(scheme);
     curl_free(host);

@@ -1,5 +1,6 @@
 /* metrics.c: the scheduler's per-flow metrics, their Prometheus text form,
- * and the loopback HTTP/1.1 responder that serves them. */
+ * the bounded parser of a request head, and the loopback HTTP/1.1
+ * responder that serves them (its sockets, epoll set and buffers). */
 #define _GNU_SOURCE /* accept4 */
 #include "sched/metrics.h"
 
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -245,18 +247,209 @@ pf_status pf_metrics_render(const pf_metrics *m, int64_t now_ms, pf_buf *out)
     return st;
 }
 
+/* ---- request parsing ---- */
+
+/* RFC 9110 tchar: the bytes of a method or a header name. */
+static int is_tchar(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+static int ascii_prefix_ci(const char *p, size_t n, const char *prefix)
+{
+    size_t k = strlen(prefix);
+    if (n < k) return 0;
+    for (size_t i = 0; i < k; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        if (c != (unsigned char)prefix[i]) return 0;
+    }
+    return 1;
+}
+
+/* The path of TARGET (N > 0 bytes) without its query; NULL when TARGET is
+ * neither origin-form nor absolute-form with an http(s) scheme and a host. */
+static const char *target_path(const char *target, size_t n, size_t *path_len)
+{
+    const char *p = NULL, *end = target + n;
+    if (target[0] == '/') {
+        p = target;
+    } else {
+        size_t skip = ascii_prefix_ci(target, n, "http://")    ? 7
+                      : ascii_prefix_ci(target, n, "https://") ? 8
+                                                               : 0;
+        if (!skip) return NULL;
+        const char *host = target + skip;
+        size_t hl = 0;
+        while (host + hl < end && host[hl] != '/' && host[hl] != '?')
+            hl++;
+        if (hl == 0) return NULL;
+        if (host + hl == end || host[hl] == '?') {
+            *path_len = 1;
+            return "/";
+        }
+        p = host + hl;
+    }
+    const char *q = memchr(p, '?', (size_t)(end - p));
+    *path_len = (size_t)((q ? q : end) - p);
+    return p;
+}
+
+pf_metrics_parse pf_metrics_parse_request(const char *buf, size_t len, pf_metrics_request *req)
+{
+    static const char version[] = "HTTP/1.";
+    enum {
+        RL_METHOD,
+        RL_TARGET,
+        RL_VERSION,
+        RL_CR,
+        H_LINE,
+        H_NAME,
+        H_VALUE,
+        H_CR,
+        H_END_CR
+    } st = RL_METHOD;
+    size_t n = len < PF_METRICS_MAX_REQUEST ? len : PF_METRICS_MAX_REQUEST;
+    size_t m_end = 0, t_start = 0, t_end = 0, v_start = 0, head_len = 0;
+    for (size_t i = 0; i < n && !head_len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        switch (st) {
+        case RL_METHOD:
+            if (is_tchar(c)) break;
+            if (c != ' ' || i == 0) return PF_METRICS_PARSE_BAD;
+            m_end = i;
+            t_start = i + 1;
+            st = RL_TARGET;
+            break;
+        case RL_TARGET:
+            if (c > 0x20 && c < 0x7f) break;
+            if (c != ' ' || i == t_start) return PF_METRICS_PARSE_BAD;
+            t_end = i;
+            v_start = i + 1;
+            st = RL_VERSION;
+            break;
+        case RL_VERSION: {
+            size_t k = i - v_start;
+            if (k < sizeof version - 1) {
+                if (c != (unsigned char)version[k]) return PF_METRICS_PARSE_BAD;
+            } else if (k == sizeof version - 1) {
+                if (c < '0' || c > '9') return PF_METRICS_PARSE_BAD;
+            } else if (c == '\r') {
+                st = RL_CR;
+            } else if (c == '\n') {
+                st = H_LINE;
+            } else {
+                return PF_METRICS_PARSE_BAD;
+            }
+            break;
+        }
+        case RL_CR:
+        case H_CR:
+            if (c != '\n') return PF_METRICS_PARSE_BAD; /* a bare CR */
+            st = H_LINE;
+            break;
+        case H_LINE: /* the start of a header line, or the empty line */
+            if (c == '\r')
+                st = H_END_CR;
+            else if (c == '\n')
+                head_len = i + 1;
+            else if (is_tchar(c))
+                st = H_NAME;
+            else
+                return PF_METRICS_PARSE_BAD; /* obs-fold, an empty name, a control */
+            break;
+        case H_NAME:
+            if (is_tchar(c)) break;
+            if (c != ':') return PF_METRICS_PARSE_BAD; /* includes space before the colon */
+            st = H_VALUE;
+            break;
+        case H_VALUE:
+            if (c == '\t' || (c >= 0x20 && c != 0x7f)) break;
+            if (c == '\r')
+                st = H_CR;
+            else if (c == '\n')
+                st = H_LINE;
+            else
+                return PF_METRICS_PARSE_BAD;
+            break;
+        case H_END_CR:
+            if (c != '\n') return PF_METRICS_PARSE_BAD;
+            head_len = i + 1;
+            break;
+        }
+    }
+    if (!head_len)
+        return len >= PF_METRICS_MAX_REQUEST ? PF_METRICS_PARSE_TOO_LARGE
+                                             : PF_METRICS_PARSE_INCOMPLETE;
+    /* A head only ends after the request line, so every span below is set. */
+    memset(req, 0, sizeof *req);
+    if (m_end == 3 && memcmp(buf, "GET", 3) == 0)
+        req->method = PF_METRICS_METHOD_GET;
+    else if (m_end == 4 && memcmp(buf, "HEAD", 4) == 0)
+        req->method = PF_METRICS_METHOD_HEAD;
+    else
+        req->method = PF_METRICS_METHOD_OTHER;
+    req->target = buf + t_start;
+    req->target_len = t_end - t_start;
+    req->path = target_path(req->target, req->target_len, &req->path_len);
+    if (!req->path) req->path_len = 0;
+    req->minor_version = buf[v_start + sizeof version - 1] - '0';
+    req->head_len = head_len;
+    return PF_METRICS_PARSE_OK;
+}
+
+int pf_metrics_route(pf_metrics_parse r, const pf_metrics_request *req)
+{
+    switch (r) {
+    case PF_METRICS_PARSE_INCOMPLETE:
+        return 0;
+    case PF_METRICS_PARSE_BAD:
+        return 400;
+    case PF_METRICS_PARSE_TOO_LARGE:
+        return 431;
+    case PF_METRICS_PARSE_OK:
+        break;
+    }
+    if (r != PF_METRICS_PARSE_OK || !req) return 400;
+    if (req->method != PF_METRICS_METHOD_GET && req->method != PF_METRICS_METHOD_HEAD) return 405;
+    if (!req->path) return 400;
+    if (req->path_len == 8 && memcmp(req->path, "/metrics", 8) == 0) return 200;
+    return 404;
+}
+
 /* ---- server ---- */
+
+typedef enum { C_FREE, C_READ, C_WRITE, C_LINGER } conn_state;
+
+typedef struct conn {
+    int fd; /* -1 when free */
+    conn_state state;
+    int64_t deadline; /* pf_time_mono_ms */
+    size_t req_len;
+    size_t sent;
+    size_t drained;
+    pf_buf resp;
+    char req[PF_METRICS_MAX_REQUEST];
+} conn;
+
+#define LISTEN_TAG UINT32_MAX /* epoll data of the listening socket */
+#define ACCEPT_BURST 64       /* connections accepted per call, at most */
+#define ACCEPT_PAUSE_MS 100   /* after accept fails for want of descriptors or memory */
+/* The kernel send buffer of a connection (Linux doubles it): bounds what
+ * clients that never read pin in the kernel, PF_METRICS_MAX_CONNS of these;
+ * a larger response goes out in several writes as the client reads. */
+#define CONN_SNDBUF (64 * 1024)
 
 struct pf_metrics_server {
     int listen_fd;
+    int ep; /* epoll set: the listening socket and every open connection */
     int port;
-    int conn;         /* -1: none */
-    int writing;      /* 0: reading the request; 1: sending the response */
-    int64_t deadline; /* pf_time_mono_ms deadline of the connection */
-    char req[PF_METRICS_MAX_REQUEST];
-    size_t req_len;
-    pf_buf resp;
-    size_t sent;
+    /* While accept fails (EMFILE, ENFILE, ENOBUFS...), the listening socket
+     * stays readable: it leaves the epoll set until this pf_time_mono_ms
+     * time, so the scheduler's loop does not spin. 0: in the set. */
+    int64_t accept_paused_until;
+    conn conns[PF_METRICS_MAX_CONNS];
 };
 
 pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *err)
@@ -265,8 +458,11 @@ pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *er
         return pf_error_set(err, PF_EINVAL, "metrics port %d is not in 0-65535", port);
     pf_metrics_server *s = calloc(1, sizeof *s);
     if (!s) return pf_error_set(err, PF_ENOMEM, "out of memory");
-    s->conn = -1;
-    pf_buf_init(&s->resp, PF_METRICS_MAX_RESPONSE);
+    for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++) {
+        s->conns[i].fd = -1;
+        pf_buf_init(&s->conns[i].resp, PF_METRICS_MAX_RESPONSE);
+    }
+    s->ep = -1;
     s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->listen_fd < 0) {
         pf_status st = pf_error_set(err, PF_EIO, "metrics: socket: %s", strerror(errno));
@@ -281,10 +477,19 @@ pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *er
     a.sin_port = htons((uint16_t)port);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t al = sizeof a;
-    if (bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->listen_fd, 8) != 0 ||
+    if (bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->listen_fd, 64) != 0 ||
         getsockname(s->listen_fd, (struct sockaddr *)&a, &al) != 0) {
         pf_status st = pf_error_set(err, PF_EIO, "metrics: cannot listen on 127.0.0.1:%d: %s", port,
                                     strerror(errno));
+        close(s->listen_fd);
+        free(s);
+        return st;
+    }
+    s->ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = LISTEN_TAG};
+    if (s->ep < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->listen_fd, &ev) != 0) {
+        pf_status st = pf_error_set(err, PF_EIO, "metrics: epoll: %s", strerror(errno));
+        if (s->ep >= 0) close(s->ep);
         close(s->listen_fd);
         free(s);
         return st;
@@ -302,142 +507,239 @@ int pf_metrics_server_port(const pf_metrics_server *s)
 void pf_metrics_server_pollfd(const pf_metrics_server *s, struct pollfd *pfd,
                               int64_t *deadline_mono)
 {
+    pfd->fd = s->ep;
+    pfd->events = POLLIN;
     pfd->revents = 0;
-    if (s->conn >= 0) {
-        pfd->fd = s->conn;
-        pfd->events = s->writing ? POLLOUT : POLLIN;
-        if (s->deadline < *deadline_mono) *deadline_mono = s->deadline;
-    } else {
-        pfd->fd = s->listen_fd;
-        pfd->events = POLLIN;
+    if (s->accept_paused_until && s->accept_paused_until < *deadline_mono)
+        *deadline_mono = s->accept_paused_until;
+    for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++)
+        if (s->conns[i].fd >= 0 && s->conns[i].deadline < *deadline_mono)
+            *deadline_mono = s->conns[i].deadline;
+}
+
+/* Closes connection C: out of the epoll set first (a forked child may still
+ * hold a copy of the descriptor, which would keep it registered). */
+static void drop_conn(pf_metrics_server *s, conn *c)
+{
+    if (c->fd >= 0) {
+        epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
     }
+    c->fd = -1;
+    c->state = C_FREE;
+    c->req_len = c->sent = c->drained = 0;
+    pf_buf_free(&c->resp);
+    pf_buf_init(&c->resp, PF_METRICS_MAX_RESPONSE);
 }
 
-static void drop_conn(pf_metrics_server *s)
+static int watch(pf_metrics_server *s, conn *c, uint32_t events)
 {
-    if (s->conn >= 0) close(s->conn);
-    s->conn = -1;
-    s->writing = 0;
-    s->req_len = 0;
-    s->sent = 0;
-    pf_buf_reset(&s->resp);
+    struct epoll_event ev = {.events = events, .data.u32 = (uint32_t)(c - s->conns)};
+    return epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-static void respond(pf_metrics_server *s, int code, const char *reason, const char *ctype,
-                    const char *body, size_t body_len, int head, const char *extra_header)
+/* Puts the response into C's buffer and switches it to sending; 0, or -1
+ * when out of memory (the caller drops the connection). */
+static int respond(conn *c, int code, const char *reason, const char *ctype, const char *body,
+                   size_t body_len, int head, const char *extra_header)
 {
-    pf_buf_reset(&s->resp);
-    pf_status st = pf_buf_printf(&s->resp,
+    pf_buf_reset(&c->resp);
+    pf_status st = pf_buf_printf(&c->resp,
                                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                                  "%sConnection: close\r\nCache-Control: no-store\r\n\r\n",
                                  code, reason, ctype, body_len, extra_header ? extra_header : "");
-    if (st == PF_OK && !head) st = pf_buf_append(&s->resp, body, body_len);
-    if (st != PF_OK) {
-        drop_conn(s);
-        return;
-    }
-    s->writing = 1;
-    s->sent = 0;
+    if (st == PF_OK && !head) st = pf_buf_append(&c->resp, body, body_len);
+    if (st != PF_OK) return -1;
+    c->state = C_WRITE;
+    c->sent = 0;
+    return 0;
 }
 
-static void answer(pf_metrics_server *s, const pf_metrics *m, int64_t now_ms)
+/* Answers status CODE (pf_metrics_route) for request REQ (NULL unless the
+ * head parsed). */
+static int answer(conn *c, int code, const pf_metrics_request *req, const pf_metrics *m,
+                  int64_t now_ms)
 {
     static const char text[] = "text/plain; charset=utf-8";
-    /* Request line: METHOD SP TARGET SP HTTP/1.x */
-    char *sp1 = memchr(s->req, ' ', s->req_len);
-    char *eol = memchr(s->req, '\r', s->req_len);
-    char *sp2 = sp1 && eol ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
-    if (!sp1 || !sp2 || strncmp(sp2 + 1, "HTTP/1.", 7) != 0) {
-        static const char msg[] = "bad request\n";
-        respond(s, 400, "Bad Request", text, msg, sizeof msg - 1, 0, NULL);
-        return;
-    }
-    size_t ml = (size_t)(sp1 - s->req);
-    int get = ml == 3 && memcmp(s->req, "GET", 3) == 0;
-    int head = ml == 4 && memcmp(s->req, "HEAD", 4) == 0;
-    if (!get && !head) {
-        static const char msg[] = "method not allowed\n";
-        respond(s, 405, "Method Not Allowed", text, msg, sizeof msg - 1, 0, "Allow: GET, HEAD\r\n");
-        return;
-    }
-    const char *target = sp1 + 1;
-    size_t tl = (size_t)(sp2 - target);
-    const char *q = memchr(target, '?', tl);
-    if (q) tl = (size_t)(q - target);
-    if (tl == 8 && memcmp(target, "/metrics", 8) == 0) {
+    int head = req && req->method == PF_METRICS_METHOD_HEAD;
+    switch (code) {
+    case 200: {
         pf_buf body;
         pf_buf_init(&body, PF_METRICS_MAX_RESPONSE / 2);
         if (pf_metrics_render(m, now_ms, &body) != PF_OK) {
             pf_buf_free(&body);
             static const char msg[] = "metrics unavailable\n";
-            respond(s, 500, "Internal Server Error", text, msg, sizeof msg - 1, head, NULL);
+            return respond(c, 500, "Internal Server Error", text, msg, sizeof msg - 1, head, NULL);
+        }
+        int r = respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", pf_buf_str(&body),
+                        body.len, head, NULL);
+        pf_buf_free(&body);
+        return r;
+    }
+    case 404: {
+        static const char msg[] = "not found; metrics are at /metrics\n";
+        return respond(c, 404, "Not Found", text, msg, sizeof msg - 1, head, NULL);
+    }
+    case 405: {
+        static const char msg[] = "method not allowed\n";
+        return respond(c, 405, "Method Not Allowed", text, msg, sizeof msg - 1, 0,
+                       "Allow: GET, HEAD\r\n");
+    }
+    case 431: {
+        static const char msg[] = "request too large\n";
+        return respond(c, 431, "Request Header Fields Too Large", text, msg, sizeof msg - 1, 0,
+                       NULL);
+    }
+    default: {
+        static const char msg[] = "bad request\n";
+        return respond(c, 400, "Bad Request", text, msg, sizeof msg - 1, 0, NULL);
+    }
+    }
+}
+
+/* Reads what C's client sent and answers once the head is judged; 0 to go
+ * on, -1 to drop. */
+static int conn_read(conn *c, const pf_metrics *m, int64_t now_ms)
+{
+    while (c->req_len < sizeof c->req) {
+        ssize_t n = recv(c->fd, c->req + c->req_len, sizeof c->req - c->req_len, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (n <= 0) return -1; /* closed or reset before a complete request */
+        c->req_len += (size_t)n;
+        pf_metrics_request req;
+        pf_metrics_parse r = pf_metrics_parse_request(c->req, c->req_len, &req);
+        int code = pf_metrics_route(r, &req);
+        if (code) return answer(c, code, r == PF_METRICS_PARSE_OK ? &req : NULL, m, now_ms);
+    }
+    return -1; /* not reached: a full buffer is judged TOO_LARGE */
+}
+
+/* Sends what is left of C's response; then half-closes and lingers. 0 to go
+ * on, -1 to drop. */
+static int conn_write(pf_metrics_server *s, conn *c)
+{
+    while (c->sent < c->resp.len) {
+        ssize_t n = send(c->fd, c->resp.data + c->sent, c->resp.len - c->sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return watch(s, c, EPOLLOUT) == 0 ? 0 : -1;
+        if (n <= 0) return -1; /* EPIPE, ECONNRESET: the client is gone */
+        c->sent += (size_t)n;
+    }
+    if (shutdown(c->fd, SHUT_WR) != 0) return -1;
+    pf_buf_free(&c->resp);
+    pf_buf_init(&c->resp, PF_METRICS_MAX_RESPONSE);
+    c->state = C_LINGER;
+    int64_t linger = pf_time_mono_ms() + PF_METRICS_LINGER_MS;
+    if (linger < c->deadline) c->deadline = linger;
+    return watch(s, c, EPOLLIN) == 0 ? 0 : -1;
+}
+
+/* Discards what the client still sends until it closes its side, so that
+ * closing does not reset the connection before it has read the response.
+ * 0 to go on, -1 to drop (done). */
+static int conn_drain(conn *c)
+{
+    char scratch[4096];
+    for (;;) {
+        ssize_t n = recv(c->fd, scratch, sizeof scratch, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+        if (n <= 0) return -1;
+        c->drained += (size_t)n;
+        if (c->drained > PF_METRICS_DRAIN_MAX) return -1;
+    }
+}
+
+static void conn_io(pf_metrics_server *s, conn *c, const pf_metrics *m, int64_t now_ms)
+{
+    int r = 0;
+    if (c->state == C_READ) {
+        r = conn_read(c, m, now_ms);
+        if (r == 0 && c->state == C_WRITE) r = conn_write(s, c);
+    } else if (c->state == C_WRITE) {
+        r = conn_write(s, c);
+    }
+    if (r == 0 && c->state == C_LINGER) r = conn_drain(c);
+    if (r != 0) drop_conn(s, c);
+}
+
+/* A slot for a new connection: a free one, else the one nearest its
+ * deadline is dropped to make room. */
+static conn *free_slot(pf_metrics_server *s)
+{
+    conn *victim = &s->conns[0];
+    for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++) {
+        if (s->conns[i].fd < 0) return &s->conns[i];
+        if (s->conns[i].deadline < victim->deadline) victim = &s->conns[i];
+    }
+    drop_conn(s, victim);
+    return victim;
+}
+
+static void accept_conns(pf_metrics_server *s, const pf_metrics *m, int64_t now_ms)
+{
+    for (int k = 0; k < ACCEPT_BURST; k++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                epoll_ctl(s->ep, EPOLL_CTL_DEL, s->listen_fd, NULL) == 0)
+                s->accept_paused_until = pf_time_mono_ms() + ACCEPT_PAUSE_MS;
             return;
         }
-        respond(s, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", pf_buf_str(&body),
-                body.len, head, NULL);
-        pf_buf_free(&body);
-        return;
+        int sndbuf = CONN_SNDBUF;
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        conn *c = free_slot(s);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)(c - s->conns)};
+        if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->state = C_READ;
+        c->req_len = c->sent = c->drained = 0;
+        c->deadline = pf_time_mono_ms() + PF_METRICS_CONN_TIMEOUT_MS;
+        conn_io(s, c, m, now_ms); /* the request is often there already */
     }
-    static const char msg[] = "not found; metrics are at /metrics\n";
-    respond(s, 404, "Not Found", text, msg, sizeof msg - 1, head, NULL);
 }
 
 void pf_metrics_server_handle(pf_metrics_server *s, short revents, const pf_metrics *m,
                               int64_t now_ms)
 {
-    if (s->conn < 0) {
-        if (!(revents & POLLIN)) return;
-        int c = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c < 0) return;
-        s->conn = c;
-        s->writing = 0;
-        s->req_len = 0;
-        s->deadline = pf_time_mono_ms() + PF_METRICS_CONN_TIMEOUT_MS;
-        revents = POLLIN; /* try to read at once; EAGAIN just waits */
+    (void)revents; /* a hint only: the epoll set says what is ready */
+    if (s->accept_paused_until && pf_time_mono_ms() >= s->accept_paused_until) {
+        struct epoll_event lev = {.events = EPOLLIN, .data.u32 = LISTEN_TAG};
+        s->accept_paused_until = epoll_ctl(s->ep, EPOLL_CTL_ADD, s->listen_fd, &lev) == 0
+                                     ? 0
+                                     : pf_time_mono_ms() + ACCEPT_PAUSE_MS;
     }
-    if (pf_time_mono_ms() >= s->deadline) {
-        drop_conn(s);
-        return;
-    }
-    if (!s->writing && (revents & (POLLIN | POLLHUP | POLLERR))) {
-        ssize_t n = recv(s->conn, s->req + s->req_len, sizeof s->req - s->req_len, 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-        if (n <= 0) {
-            drop_conn(s);
-            return;
+    struct epoll_event evs[PF_METRICS_MAX_CONNS + 1];
+    int n = epoll_wait(s->ep, evs, (int)(sizeof evs / sizeof evs[0]), 0);
+    for (int i = 0; i < n; i++) {
+        uint32_t tag = evs[i].data.u32;
+        if (tag == LISTEN_TAG) {
+            accept_conns(s, m, now_ms);
+        } else if (tag < PF_METRICS_MAX_CONNS && s->conns[tag].fd >= 0) {
+            /* A slot reused by accept_conns in this same call just sees a
+             * spurious wake-up: its reads and writes say EAGAIN. */
+            conn_io(s, &s->conns[tag], m, now_ms);
         }
-        size_t scan_from = s->req_len >= 3 ? s->req_len - 3 : 0;
-        s->req_len += (size_t)n;
-        int complete = 0;
-        for (size_t i = scan_from; i + 4 <= s->req_len; i++)
-            if (memcmp(s->req + i, "\r\n\r\n", 4) == 0) complete = 1;
-        if (complete) {
-            answer(s, m, now_ms);
-        } else if (s->req_len == sizeof s->req) {
-            static const char msg[] = "request too large\n";
-            respond(s, 431, "Request Header Fields Too Large", "text/plain; charset=utf-8", msg,
-                    sizeof msg - 1, 0, NULL);
-        }
-        if (!s->writing) return;
-        revents = POLLOUT;
     }
-    if (s->writing && (revents & (POLLOUT | POLLHUP | POLLERR))) {
-        while (s->sent < s->resp.len) {
-            ssize_t n = send(s->conn, s->resp.data + s->sent, s->resp.len - s->sent, MSG_NOSIGNAL);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-            if (n <= 0) break;
-            s->sent += (size_t)n;
-        }
-        shutdown(s->conn, SHUT_WR);
-        drop_conn(s);
-    }
+    int64_t mono = pf_time_mono_ms();
+    for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++)
+        if (s->conns[i].fd >= 0 && mono >= s->conns[i].deadline) drop_conn(s, &s->conns[i]);
 }
 
 void pf_metrics_server_close(pf_metrics_server *s)
 {
     if (!s) return;
-    drop_conn(s);
+    for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++) {
+        if (s->conns[i].fd >= 0) close(s->conns[i].fd);
+        pf_buf_free(&s->conns[i].resp);
+    }
     if (s->listen_fd >= 0) close(s->listen_fd);
-    pf_buf_free(&s->resp);
+    if (s->ep >= 0) close(s->ep);
     free(s);
 }

@@ -153,7 +153,12 @@ static pf_flow *load_flow(const char *path)
 {
     pf_diags d = {0};
     pf_flow *f = NULL;
+    /* What the flow registers for redaction (its secret, ${VAR} values of its
+     * query, headers and sink options) belongs to this file: a run keeps
+     * exactly its own flow's secrets (child_run). */
+    pf_log_secret_scope(path);
     pf_flow_load(path, NULL, 0, &f, &d);
+    pf_log_secret_scope(NULL);
     if (f && !f->schedule) {
         pf_error e;
         const pf_ynode *root = f->doc ? f->doc->root : NULL;
@@ -408,7 +413,7 @@ static int load_all(sched *s, int initial)
 
 /* ---- runs ---- */
 
-static volatile int g_child_cancel;
+static volatile sig_atomic_t g_child_cancel;
 
 static void child_on_term(int sig)
 {
@@ -465,9 +470,11 @@ static void child_run(sched *s, entry *e, int wfd)
         if (s->e[i]->result_fd >= 0) close(s->e[i]->result_fd);
     pf_http_set_cancel_flag(&g_child_cancel);
     /* The parent's table holds the secrets of every flow and may be full;
-     * this run needs its own flow's, and room for what the HTTP layer
+     * this run needs its own flow's (all that its load registered under its
+     * path: the secret, ${VAR} values of its query, headers and sink
+     * options, secret parameters), and room for what the HTTP layer
      * registers (the encoded Basic token, credential headers). */
-    pf_log_clear_secrets();
+    pf_log_keep_secrets_of(e->path);
     if (e->flow->secret && pf_log_add_secret(e->flow->secret) != 0) {
         static const char msg[] = "ppflow: error: cannot register the flow's secret for "
                                   "redaction; not running\n";

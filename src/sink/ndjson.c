@@ -14,6 +14,14 @@
  * component. Files are created 0600 and directories 0700 (never wider,
  * whatever the umask).
  *
+ * One output file, one flow: each file is held with an exclusive lock
+ * (flock LOCK_EX|LOCK_NB) from open to close, taken before the file is
+ * truncated to its committed length, so a second process that opens the
+ * same file (another flow with the same sink.path) fails at once with
+ * PF_SINK_BUSY, "output file X is in use by another ppflow flow (pid N)",
+ * instead of cutting away the first one's committed records. A file system
+ * without locks (ENOLCK, EOPNOTSUPP) is used unlocked, with a warning.
+ *
  * Write errors (ENOSPC, EFBIG, EIO, ...) are the file system's, not the
  * batch's: they answer RETRY with a message naming the file and the errno,
  * so the engine retries and then fails the run; records are never
@@ -25,7 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "sink/ppflow_sink.h"
@@ -165,7 +175,64 @@ static int transient_errno(int e)
            e == EFBIG;
 }
 
+/* The pid holding a flock on the file of ST, from /proc/locks (Linux), or
+ * -1 when it cannot be told. */
+static long lock_holder(const struct stat *st)
+{
+    FILE *fp = fopen("/proc/locks", "re");
+    if (!fp) return -1;
+    char line[256];
+    long pid = -1;
+    while (pid < 0 && fgets(line, sizeof line, fp)) {
+        /* "1: FLOCK  ADVISORY  WRITE 12345 fd:01:1234567 0 EOF"; waiters
+         * have "->" after the number and are skipped by the type test. */
+        char type[16];
+        long p;
+        unsigned maj, min;
+        unsigned long long ino;
+        if (sscanf(line, "%*d: %15s %*s %*s %ld %x:%x:%llu", type, &p, &maj, &min, &ino) == 5 &&
+            strcmp(type, "FLOCK") == 0 && ino == (unsigned long long)st->st_ino &&
+            maj == major(st->st_dev) && min == minor(st->st_dev))
+            pid = p;
+    }
+    fclose(fp);
+    return pid;
+}
+
+/* Takes the exclusive lock on F's file (see the top of this file). */
+static pf_sink_result lock_file(nd_file *f, const struct stat *st, const pf_sink_host *host,
+                                const pf_sink_host_api *api, char *err, size_t errlen)
+{
+    int r;
+    while ((r = flock(f->fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (r == 0) return PF_SINK_OK;
+    int le = errno;
+    if (le == EWOULDBLOCK) {
+        long pid = lock_holder(st);
+        char who[48] = "";
+        if (pid > 0) snprintf(who, sizeof who, " (pid %ld)", pid);
+        snprintf(err, errlen,
+                 "output file %s is in use by another ppflow flow%s; one output file, one "
+                 "flow: give each flow its own sink.path",
+                 f->path, who);
+        return PF_SINK_BUSY;
+    }
+    if (le == ENOLCK || le == EOPNOTSUPP || le == ENOSYS || le == EINVAL) {
+        char msg[PATH_MAX + 200];
+        snprintf(msg, sizeof msg,
+                 "cannot lock %s (%s): the file system has no locks, so another flow writing "
+                 "the same file would not be noticed",
+                 f->path, strerror(le));
+        if (api && api->log) api->log(host, 1, msg);
+        return PF_SINK_OK;
+    }
+    file_error(err, errlen, "lock", f->path, le);
+    return PF_SINK_ERROR;
+}
+
 static pf_sink_result open_file(nd_file *f, json_object *resume_files, const char *raw_path,
+                                const pf_sink_host *host, const pf_sink_host_api *api,
                                 char *err, size_t errlen)
 {
     pf_error e;
@@ -206,6 +273,9 @@ static pf_sink_result open_file(nd_file *f, json_object *resume_files, const cha
         file_error(err, errlen, "configure", f->path, errno);
         return PF_SINK_ERROR;
     }
+    /* Before anything is truncated: another flow's records are not ours to cut. */
+    pf_sink_result lr = lock_file(f, &st, host, api, err, errlen);
+    if (lr != PF_SINK_OK) return lr;
     json_object *len_obj;
     if (!resume_files || (!json_object_object_get_ex(resume_files, f->path, &len_obj) &&
                           !json_object_object_get_ex(resume_files, raw_path, &len_obj)))
@@ -349,7 +419,7 @@ static pf_sink_result nd_open(const pf_sink_host *host, const pf_sink_host_api *
             f->path = path;
             f->fd = -1;
             pf_buf_init(&f->pending, 0);
-            r = open_file(f, resume_files, raw, err, errlen);
+            r = open_file(f, resume_files, raw, host, api, err, errlen);
         }
         free(raw);
         s->streams[i].file = f;

@@ -1,10 +1,12 @@
-/* registry.c: sink lookup (built-ins and dlopen'd plugins), option validation,
- * and the host side of the ABI. */
+/* registry.c: sink lookup (built-ins and dlopen'd plugins), option validation
+ * (with the registration of option values that are secrets, see
+ * flow/expand.h), and the host side of the ABI. */
 #include "sink/registry.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +310,44 @@ pf_status pf_sink_config_set(pf_sink_config *cfg, const char *key, const char *v
     return PF_OK;
 }
 
+/* Whether sink option KEY names a file or a directory: a ${VAR} in it is not
+ * a secret (flow/expand.h). */
+static int key_is_path(const char *key)
+{
+    static const char *const ends[] = {"_path", "_dir", "_file", ".path", ".dir", ".file"};
+    if (strcmp(key, "path") == 0 || strcmp(key, "dir") == 0 || strcmp(key, "file") == 0 ||
+        strcmp(key, "directory") == 0)
+        return 1;
+    size_t kl = strlen(key);
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        size_t el = strlen(ends[i]);
+        if (kl > el && strcmp(key + kl - el, ends[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Whether sink option KEY holds a credential, whatever its value's origin:
+ * its name holds password, passwd, secret, token, credential, conninfo or
+ * oauthbearer, or one of its dotted parts is "key" (librdkafka's
+ * ssl.key.pem). Case-insensitive. A sink masks its own messages too (the
+ * Kafka sink masks more of librdkafka's settings, e.g. every sasl.* but the
+ * user name and mechanism). */
+static int key_is_credential(const char *key)
+{
+    static const char *const words[] = {"password",   "passwd",   "secret",     "token",
+                                        "credential", "conninfo", "oauthbearer"};
+    char low[256];
+    size_t n = 0;
+    for (; key[n] && n < sizeof low - 1; n++)
+        low[n] = (char)(key[n] >= 'A' && key[n] <= 'Z' ? key[n] - 'A' + 'a' : key[n]);
+    low[n] = '\0';
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+        if (strstr(low, words[i])) return 1;
+    for (const char *p = low; (p = strstr(p, "key")) != NULL; p += 3)
+        if ((p == low || p[-1] == '.') && (p[3] == '\0' || p[3] == '.')) return 1;
+    return 0;
+}
+
 pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *node,
                               const char *flow_name, pf_sink_config *cfg, pf_diags *d)
 {
@@ -357,8 +397,16 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
         pf_error e;
         size_t off = 0;
         pf_error_clear(&e);
-        if (pf_expand_env(raw, &val, &off, &e) != PF_OK) {
+        /* Secrets: ${VAR} values in text options other than file locations,
+         * and the whole value of an option named as a credential. */
+        int text = o->type == PF_SINK_OPT_STRING;
+        size_t from = text && !key_is_path(k->value) ? 0 : SIZE_MAX;
+        if (pf_expand_env_secret(raw, from, &val, &off, &e) != PF_OK) {
             pf_ys_error(d, v, e.code, "%s", e.msg);
+        } else if (text && key_is_credential(k->value) &&
+                   pf_log_add_secret(pf_buf_str(&val)) != 0) {
+            pf_ys_error(d, v, PF_ENOMEM, "cannot register sink option %s for log redaction",
+                        k->value);
         } else {
             const char *problem = type_problem(o->type, pf_buf_str(&val));
             if (problem)
@@ -366,6 +414,7 @@ pf_status pf_sink_config_load(const pf_sink_descriptor *desc, const pf_ynode *no
             else if (pf_sink_config_set(cfg, k->value, pf_buf_str(&val)) != PF_OK)
                 pf_ys_error(d, v, PF_ENOMEM, "out of memory");
         }
+        if (val.data) explicit_bzero(val.data, val.len);
         pf_buf_free(&val);
         free(raw);
     }
@@ -394,6 +443,8 @@ void pf_sink_config_free(pf_sink_config *cfg)
     if (!cfg) return;
     for (size_t i = 0; i < cfg->count; i++) {
         free(cfg->keys[i]);
+        if (cfg->values[i]) /* may hold a credential (conninfo, sasl.password) */
+            explicit_bzero(cfg->values[i], strlen(cfg->values[i]));
         free(cfg->values[i]);
     }
     free(cfg->keys);

@@ -1,4 +1,4 @@
-/* state.h: a flow's checkpoint file.
+/* state.h: a flow's checkpoint file and its lock.
  *
  * The checkpoint holds the cursor (the end of the last time window whose
  * records the sink reported durable), the sink's resume token from that same
@@ -26,6 +26,9 @@
 #define PF_STATE_MAX_COUNT (INT64_C(1) << 62)
 
 typedef struct pf_state {
+    char *flow_name;         /* the flow that wrote the checkpoint ("flow"); NULL when the
+                                file does not say; never written from here (pf_state_to_json
+                                takes the name) */
     long long seq;           /* grows by one per sink commit (pf_state_next_seq); orders
                                 checkpoints; 0..PF_STATE_MAX_COUNT */
     int has_cursor;
@@ -57,21 +60,50 @@ typedef struct pf_state {
 } pf_state;
 
 /* Loads PATH into ST (which the caller zero-initialises). A missing file is
- * not an error: ST stays empty. PF_ESTATE with a message naming PATH when
- * the file exists but is unreadable, larger than PF_STATE_MAX_BYTES, not
- * JSON, of another version, or holds a field of the wrong type or out of
- * range (see pf_state_parse); ST is then left empty. */
+ * not an error: ST stays empty. The file is read without blocking and must
+ * be a regular file (a symbolic link to one is followed; see pf_read_file).
+ * PF_ESTATE with a message naming PATH when the file exists but is not a
+ * regular file, is unreadable, larger than PF_STATE_MAX_BYTES, not JSON, of
+ * another version, or holds a member of the wrong type or out of range (see
+ * pf_state_parse); ST is then left empty. PF_ENOMEM. */
 pf_status pf_state_load(const char *path, pf_state *st, pf_error *err);
 
+/* pf_state_load for flow FLOW_NAME (may be NULL: no flow check), with the
+ * checks made before a run, a plan or `status` trusts the file: the
+ * directory holding PATH must pass pf_check_private_dir (owned by the
+ * running user or root, not writable by group or others; a directory that
+ * does not exist yet passes), and a checkpoint that records a flow name
+ * ("flow") must record FLOW_NAME. PF_ESTATE otherwise, naming the directory
+ * or the file and member, with ST left empty. */
+pf_status pf_state_load_for(const char *path, const char *flow_name, pf_state *st, pf_error *err);
+
 /* Parses checkpoint TEXT (LEN bytes) into ST as pf_state_load does; PATH
- * names the source in messages. Every field is checked: "version" is the
- * integer PF_STATE_VERSION; "seq", "cursor.page", "cursor.offset" and the
- * "last_run" counters, when present, are JSON integers from 0 to
- * PF_STATE_MAX_COUNT (not strings such as "17", not 17.0, not clamped
- * out-of-range numbers); the dates are RFC 3339 strings; "sink.resume" and
- * "ledger" stay JSON texts for their owners to check. A failure is
- * PF_ESTATE "checkpoint PATH: FIELD is ..., not ...", with ST empty
- * (PF_ENOMEM when memory runs out). */
+ * names the source in messages. The text is untrusted input; every member
+ * is checked and nothing else is accepted:
+ *   - one JSON object (nothing after it but whitespace), at most
+ *     PF_STATE_MAX_BYTES, nested at most 64 deep;
+ *   - "version": the JSON integer PF_STATE_VERSION (not 1.0, 1.5 or "1");
+ *   - "flow": a flow name (letters, digits, '-', '_', '.'; 1..128 bytes);
+ *     "template": a non-empty string (at most 1024 bytes);
+ *   - "seq", "cursor.page", "cursor.offset" and the "last_run" counters:
+ *     JSON integers from 0 to PF_STATE_MAX_COUNT (not strings such as "17",
+ *     not 17.0, not clamped out-of-range numbers);
+ *   - "cursor": null, an RFC 3339 date-time, or an object of "time"?,
+ *     "window_end"? (date-times) and exactly one of "page", "offset"
+ *     (counts), "token", "next" (strings);
+ *   - "origin", "updated", "last_run.started", "last_run.ended": RFC 3339
+ *     date-time strings;
+ *   - "sink": an object of "type" (a non-empty string, required) and
+ *     "resume" (any JSON, kept as text for the sink to check);
+ *   - "ledger": an object, kept as text for keyledger.c to check;
+ *   - "last_run": an object with "outcome" (required: ok, failed, running
+ *     or interrupted) and "error" (a string);
+ *   - every string is free of NUL characters ("\u0000" is refused, not
+ *     cut short), and no object holds a member other than those above.
+ * A failure is PF_ESTATE "checkpoint PATH: member FIELD is VALUE, not
+ * WANT; ..." (or "... is missing", "... holds a NUL character", "... is
+ * not one ppflow writes"), with ST empty (PF_ENOMEM when memory runs out).
+ * Never reads outside TEXT[0..LEN). */
 pf_status pf_state_parse(const char *text, size_t len, const char *path, pf_state *st,
                          pf_error *err);
 
@@ -105,9 +137,17 @@ pf_status pf_state_set_str(char **field, const char *value);
 /* Frees every field; ST may be NULL. Leaves ST zeroed. */
 void pf_state_free(pf_state *st);
 
-/* Takes an exclusive advisory lock on PATH + ".lock" (created 0600) without
- * waiting. Returns a descriptor to pass to pf_state_unlock, or -1 with ERR
- * set (PF_ESTATE "flow is being run by another ppflow process (pid N)"). */
+/* Takes an exclusive advisory lock on PATH + ".lock" without waiting, after
+ * creating PATH's directory when missing (0700) and checking it with
+ * pf_check_private_dir. The lock file is opened with pf_open_private (never
+ * through a symbolic link, never blocking on a FIFO, only a regular file of
+ * the running user; created 0600); the pid of the holder is written into
+ * it. Once the lock is held, the stale temporary files of the checkpoint
+ * ("PATH.tmp.N" of a dead pid N, see pf_remove_stale_temps) are removed:
+ * every writer of the checkpoint holds this lock. Returns a descriptor to
+ * pass to pf_state_unlock, or -1 with ERR set: PF_ESTATE "flow is being run
+ * by another ppflow process (pid N) (lock PATH.lock)", or PF_ESTATE naming
+ * the lock file or the state directory and why it is refused. */
 int pf_state_lock(const char *path, pf_error *err);
 void pf_state_unlock(int fd);
 

@@ -1,15 +1,21 @@
 /* paths.c: search paths, mkdir -p, lexical normalisation and containment,
- * atomic replace, bounded reads. */
+ * atomic replace (and the removal of its stale temporary files), bounded
+ * reads of regular files. */
 #include "util/paths.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "util/safefile.h"
 
 #ifndef PPFLOW_BUILD_SINK_DIR
 #define PPFLOW_BUILD_SINK_DIR ""
@@ -181,10 +187,11 @@ pf_status pf_write_file_atomic(const char *path, const char *data, size_t len, p
     /* Exclusive and not through a link: a file planted under the temporary
      * name cannot redirect the write. A stale one (a kill, a reused pid) is
      * removed once. */
-    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    int fd = open(tmp, flags, 0600);
-    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) fd = open(tmp, flags, 0600);
-    if (fd < 0) return pf_error_set(err, PF_EIO, "cannot create %s: %s", tmp, strerror(errno));
+    const int flags = O_WRONLY | O_CREAT | O_EXCL;
+    int fd = pf_open_private(tmp, flags, "cannot create", err);
+    if (fd < 0 && errno == EEXIST && unlink(tmp) == 0)
+        fd = pf_open_private(tmp, flags, "cannot create", err);
+    if (fd < 0) return PF_EIO;
     size_t off = 0;
     while (off < len) {
         ssize_t w = write(fd, data + off, len - off);
@@ -231,34 +238,43 @@ pf_status pf_read_file(const char *path, size_t max, char **out, size_t *len, pf
 {
     *out = NULL;
     if (len) *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return pf_error_set(err, errno == ENOENT ? PF_ENOTFOUND : PF_EIO, "cannot open %s: %s",
-                            path, strerror(errno));
+    pf_error e;
+    pf_error_clear(&e);
+    int fd = pf_open_regular(path, &e);
+    if (fd < 0) {
+        if (err) *err = e;
+        return e.code;
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
-    pf_status st = PF_OK;
-    while (buf) {
+    pf_status st = buf ? PF_OK : PF_ENOMEM;
+    /* One byte past MAX is read, to tell a file of MAX bytes from a larger one. */
+    size_t lim = max < SIZE_MAX ? max + 1 : SIZE_MAX;
+    while (st == PF_OK && n < lim) {
         if (n + 1 >= cap) {
-            if (cap > max) {
-                st = pf_error_set(err, PF_ETOOBIG, "%s is larger than %zu bytes", path, max);
+            char *p = realloc(buf, cap * 2);
+            if (!p) {
+                st = PF_ENOMEM;
                 break;
             }
-            char *p = realloc(buf, cap * 2);
-            if (!p) break;
             buf = p;
             cap *= 2;
         }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
+        size_t want = cap - n - 1;
+        if (want > lim - n) want = lim - n;
+        ssize_t r = read(fd, buf + n, want);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            st = pf_error_set(err, PF_EIO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
         if (r == 0) break;
+        n += (size_t)r;
     }
-    if (!buf || (st == PF_OK && n + 1 >= cap && !feof(f)))
-        st = st != PF_OK ? st : pf_error_set(err, PF_ENOMEM, "out of memory reading %s", path);
-    if (st == PF_OK && ferror(f)) st = pf_error_set(err, PF_EIO, "cannot read %s", path);
+    if (st == PF_ENOMEM) pf_error_set(err, PF_ENOMEM, "out of memory reading %s", path);
     if (st == PF_OK && n > max)
         st = pf_error_set(err, PF_ETOOBIG, "%s is larger than %zu bytes", path, max);
-    fclose(f);
+    close(fd);
     if (st != PF_OK) {
         free(buf);
         return st;
@@ -267,4 +283,50 @@ pf_status pf_read_file(const char *path, size_t max, char **out, size_t *len, pf
     *out = buf;
     if (len) *len = n;
     return PF_OK;
+}
+
+/* 1 when NAME is BASE ".tmp." and 1 to 19 decimal digits (*PID: their
+ * value, or -1 when it is 0 or beyond any pid). */
+static int temp_name(const char *name, const char *base, size_t bl, long long *pid)
+{
+    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, ".tmp.", 5) != 0) return 0;
+    const char *d = name + bl + 5;
+    size_t nd = strspn(d, "0123456789");
+    if (nd == 0 || nd > 19 || d[nd] != '\0') return 0;
+    unsigned long long v = strtoull(d, NULL, 10);
+    *pid = v == 0 || v > INT_MAX ? -1 : (long long)v;
+    return 1;
+}
+
+int pf_remove_stale_temps(const char *path)
+{
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s", path) >= (int)sizeof dir) return -1;
+    char *slash = strrchr(dir, '/');
+    const char *base = path;
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        base = path + (slash - dir) + 1;
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    }
+    size_t bl = strlen(base);
+    if (bl == 0) return -1;
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int removed = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        long long pid;
+        struct stat sb;
+        if (!temp_name(de->d_name, base, bl, &pid)) continue;
+        /* A live process of that pid may be a writer that does not lock
+         * (or merely reuse the number): its file stays. */
+        if (pid > 0 && !(kill((pid_t)pid, 0) != 0 && errno == ESRCH)) continue;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || S_ISDIR(sb.st_mode))
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0) removed++;
+    }
+    closedir(d);
+    return removed;
 }

@@ -219,11 +219,15 @@ class E2ETestCase(unittest.TestCase):
 
     def siem_flow(self, name="siem", template="tap-siem-all", params=None, http=None,
                   sink_path="out/{stream}.ndjson", auth=True, base_url=None, sink=None,
-                  lookback=None):
+                  lookback=None, insecure_http=True):
         """A flow over a SIEM template. SINK, a dict, replaces the NDJSON sink
-        (its items become the `sink:` mapping, `type` first)."""
+        (its items become the `sink:` mapping, `type` first). The mock speaks
+        plain http on loopback, so the flow allows credentials over http
+        (source.allow_insecure_http) unless INSECURE_HTTP is False."""
         lines = ["name: %s" % name, "source:", "  template: %s" % template,
                  "  base_url: %s" % (base_url or self.mock.url)]
+        if insecure_http:
+            lines.append("  allow_insecure_http: true")
         if lookback is not None:
             lines.append("  lookback: %s" % lookback)
         if auth:

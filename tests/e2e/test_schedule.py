@@ -156,7 +156,7 @@ class ScheduleCase(E2ETestCase):
 
     def flow(self, name, schedule, template="tap-siem-all", directory="flows", secret_env="PP_SECRET"):
         lines = ["name: %s" % name, "source:", "  template: %s" % template,
-                 "  base_url: %s" % self.mock.url, "  auth:",
+                 "  base_url: %s" % self.mock.url, "  allow_insecure_http: true", "  auth:",
                  "    principal: ${PP_PRINCIPAL}", "    secret: ${%s}" % secret_env,
                  # These tests follow the window sequence; the late-arrival
                  # re-sweep has its own tests (test_late.py).

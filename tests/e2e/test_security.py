@@ -356,7 +356,7 @@ class Injection(E2ETestCase):
 
     def flow(self, params, template="inj-api", secret_var="PP_SECRET"):
         lines = ["name: inj", "source:", "  template: %s" % template,
-                 "  base_url: %s" % self.mock.url, "  auth:",
+                 "  base_url: %s" % self.mock.url, "  allow_insecure_http: true", "  auth:",
                  "    principal: ${PP_PRINCIPAL}", "    secret: ${%s}" % secret_var]
         if params:
             lines.append("  params:")

@@ -67,7 +67,7 @@ class Status(E2ETestCase):
             self.assertGreaterEqual(len(lines), 3)
             for o in lines:
                 self.assertEqual(o["flow"], "jl")
-                self.assertIn(o["level"], ("info", "warn", "error", "debug"))
+                self.assertIn(o["level"], ("info", "warning", "error", "debug"))
             ids = {o["run"] for o in lines}
             self.assertEqual(len(ids), 1, "one run id per run")
             runs |= ids

@@ -52,6 +52,7 @@ class TemplateCase(E2ETestCase):
         src = {"template": template}
         if template != "manual":
             src["base_url"] = base_url or self.mock.url
+        src["allow_insecure_http"] = True  # the mock is plain http on loopback
         if auth == "tap":
             src["auth"] = {"principal": "${PP_PRINCIPAL}", "secret": "${PP_SECRET}"}
         elif auth:

@@ -111,7 +111,7 @@ static const char valid_flow[] = "name: siem-test\n"                            
                                  "description: unit test flow\n"                /* 2 */
                                  "source:\n"                                    /* 3 */
                                  "  template: tap-siem-all\n"                   /* 4 */
-                                 "  base_url: http://127.0.0.1:9/prefix\n"      /* 5 */
+                                 "  base_url: https://127.0.0.1:9/prefix\n"     /* 5 */
                                  "  auth:\n"                                    /* 6 */
                                  "    principal: ${PFT_PRINCIPAL}\n"            /* 7 */
                                  "    secret: ${PFT_SECRET}\n"                  /* 8 */
@@ -134,7 +134,7 @@ static void test_valid_flow_loads(void **state)
     pf_flow *f = load_ok(valid_flow, NULL, 0);
     assert_string_equal(f->name, "siem-test");
     assert_string_equal(f->tmpl->name, "tap-siem-all");
-    assert_string_equal(f->base_url, "http://127.0.0.1:9/prefix"); /* the override */
+    assert_string_equal(f->base_url, "https://127.0.0.1:9/prefix"); /* the override */
     assert_string_equal(f->principal, "svc-principal");
     assert_string_equal(f->secret, "s3cret-value-123");
     assert_null(f->local_file);
@@ -909,6 +909,190 @@ static void test_response_format_base_url_and_url_path(void **state)
     pf_diags_free(&d);
 }
 
+/* ---- credentials never travel in clear ---------------------------------- */
+
+#define CLEAR_MSG "refused because they would travel in clear; use https, or set " \
+                  "source.allow_insecure_http: true"
+
+static void test_credentials_over_http_are_refused(void **state)
+{
+    (void)state;
+    pf_diags d = {0};
+    /* Basic auth to an http:// base URL: refused at the URL. */
+    load_bad("name: f\n"
+             "source:\n"
+             "  template: tap-siem-all\n"
+             "  base_url: http://tap.example:8080/proxy\n" /* 4 */
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+             NULL, 0, &d);
+    const pf_error *e = expect_diag(&d, CLEAR_MSG, flow_path, 4, 13);
+    assert_non_null(strstr(e->msg, "the flow sends credentials (auth: basic) to "
+                                   "http://tap.example:8080/proxy/...: "));
+    assert_null(strstr(e->msg, "s3cret")); /* never the credential itself */
+    assert_int_equal(e->code, PF_ECONFIG);
+    pf_diags_free(&d);
+
+    /* Loopback is no exception: a local mock says so explicitly. */
+    static const char *const loops[] = {"http://127.0.0.1:9", "http://localhost:9",
+                                        "http://[::1]:9", "http://127.8.9.10"};
+    for (size_t i = 0; i < sizeof loops / sizeof loops[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text,
+                 "name: f\nsource:\n  template: tap-siem-all\n  base_url: %s\n"
+                 "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+                 loops[i]);
+        load_bad(text, NULL, 0, &d);
+        expect_diag(&d, CLEAR_MSG, flow_path, 4, 13);
+        pf_diags_free(&d);
+    }
+
+    /* A manual flow's url with header auth: at the url. */
+    load_bad("name: m\n"
+             "source:\n"
+             "  template: manual\n"
+             "  url: http://api.example/v1/items\n" /* 4 */
+             "  auth:\n"
+             "    kind: headers\n"
+             "    headers: {X-Api-Key: \"{secret}\"}\n"
+             "    secret: ${PFT_SECRET}\n" SINK_STATE,
+             NULL, 0, &d);
+    e = expect_diag(&d, CLEAR_MSG, flow_path, 4, 8);
+    assert_non_null(strstr(e->msg, "(auth: headers (X-Api-Key))"));
+    pf_diags_free(&d);
+
+    /* A credential-like header without auth (a token pasted into headers). */
+    static const char *const names[] = {"Authorization", "Cookie", "X-Api-Key", "X-Auth-Token",
+                                        "Proxy-Authorization", "x-session-id"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char text[512], want[96];
+        snprintf(text, sizeof text,
+                 "name: m\nsource:\n  template: manual\n  url: http://api.example/v1\n"
+                 "  headers: {%s: \"${PFT_SECRET}\"}\n" SINK_STATE,
+                 names[i]);
+        load_bad(text, NULL, 0, &d);
+        snprintf(want, sizeof want, "(header %s)", names[i]);
+        e = expect_diag(&d, CLEAR_MSG, flow_path, 4, 8);
+        assert_non_null(strstr(e->msg, want));
+        pf_diags_free(&d);
+    }
+
+    /* The base URL from --set: at the command line. */
+    pf_flow_override set[] = {{"source.base_url", "http://tap.example"}};
+    load_bad("name: f\nsource:\n  template: tap-siem-all\n"
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+             set, 1, &d);
+    expect_diag(&d, CLEAR_MSG, "--set", 1, 17);
+    pf_diags_free(&d);
+
+    /* An http:// base URL written in the template itself: at the flow's auth. */
+    char tpath[160];
+    snprintf(tpath, sizeof tpath, "%s/plain-http.yaml", tmpdir);
+    write_file(tpath, "name: plain-http\n"
+                      "description: an endpoint served over plain http\n"
+                      "request: {method: GET, base_url: \"http://api.example\", path: /x}\n"
+                      "auth: {kind: basic}\n"
+                      "streams: {items: {path: \"$.items[*]\"}}\n"
+                      "pagination: {kind: none}\n");
+    char text[512];
+    snprintf(text, sizeof text,
+             "name: f\nsource:\n  template: %s\n"
+             "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" /* 4 */
+             SINK_STATE,
+             tpath);
+    load_bad(text, NULL, 0, &d);
+    expect_diag(&d, CLEAR_MSG, flow_path, 4, 9);
+    pf_diags_free(&d);
+}
+
+/* Reads what pf_flow_warn_insecure(F) logs. */
+static char *warning_of(const pf_flow *f)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/stderr.txt", tmpdir);
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *out = fopen(path, "w");
+    assert_non_null(out);
+    dup2(fileno(out), 2);
+    pf_flow_warn_insecure(f);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fclose(out);
+    FILE *in = fopen(path, "r");
+    assert_non_null(in);
+    static char text[2048];
+    size_t n = fread(text, 1, sizeof text - 1, in);
+    text[n] = '\0';
+    fclose(in);
+    return text;
+}
+
+static void test_credentials_over_http_when_allowed_or_not_sent(void **state)
+{
+    (void)state;
+    /* allow_insecure_http: loads, and names what goes in clear for the warning. */
+    pf_flow *f = load_ok("name: f\n"
+                         "source:\n"
+                         "  template: tap-siem-all\n"
+                         "  base_url: http://127.0.0.1:9\n"
+                         "  allow_insecure_http: true\n"
+                         "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+                         NULL, 0);
+    assert_int_equal(f->allow_insecure_http, 1);
+    assert_string_equal(f->clear_credentials, "auth: basic");
+    const char *w = warning_of(f);
+    assert_non_null(strstr(w, "warning"));
+    assert_non_null(strstr(w, "credentials travel in clear (insecure)"));
+    assert_non_null(strstr(w, "auth: basic"));
+    assert_non_null(strstr(w, "http://127.0.0.1:9"));
+    assert_null(strstr(w, "s3cret"));
+    pf_flow_free(f);
+
+    /* ... also from --set; and false is false. */
+    pf_flow_override yes[] = {{"source.allow_insecure_http", "true"}};
+    static const char base[] = "name: f\nsource:\n  template: tap-siem-all\n"
+                               "  base_url: http://127.0.0.1:9\n"
+                               "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE;
+    f = load_ok(base, yes, 1);
+    assert_non_null(f->clear_credentials);
+    pf_flow_free(f);
+    pf_flow_override no[] = {{"source.allow_insecure_http", "false"}};
+    pf_diags d = {0};
+    load_bad(base, no, 1, &d);
+    expect_diag(&d, CLEAR_MSG, flow_path, 4, 13);
+    pf_diags_free(&d);
+    pf_flow_override junk[] = {{"source.allow_insecure_http", "maybe"}};
+    load_bad(base, junk, 1, &d);
+    expect_diag(&d, "source.allow_insecure_http must be true or false", "--set", 1, 28);
+    pf_diags_free(&d);
+
+    /* https: no warning to give. */
+    f = load_ok("name: f\nsource:\n  template: tap-siem-all\n  base_url: https://127.0.0.1:9\n"
+                "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+                NULL, 0);
+    assert_null(f->clear_credentials);
+    assert_string_equal(warning_of(f), "");
+    pf_flow_free(f);
+
+    /* No credentials over http: nothing to refuse (a public endpoint, a
+     * harmless header). */
+    f = load_ok("name: m\nsource:\n  template: manual\n  url: http://api.example/v1/items\n"
+                "  headers: {Accept: application/json, X-Trace: abc}\n"
+                "  auth: {kind: none}\n" SINK_STATE,
+                NULL, 0);
+    assert_null(f->clear_credentials);
+    pf_flow_free(f);
+
+    /* Responses read from a file: nothing is sent at all. */
+    f = load_ok("name: f\nsource:\n  template: tap-siem-all\n  base_url: http://127.0.0.1:9\n"
+                "  file: saved.json\n"
+                "  auth: {principal: p, secret: \"${PFT_SECRET}\"}\n" SINK_STATE,
+                NULL, 0);
+    assert_null(f->clear_credentials);
+    pf_flow_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -934,6 +1118,8 @@ int main(void)
         cmocka_unit_test(test_stream_overrides),
         cmocka_unit_test(test_when_keeps_the_chosen_stream),
         cmocka_unit_test(test_response_format_base_url_and_url_path),
+        cmocka_unit_test(test_credentials_over_http_are_refused),
+        cmocka_unit_test(test_credentials_over_http_when_allowed_or_not_sent),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

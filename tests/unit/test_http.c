@@ -214,6 +214,7 @@ static void test_opts_defaults(void **state)
     assert_int_equal(o.verify_tls, 1);
     assert_int_equal(o.follow_redirects, 0);
     assert_int_equal(o.max_redirects, 5);
+    assert_int_equal(o.max_headers, (size_t)256 * 1024);
     assert_null(o.ca_file);
     assert_null(o.user_agent);
 }
@@ -989,7 +990,7 @@ static void test_streaming(void **state)
     server_stop(s);
 }
 
-static volatile int g_cancel;
+static volatile sig_atomic_t g_cancel; /* the type pf_http_set_cancel_flag takes */
 
 static void *raise_cancel(void *arg)
 {
@@ -1204,6 +1205,204 @@ static void test_redirect_to_encoded_line_break_refused(void **state)
     server_stop(s);
 }
 
+/* ---- secrets in server text, bounded headers ---- */
+
+/* A 4xx reply with BODY (LEN bytes), in a new buffer (freed by the caller). */
+static char *reply_400(const char *body, size_t len, size_t *out_len)
+{
+    static const char head[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                               "Connection: close\r\nContent-Length: %zu\r\n\r\n";
+    char h[256];
+    int hl = snprintf(h, sizeof h, head, len);
+    char *raw = malloc((size_t)hl + len);
+    assert_non_null(raw);
+    memcpy(raw, h, (size_t)hl);
+    memcpy(raw + hl, body, len);
+    *out_len = (size_t)hl + len;
+    return raw;
+}
+
+/* 1 when MSG holds the first MIN bytes or more of SECRET anywhere. */
+static int holds_prefix(const char *msg, const char *secret, size_t min)
+{
+    char part[128];
+    snprintf(part, sizeof part, "%.*s", (int)min, secret);
+    return strstr(msg, part) != NULL;
+}
+
+static void test_server_text_redacted_before_cut(void **state)
+{
+    (void)state;
+    /* The secret follows a long run of white space, which collapses to one
+     * space: wherever the secret starts (around the first 4 KiB, where the
+     * text used to be cut before redaction), none of it shows. */
+    enum { NOFF = 11 };
+    reply sc[NOFF];
+    char *raws[NOFF];
+    for (int i = 0; i < NOFF; i++) {
+        size_t pad = 4080 + (size_t)i * 2, len;
+        char *body = malloc(pad + 64);
+        assert_non_null(body);
+        memcpy(body, "denied:", 7);
+        memset(body + 7, ' ', pad - 7);
+        int bl = snprintf(body + pad, 64, "%s trailing words", PASS);
+        raws[i] = reply_400(body, pad + (size_t)bl, &len);
+        free(body);
+        sc[i] = (reply){raws[i], len, 0};
+    }
+    server *s = server_start(sc, NOFF);
+    pf_http_opts o = test_opts();
+    pf_http_client *c = client(&o);
+    pf_http_request rq = {.url = url_of(s, "/v2/x"), .basic_user = USER, .basic_pass = PASS};
+    for (int i = 0; i < NOFF; i++) {
+        pf_error e;
+        pf_error_clear(&e);
+        assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, NULL, &e), PF_EHTTP);
+        assert_non_null(strstr(e.msg, "denied: *** trailing words"));
+        assert_false(holds_prefix(e.msg, PASS, 4));
+    }
+    assert_int_equal(server_served(s), NOFF);
+    pf_http_client_free(c);
+    server_stop(s);
+    for (int i = 0; i < NOFF; i++)
+        free(raws[i]);
+}
+
+static void test_server_text_encoded_and_collapsed_secrets(void **state)
+{
+    (void)state;
+    /* Header secrets with characters that JSON, URLs and HTML escape. */
+    const char *hdrs[] = {"X-Api-Key: k\xc3\xa9y/with\"quote&more", "Authorization: Bearer tok en-9876",
+                          NULL};
+    static const char body[] =
+        "{\"echo\":\"k\\u00e9y\\/with\\\"quote&more\"} url=k%C3%A9y%2Fwith%22quote%26more "
+        "html=k&#233;y/with&quot;quote&amp;more bearer=tok\r\n\t en-9876 end";
+    size_t len;
+    char *raw = reply_400(body, sizeof body - 1, &len);
+    reply sc[] = {{raw, len, 0}};
+    server *s = server_start(sc, 1);
+    pf_http_opts o = test_opts();
+    pf_http_client *c = client(&o);
+    pf_http_request rq = {.url = url_of(s, "/v2/x"), .headers = hdrs};
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, NULL, &e), PF_EHTTP);
+    /* The line break and tab collapse to one space: "tok en-9876", the
+     * bearer token, appears only then and is redacted too. */
+    assert_non_null(strstr(e.msg, "{\"echo\":\"***\"} url=*** html=*** bearer=*** end"));
+    assert_null(strstr(e.msg, "with"));
+    assert_null(strstr(e.msg, "9876"));
+    pf_http_client_free(c);
+    server_stop(s);
+    free(raw);
+}
+
+/* A 200 reply whose head holds NLINES lines "X-Pad-N: <LINE_LEN bytes>". */
+static char *reply_big_headers(size_t nlines, size_t line_len, size_t *out_len)
+{
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n";
+    static const char tail[] = "Content-Length: 2\r\nConnection: close\r\n\r\n[]";
+    size_t cap = sizeof head + nlines * (line_len + 32) + sizeof tail;
+    char *raw = malloc(cap);
+    assert_non_null(raw);
+    size_t o = 0;
+    memcpy(raw, head, sizeof head - 1);
+    o += sizeof head - 1;
+    for (size_t i = 0; i < nlines; i++) {
+        o += (size_t)snprintf(raw + o, cap - o, "X-Pad-%zu: ", i);
+        memset(raw + o, 'h', line_len);
+        o += line_len;
+        memcpy(raw + o, "\r\n", 2);
+        o += 2;
+    }
+    memcpy(raw + o, tail, sizeof tail - 1);
+    *out_len = o + sizeof tail - 1;
+    return raw;
+}
+
+static void test_header_and_trailer_bytes_are_capped(void **state)
+{
+    (void)state;
+    size_t l_ok, l_many, l_small, l_line, l_trail;
+    /* About 200 KiB of headers: under the cap, delivered. */
+    char *ok = reply_big_headers(200, 1000, &l_ok);
+    /* 400 KiB in 400 lines, each under libcurl's own line limit. */
+    char *many = reply_big_headers(400, 1000, &l_many);
+    /* 10 KiB against a cap of 8 KiB. */
+    char *small = reply_big_headers(10, 1000, &l_small);
+    /* One 10 MB header line. */
+    char *line = reply_big_headers(1, 10u << 20, &l_line);
+    /* A chunked body followed by 2 MB of trailers that never end. */
+    static const char chunked[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                  "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                  "2\r\n[]\r\n0\r\n";
+    size_t tl = 20000, per = 100;
+    char *trail = malloc(sizeof chunked + tl * (per + 16));
+    assert_non_null(trail);
+    memcpy(trail, chunked, sizeof chunked - 1);
+    l_trail = sizeof chunked - 1;
+    for (size_t i = 0; i < tl; i++) {
+        l_trail += (size_t)sprintf(trail + l_trail, "X-T%zu: ", i);
+        memset(trail + l_trail, 't', per);
+        l_trail += per;
+        memcpy(trail + l_trail, "\r\n", 2);
+        l_trail += 2;
+    }
+    reply sc[] = {{ok, l_ok, 0},       {many, l_many, 0}, {small, l_small, 0},
+                  {line, l_line, 0}, {trail, l_trail, 0}};
+    server *s = server_start(sc, 5);
+    pf_http_opts o = test_opts();
+    pf_http_client *c = client(&o);
+    char want[256];
+    pf_http_request rq = {.url = url_of(s, "/h")};
+    pf_http_response r;
+    pf_http_response_init(&r);
+    pf_error e;
+
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, &r, &e), PF_OK);
+    assert_string_equal(pf_buf_str(&r.body), "[]");
+
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, &r, &e), PF_ETOOBIG);
+    snprintf(want, sizeof want, "response headers from http://127.0.0.1:%d/h exceed 256 KiB",
+             s->port);
+    assert_non_null(strstr(e.msg, want));
+    assert_int_equal(e.retriable, 0);
+    assert_int_equal(server_served(s), 2); /* not retried */
+
+    o.max_headers = 8192;
+    pf_http_client *c8 = client(&o);
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c8, &rq, NULL, NULL, &r, &e), PF_ETOOBIG);
+    assert_non_null(strstr(e.msg, "exceed 8 KiB"));
+    pf_http_client_free(c8);
+
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, &r, &e), PF_ETOOBIG);
+    assert_non_null(strstr(e.msg, "a header or trailer line is longer than 100 KiB"));
+    assert_null(strstr(e.msg, "Out of memory"));
+
+    pf_error_clear(&e);
+    assert_int_equal(pf_http_fetch(c, &rq, NULL, NULL, &r, &e), PF_ETOOBIG);
+    assert_non_null(strstr(e.msg, "exceed 256 KiB"));
+    assert_int_equal(server_served(s), 5);
+
+    o.max_headers = 0;
+    pf_http_client *bad = NULL;
+    assert_int_equal(pf_http_client_new(&o, &bad, &e), PF_EINVAL);
+    assert_null(bad);
+
+    pf_http_response_free(&r);
+    pf_http_client_free(c);
+    server_stop(s);
+    free(ok);
+    free(many);
+    free(small);
+    free(line);
+    free(trail);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1231,6 +1430,9 @@ int main(void)
         cmocka_unit_test(test_injection_refused_before_sending),
         cmocka_unit_test(test_check_text_and_query_encoding),
         cmocka_unit_test(test_redirect_to_encoded_line_break_refused),
+        cmocka_unit_test(test_server_text_redacted_before_cut),
+        cmocka_unit_test(test_server_text_encoded_and_collapsed_secrets),
+        cmocka_unit_test(test_header_and_trailer_bytes_are_capped),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pf_log_clear_secrets();

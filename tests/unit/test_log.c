@@ -1,6 +1,8 @@
 /* test_log.c: the log module's guarantees: secrets redacted (the longest
- * match, also when a message is longer than a log line), one line per
- * message in text and JSON format. */
+ * match, overlapping matches as one span, also when a message is longer than
+ * a log line or the destination is small), in their JSON-, percent- and
+ * HTML-encoded forms too, secret scopes, and one line per message in text
+ * and JSON format. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +79,181 @@ static void test_redaction(void **state)
     assert_string_equal(out, "flow-250-secret");
 }
 
+/* The secret of the encoding tests: non-ASCII (one 2-byte character, one
+ * outside the BMP: a surrogate pair in JSON), and every character JSON,
+ * URLs or HTML escape. UTF-8 of "Pa/ss\"w&rd<ß>'💥 +x". */
+static const char ENC_SECRET[] = "Pa/ss\"w&rd<\xc3\x9f>'\xf0\x9f\x92\xa5 +x";
+
+/* Redacts "[" FORM "]" and checks that exactly "[***]" remains. */
+static void assert_form_redacted(const char *form)
+{
+    char in[512], out[512];
+    snprintf(in, sizeof in, "[%s]", form);
+    pf_log_redact(in, out, sizeof out);
+    if (strcmp(out, "[***]") != 0) fail_msg("form %s redacted to %s", form, out);
+}
+
+static void test_encoded_forms_redacted(void **state)
+{
+    (void)state;
+    pf_log_clear_secrets();
+    assert_int_equal(pf_log_add_secret(ENC_SECRET), 0);
+    static const char *const forms[] = {
+        /* raw */
+        "Pa/ss\"w&rd<\xc3\x9f>'\xf0\x9f\x92\xa5 +x",
+        /* JSON: minimal escaping (Python ensure_ascii=False, json-c) */
+        "Pa/ss\\\"w&rd<\xc3\x9f>'\xf0\x9f\x92\xa5 +x",
+        /* JSON: \/ (json-c's default), non-ASCII as \u, lower and upper hex */
+        "Pa\\/ss\\\"w&rd<\\u00df>'\\ud83d\\udca5 +x",
+        "Pa\\/ss\\\"w&rd<\\u00DF>'\\uD83D\\uDCA5 +x",
+        /* JSON: HTML-safe escaping (Go's encoding/json), every byte escaped */
+        "Pa/ss\\u0022w\\u0026rd\\u003c\\u00df\\u003e\\u0027\\ud83d\\udca5 +x",
+        ("\\u0050\\u0061\\u002f\\u0073\\u0073\\u0022\\u0077\\u0026\\u0072\\u0064\\u003c\\u00df"
+         "\\u003e\\u0027\\ud83d\\udca5\\u0020\\u002b\\u0078"),
+        /* percent-encoded: query form (space as +), upper and lower hex, mixed */
+        "Pa%2Fss%22w%26rd%3C%C3%9F%3E%27%F0%9F%92%A5+%2Bx",
+        "Pa%2fss%22w%26rd%3c%c3%9f%3e%27%f0%9f%92%a5%20%2bx",
+        "Pa/ss%22w%26rd<%C3%9F>'%F0%9F%92%A5%20+x",
+        /* HTML: Python's html.escape, numeric references, named ones in upper case */
+        "Pa/ss&quot;w&amp;rd&lt;\xc3\x9f&gt;&#x27;\xf0\x9f\x92\xa5 +x",
+        "Pa/ss&#34;w&#38;rd&#60;&#223;&#62;&#39;&#128165; +x",
+        "Pa&#x2F;ss&QUOT;w&AMP;rd&LT;&#xDF;&GT;&apos;&#x1F4A5;&#32;&#43;x",
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+        assert_form_redacted(forms[i]);
+
+    /* Not the secret: a different character in an encoded form, a lone
+     * surrogate, a form cut short. */
+    char out[256];
+    pf_log_redact("Pa%2Fss%22w%26rd%3C%C3%9F%3E%27%F0%9F%92%A5+%2By", out, sizeof out);
+    assert_string_equal(out, "Pa%2Fss%22w%26rd%3C%C3%9F%3E%27%F0%9F%92%A5+%2By");
+    pf_log_redact("Pa\\/ss\\\"w&rd<\\u00df>'\\ud83d +x", out, sizeof out);
+    assert_string_equal(out, "Pa\\/ss\\\"w&rd<\\u00df>'\\ud83d +x");
+
+    /* Inside a larger JSON document, as a server would echo it. */
+    pf_log_redact("{\"error\":\"bad key Pa\\/ss\\\"w&rd<\\u00df>'\\ud83d\\udca5 +x\"}", out,
+                  sizeof out);
+    assert_string_equal(out, "{\"error\":\"bad key ***\"}");
+
+    /* '+' in a query is a space or a plus: both secrets are found. */
+    pf_log_clear_secrets();
+    assert_int_equal(pf_log_add_secret("a+b c"), 0);
+    pf_log_redact("q=a+b+c&r=a%2Bb%20c&s=a+b c", out, sizeof out);
+    assert_string_equal(out, "q=***&r=***&s=***");
+    pf_log_clear_secrets();
+}
+
+static void test_overlapping_secrets_leave_nothing(void **state)
+{
+    (void)state;
+    pf_log_clear_secrets();
+    /* The first secret ends inside the second, which is longer: redacting the
+     * first and moving on would show the second's end. */
+    assert_int_equal(pf_log_add_secret("xy-ab12"), 0);
+    assert_int_equal(pf_log_add_secret("ab12-cdefgh"), 0);
+    char out[128];
+    pf_log_redact("<xy-ab12-cdefgh>", out, sizeof out);
+    assert_string_equal(out, "<***>");
+    pf_log_redact("<ab12-cdefgh|xy-ab12>", out, sizeof out);
+    assert_string_equal(out, "<***|***>");
+    pf_log_clear_secrets();
+}
+
+static void test_small_destination_never_shows_a_piece(void **state)
+{
+    (void)state;
+    pf_log_clear_secrets();
+    static const char secret[] = "0123456789-SECRET";
+    assert_int_equal(pf_log_add_secret(secret), 0);
+    char text[128], full[128], out[128];
+    for (size_t pad = 0; pad < 40; pad++) {
+        memset(text, '.', pad);
+        snprintf(text + pad, sizeof text - pad, "%s tail", secret);
+        pf_log_redact(text, full, sizeof full);
+        assert_null(strstr(full, "0123"));
+        /* Every cut of the redacted text is a prefix of the whole redacted
+         * text: none shows the secret's first bytes. */
+        for (size_t n = 1; n <= strlen(full) + 1; n++) {
+            pf_log_redact(text, out, n);
+            assert_int_equal(strncmp(out, full, strlen(out)), 0);
+            assert_true(strlen(out) == n - 1 || strcmp(out, full) == 0);
+            assert_null(strstr(out, "01"));
+        }
+    }
+    /* A cut never splits a UTF-8 character. */
+    pf_log_redact("ab\xc3\x9f", out, 4);
+    assert_string_equal(out, "ab");
+    pf_log_redact("ab\xf0\x9f\x92\xa5", out, 5);
+    assert_string_equal(out, "ab");
+    pf_log_clear_secrets();
+}
+
+static void test_redact_dup_and_format(void **state)
+{
+    (void)state;
+    pf_log_clear_secrets();
+    static const char secret[] = "dup-secret-value";
+    assert_int_equal(pf_log_add_secret(secret), 0);
+    /* NUL bytes are kept and never hide a secret after them. */
+    static const char body[] = "a\0b dup-secret-value\0c";
+    size_t len = 0;
+    char *r = pf_log_redact_dup(body, sizeof body - 1, &len);
+    assert_non_null(r);
+    assert_int_equal(len, 9);
+    assert_memory_equal(r, "a\0b ***\0c", 10); /* with the terminating NUL */
+    free(r);
+    r = pf_log_redact_dup(NULL, 0, &len);
+    assert_non_null(r);
+    assert_string_equal(r, "");
+    free(r);
+
+    /* Formatted whole, redacted whole, then cut: for every position of the
+     * secret around the cut, nothing of it remains. */
+    char *pad = malloc(9000);
+    assert_non_null(pad);
+    for (size_t p = 0; p < 40; p++) {
+        size_t n = 4070 + p;
+        memset(pad, 'x', n);
+        pad[n] = '\0';
+        char out[4096];
+        pf_log_format_redacted(out, sizeof out, "%s%s and more", pad, secret);
+        assert_null(strstr(out, "dup-"));
+        /* The cut redacted text: the padding, then "*** and more" as far as it fits. */
+        assert_int_equal(strlen(out), n + 12 < sizeof out - 1 ? n + 12 : sizeof out - 1);
+        assert_int_equal(strspn(out, "x"), n < sizeof out - 1 ? n : sizeof out - 1);
+        if (n < sizeof out - 1)
+            assert_int_equal(strncmp(out + n, "*** and more", sizeof out - 1 - n), 0);
+    }
+    free(pad);
+    pf_log_clear_secrets();
+}
+
+static void test_scopes(void **state)
+{
+    (void)state;
+    pf_log_clear_secrets();
+    char out[128];
+    assert_int_equal(pf_log_add_secret("global-one"), 0);
+    pf_log_secret_scope("/flows/a.yaml");
+    assert_int_equal(pf_log_add_secret("secret-of-a"), 0);
+    assert_int_equal(pf_log_add_secret("shared-secret"), 0);
+    assert_int_equal(pf_log_add_secret("global-one"), 0); /* stays unscoped */
+    pf_log_secret_scope("/flows/b.yaml");
+    assert_int_equal(pf_log_add_secret("secret-of-b"), 0);
+    assert_int_equal(pf_log_add_secret("shared-secret"), 0);
+    pf_log_secret_scope(NULL);
+    pf_log_redact("global-one secret-of-a secret-of-b shared-secret", out, sizeof out);
+    assert_string_equal(out, "*** *** *** ***");
+    /* A run of flow b keeps b's secrets and the unscoped ones. */
+    pf_log_keep_secrets_of("/flows/b.yaml");
+    pf_log_redact("global-one secret-of-a secret-of-b shared-secret", out, sizeof out);
+    assert_string_equal(out, "*** secret-of-a *** ***");
+    pf_log_keep_secrets_of(NULL);
+    pf_log_redact("global-one secret-of-b", out, sizeof out);
+    assert_string_equal(out, "*** secret-of-b");
+    pf_log_clear_secrets();
+}
+
 static void test_long_message_redacted_before_cut(void **state)
 {
     (void)state;
@@ -132,6 +309,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_redaction),
+        cmocka_unit_test(test_encoded_forms_redacted),
+        cmocka_unit_test(test_overlapping_secrets_leave_nothing),
+        cmocka_unit_test(test_small_destination_never_shows_a_piece),
+        cmocka_unit_test(test_redact_dup_and_format),
+        cmocka_unit_test(test_scopes),
         cmocka_unit_test(test_long_message_redacted_before_cut),
         cmocka_unit_test(test_one_line_per_message),
     };

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "flow/yaml.h"
@@ -757,6 +758,113 @@ static void test_registry_lookup(void **state)
     assert_non_null(strstr(e.msg, "ndjson")); /* lists what exists */
 }
 
+/* One output file, one flow: a sink holds each file it opened with an
+ * exclusive lock until it closes, so another open of the same file (another
+ * flow, another process) fails at once, BUSY, without truncating it. */
+static void test_output_file_is_locked_while_open(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "lock/{stream}.ndjson");
+    char p[256];
+    snprintf(p, sizeof p, "%s/lock/a.ndjson", tmpdir);
+    const char *sa[] = {"a"};
+    pf_sink *s1 = open_ok(&cfg, sa, 1, NULL);
+    pf_sink_record r[] = {rec("a", "{\"n\":1}"), rec("a", "{\"n\":2}")};
+    write_ok(s1, r, 2);
+    char *tok = commit_ok(s1);
+    free(tok);
+    const char *committed = "{\"n\":1}\n{\"n\":2}\n";
+
+    /* A second sink on the same file, with a token that would cut it to
+     * nothing: refused as busy, naming the file (and the holder's pid where
+     * the system tells it); the file keeps its records. */
+    char zero[300];
+    snprintf(zero, sizeof zero, "{\"files\":{\"%s\":0}}", p);
+    pf_sink *s2 = NULL;
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_sink_open(&cfg, sa, NULL, 1, zero, &s2, &e), PF_ESTATE);
+    assert_null(s2);
+    assert_false(e.retriable);
+    char want[400];
+    snprintf(want, sizeof want, "output file %s is in use by another ppflow flow", p);
+    if (!strstr(e.msg, want)) fail_msg("message: %s", e.msg);
+    if (access("/proc/locks", R_OK) == 0) {
+        char pid[48];
+        snprintf(pid, sizeof pid, "(pid %ld)", (long)getpid());
+        if (!strstr(e.msg, pid)) fail_msg("no %s in: %s", pid, e.msg);
+    }
+    size_t len;
+    char *text = slurp(p, &len);
+    assert_string_equal(text, committed);
+    free(text);
+
+    /* A sink with several files: the one it could lock is let go again
+     * when the other is busy. */
+    const char *sba[] = {"b", "a"}, *sb[] = {"b"};
+    pf_error_clear(&e);
+    assert_int_equal(pf_sink_open(&cfg, sba, NULL, 2, NULL, &s2, &e), PF_ESTATE);
+    pf_sink *s3 = open_ok(&cfg, sb, 1, NULL);
+    pf_sink_close(s3);
+
+    /* The holder writes on; once it closes, the file is free. */
+    pf_sink_record r3 = rec("a", "{\"n\":3}");
+    write_ok(s1, &r3, 1);
+    tok = commit_ok(s1);
+    free(tok);
+    pf_sink_close(s1);
+    s2 = open_ok(&cfg, sa, 1, NULL);
+    pf_sink_close(s2);
+    text = slurp(p, &len);
+    assert_string_equal(text, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
+    free(text);
+    pf_sink_config_free(&cfg);
+}
+
+/* The lock is another process's too: a child holding the file makes the
+ * parent's open busy, and its exit (even killed) frees the file. */
+static void test_output_file_lock_across_processes(void **state)
+{
+    (void)state;
+    pf_sink_config cfg;
+    make_config(&cfg, "proc.ndjson");
+    const char *sa[] = {"a"};
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(ready[0]);
+        pf_sink *s = NULL;
+        pf_error e;
+        if (pf_sink_open(&cfg, sa, NULL, 1, NULL, &s, &e) != PF_OK) _exit(1);
+        (void)!write(ready[1], "x", 1);
+        pause();
+        _exit(0);
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    pf_sink *s = NULL;
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_sink_open(&cfg, sa, NULL, 1, NULL, &s, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "is in use by another ppflow flow"));
+    if (access("/proc/locks", R_OK) == 0) {
+        char want[48];
+        snprintf(want, sizeof want, "(pid %ld)", (long)pid);
+        if (!strstr(e.msg, want)) fail_msg("no %s in: %s", want, e.msg);
+    }
+    kill(pid, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    s = open_ok(&cfg, sa, 1, NULL);
+    pf_sink_close(s);
+    pf_sink_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -777,6 +885,8 @@ int main(void)
         cmocka_unit_test(test_files_private_whatever_the_umask),
         cmocka_unit_test(test_symlinks_and_special_files_refused),
         cmocka_unit_test(test_write_error_is_retry_and_recoverable),
+        cmocka_unit_test(test_output_file_is_locked_while_open),
+        cmocka_unit_test(test_output_file_lock_across_processes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -212,6 +212,54 @@ static void test_cursor_token_from_the_response(void **state)
     pf_flow_free(f);
 }
 
+/* A token or link holding a NUL (JSON \u0000) is refused, naming the path,
+ * never cut at the NUL: "abc\0def" cut would be the token "abc". */
+static void test_nul_in_token_or_link_is_refused(void **state)
+{
+    (void)state;
+    pf_flow *f = manual_flow("https://api.example.com/v1/items",
+                             "    kind: cursor\n    cursor_param: after\n    from: $.meta.next\n",
+                             NULL);
+    pf_pager p;
+    pf_error e;
+    char url[512];
+    assert_int_equal(pf_pager_init(&p, f, &e), PF_OK);
+    url_of(f, &p, url, sizeof url);
+    const char *ok = "{\"items\":[1],\"meta\":{\"next\":\"abc\"}}";
+    assert_int_equal(pf_pager_advance(&p, f, ok, strlen(ok), 1, 0, url, &e), PF_OK);
+    assert_string_equal(p.token, "abc");
+    static const char *const bad[] = {
+        "{\"items\":[1],\"meta\":{\"next\":\"abc\\u0000def\"}}", /* in the middle */
+        "{\"items\":[1],\"meta\":{\"next\":\"\\u0000abc\"}}",    /* first: "" when cut */
+        "{\"items\":[1],\"meta\":{\"next\":\"abd\\u0000\"}}",    /* last */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pf_error_clear(&e);
+        assert_int_equal(pf_pager_advance(&p, f, bad[i], strlen(bad[i]), 1, 0, url, &e),
+                         PF_EDATA);
+        assert_non_null(strstr(e.msg, "$.meta.next"));
+        assert_non_null(strstr(e.msg, "NUL"));
+        /* Unchanged: the next page is still the one after "abc"; not done. */
+        assert_string_equal(p.token, "abc");
+        assert_false(p.done);
+    }
+    pf_pager_free(&p);
+    pf_flow_free(f);
+
+    f = manual_flow("https://api.example.com/v1/items",
+                    "    kind: next_link\n    from: $.links.next\n", NULL);
+    assert_int_equal(pf_pager_init(&p, f, &e), PF_OK);
+    url_of(f, &p, url, sizeof url);
+    const char *link = "{\"items\":[1],\"links\":{\"next\":\"/v1/items?page=2\\u0000x\"}}";
+    pf_error_clear(&e);
+    assert_int_equal(pf_pager_advance(&p, f, link, strlen(link), 1, 0, url, &e), PF_EDATA);
+    assert_non_null(strstr(e.msg, "$.links.next"));
+    assert_non_null(strstr(e.msg, "next link"));
+    assert_null(p.token);
+    pf_pager_free(&p);
+    pf_flow_free(f);
+}
+
 static void test_next_link_resolution_and_same_server_rule(void **state)
 {
     (void)state;
@@ -411,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_same_page_twice_is_an_error),
         cmocka_unit_test(test_offset_advances_by_records),
         cmocka_unit_test(test_cursor_token_from_the_response),
+        cmocka_unit_test(test_nul_in_token_or_link_is_refused),
         cmocka_unit_test(test_next_link_resolution_and_same_server_rule),
         cmocka_unit_test(test_unset_size_parameter_means_one_request),
         cmocka_unit_test(test_checkpoint_round_trip_and_resume),

@@ -1,10 +1,15 @@
-/* test_quota.c: the rolling 24-hour call ledger (src/engine/quota.h). */
+/* test_quota.c: the rolling 24-hour call ledger (src/engine/quota.h): its
+ * counting, its damage checks, and its files (lock never through a link,
+ * no FIFO, private directory, stale temporary files removed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -175,6 +180,76 @@ static void test_concurrent_writers_lose_nothing(void **state)
     assert_int_equal(used_at("shared", t0 + 1000, 0, NULL), PROCS * EACH);
 }
 
+/* The ledger's version is the JSON integer 1 (not "1", not 1.5). */
+static void test_ledger_version_is_an_integer(void **state)
+{
+    (void)state;
+    pf_error e;
+    assert_int_equal(pf_quota_record(ledger, "k", 1, 1, &e), PF_OK);
+    static const char *const bad[] = {"{\"version\":\"1\",\"calls\":{}}",
+                                      "{\"version\":1.5,\"calls\":{}}", "null"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        write_file(ledger, bad[i]);
+        pf_error_clear(&e);
+        assert_int_equal(pf_quota_record(ledger, "k", 2, 1, &e), PF_ESTATE);
+        assert_non_null(strstr(e.msg, "damaged"));
+        assert_non_null(strstr(e.msg, ledger));
+    }
+}
+
+/* The ledger's lock file is never opened through a symbolic link, a FIFO
+ * as the ledger is refused without hanging, a state directory others can
+ * write to is refused, and the ledger's stale temporary files go once its
+ * lock is held. */
+static void test_ledger_files_cannot_be_redirected(void **state)
+{
+    (void)state;
+    alarm(20); /* a blocking open fails the test instead of hanging it */
+    char lock[160], victim[128], stale[160], sdir[128];
+    pf_error e;
+    long used;
+    int64_t next;
+    assert_int_equal(pf_quota_record(ledger, "k", 1, 1, &e), PF_OK);
+    snprintf(lock, sizeof lock, "%s.lock", ledger);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    write_file(victim, "precious\n");
+    assert_int_equal(unlink(lock), 0);
+    assert_int_equal(symlink(victim, lock), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_quota_record(ledger, "k", 2, 1, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, lock));
+    assert_non_null(strstr(e.msg, "is a symbolic link"));
+    pf_error_clear(&e);
+    assert_int_equal(pf_quota_usage(ledger, "k", 2, 1, &used, &next, &e), PF_ESTATE);
+    FILE *f = fopen(victim, "r");
+    char buf[32] = "";
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    assert_string_equal(buf, "precious\n");
+    assert_int_equal(unlink(lock), 0);
+
+    assert_int_equal(unlink(ledger), 0);
+    assert_int_equal(mkfifo(ledger, 0600), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_quota_usage(ledger, "k", 2, 1, &used, &next, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "is not a regular file (FIFO)"));
+    assert_int_equal(unlink(ledger), 0);
+
+    snprintf(sdir, sizeof sdir, "%s/state", dir);
+    assert_int_equal(chmod(sdir, 0777), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_quota_record(ledger, "k", 2, 1, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, "is writable by group or others (mode 777)"));
+    assert_int_equal(chmod(sdir, 0700), 0);
+
+    snprintf(stale, sizeof stale, "%s.tmp.99999999", ledger);
+    write_file(stale, "{\"version\":1,");
+    assert_int_equal(pf_quota_record(ledger, "k", 3, 1, &e), PF_OK);
+    assert_int_equal(access(stale, F_OK), -1);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +259,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_when_free_for_a_run_of_several_calls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_ledger_is_an_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_writers_lose_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_version_is_an_integer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ledger_files_cannot_be_redirected, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

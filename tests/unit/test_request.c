@@ -56,6 +56,7 @@ static pf_flow *siem_flow(const char *base_url, const char *params)
              "source:\n"
              "  template: tap-siem-all\n"
              "%s"
+             "  allow_insecure_http: true\n"
              "  auth:\n"
              "    principal: svc-principal\n"
              "    secret: ${PFT_SECRET}\n"

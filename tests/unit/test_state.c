@@ -1,5 +1,7 @@
 /* test_state.c: the checkpoint file (load/save round trip, corruption,
- * contents) and the per-flow run lock. */
+ * contents, every member validated as untrusted input, the flow and
+ * directory checks, FIFOs) and the per-flow run lock (exclusive, never
+ * through a link or into a FIFO, stale temporary files removed). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -522,6 +524,238 @@ static void test_lock_is_exclusive(void **state)
     pf_state_unlock(b);
 }
 
+/* A checkpoint is untrusted input: every member's type and range, no NUL
+ * inside a string (refused, not cut short), nothing unknown. Each refusal
+ * names the file and the member. */
+static void test_checkpoint_members_are_validated(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"{\"version\":1.5}", "member version is 1.5, not the integer 1"},
+        {"{\"version\":\"1\"}", "member version is \"1\", not the integer 1"},
+        {"{\"version\":2}", "member version is 2, not the integer 1"},
+        {"{\"seq\":1}", "member version is missing"},
+        {"{\"version\":1,\"cursor\":{\"page\":-1}}", "member cursor.page is -1, not an integer"},
+        {"{\"version\":1,\"flow\":17}", "member flow is 17, not a string"},
+        {"{\"version\":1,\"flow\":\"a b\"}", "member flow is \"a b\", not a flow name"},
+        {"{\"version\":1,\"flow\":\"\"}", "member flow is \"\", not a flow name"},
+        {"{\"version\":1,\"flow\":\"si\\u0000em\"}", "member flow holds a NUL character"},
+        {"{\"version\":1,\"template\":5}", "member template is 5, not a string"},
+        {"{\"version\":1,\"template\":\"\"}", "member template is \"\", not a template name"},
+        {"{\"version\":1,\"template\":\"tap\\u0000x\"}", "member template holds a NUL"},
+        {"{\"version\":1,\"cursor\":{\"token\":\"ab\\u0000cd\"}}",
+         "member cursor.token holds a NUL character"},
+        {"{\"version\":1,\"cursor\":{\"next\":\"https://a.example/\\u0000\"}}",
+         "member cursor.next holds a NUL character"},
+        {"{\"version\":1,\"cursor\":{\"token\":\"ab\",\"page\":3}}",
+         "member cursor holds both cursor.page and cursor.token"},
+        {"{\"version\":1,\"cursor\":{\"time\":\"2026-11-22T00:00:00Z\"}}",
+         "member cursor is an object without a page position"},
+        {"{\"version\":1,\"cursor\":{\"page\":3,\"pgae\":4}}",
+         "member cursor.pgae is not one ppflow writes"},
+        {"{\"version\":1,\"cursor\":true}", "member cursor is true, not a date-time"},
+        {"{\"version\":1,\"cursor\":\"2026-11-22T00:00:00Z\\u0000junk\"}",
+         "member cursor holds a NUL character"},
+        {"{\"version\":1,\"cursor\":{\"time\":\"2026-11-22T00:00:00Z\\u0000\",\"page\":2}}",
+         "member cursor.time holds a NUL"},
+        {"{\"version\":1,\"cursor\":{\"window_end\":17,\"page\":2}}", "member cursor.window_end is 17"},
+        {"{\"version\":1,\"updated\":\"now\"}", "member updated is \"now\", not a date-time"},
+        {"{\"version\":1,\"origin\":null}", "member origin is null"},
+        {"{\"version\":1,\"cursr\":null}", "member cursr is not one ppflow writes"},
+        {"{\"version\":1,\"\\u001b[2Jx\":1}", "member ?[2Jx is not one ppflow writes"},
+        {"{\"version\":1,\"sink\":\"ndjson\"}", "member sink is \"ndjson\", not an object"},
+        {"{\"version\":1,\"sink\":{\"resume\":{}}}", "member sink.type is missing"},
+        {"{\"version\":1,\"sink\":{\"type\":7}}", "member sink.type is 7, not a string"},
+        {"{\"version\":1,\"sink\":{\"type\":\"ndjson\",\"extra\":1}}",
+         "member sink.extra is not one ppflow writes"},
+        {"{\"version\":1,\"ledger\":\"abc\"}", "member ledger is \"abc\", not an object"},
+        {"{\"version\":1,\"ledger\":[]}", "member ledger is [], not an object"},
+        {"{\"version\":1,\"last_run\":[]}", "member last_run is [], not an object"},
+        {"{\"version\":1,\"last_run\":{\"records\":1}}", "member last_run.outcome is missing"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"great\"}}",
+         "member last_run.outcome is \"great\", not ok, failed, running or interrupted"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":1}}", "member last_run.outcome is 1"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"error\":\"x\\u0000y\"}}",
+         "member last_run.error holds a NUL"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"error\":[]}}",
+         "member last_run.error is [], not a string"},
+        {"{\"version\":1,\"last_run\":{\"outcome\":\"ok\",\"pid\":1}}",
+         "member last_run.pid is not one ppflow writes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        load_corrupt(bad[i].text, bad[i].needle);
+    /* The message names the file as "checkpoint PATH: member ...". */
+    char path[128], want[200];
+    path_in_tmp(path, sizeof path, "corrupt.json");
+    write_file(path, "{\"version\":1,\"cursor\":{\"page\":\"x\"}}");
+    pf_state st = {0};
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_load(path, &st, &e), PF_ESTATE);
+    snprintf(want, sizeof want, "checkpoint %s: member cursor.page is \"x\"", path);
+    if (!strstr(e.msg, want)) fail_msg("'%s' lacks '%s'", e.msg, want);
+
+    /* What ppflow writes still reads, every member included. */
+    static const char *const good[] = {
+        "{\"version\":1,\"flow\":\"siem-all_2.x\",\"seq\":0,\"cursor\":null}",
+        "{\"version\":1,\"cursor\":{\"token\":\"\"}}",
+        "{\"version\":1,\"cursor\":{\"time\":\"2026-11-22T00:00:00Z\",\"window_end\":"
+        "\"2026-11-22T01:00:00Z\",\"next\":\"https://a.example/?p=2\"}}",
+        "{\"version\":1,\"sink\":{\"type\":\"ndjson\",\"resume\":null},\"ledger\":{},"
+        "\"last_run\":{\"outcome\":\"interrupted\"},\"updated\":\"2026-11-22T00:00:00Z\"}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        pf_state g = {0};
+        pf_error_clear(&e);
+        if (pf_state_parse(good[i], strlen(good[i]), "good.json", &g, &e) != PF_OK)
+            fail_msg("'%s' refused: %s", good[i], e.msg);
+        pf_state_free(&g);
+    }
+    pf_state g = {0};
+    assert_int_equal(pf_state_parse(good[0], strlen(good[0]), "good.json", &g, &e), PF_OK);
+    assert_string_equal(g.flow_name, "siem-all_2.x");
+    pf_state_free(&g);
+
+    /* Found by fuzz_state: a sink's resume data that is a bare number read
+     * but could not be written back ("not JSON"). */
+    const char *num = "{\"version\":1,\"sink\":{\"type\":\"kafka\",\"resume\":10}}";
+    assert_int_equal(pf_state_parse(num, strlen(num), "num.json", &g, &e), PF_OK);
+    assert_string_equal(g.sink_token, "10");
+    char *text = NULL;
+    if (pf_state_to_json(&g, "f", 0, &text, &e) != PF_OK) fail_msg("%s", e.msg);
+    assert_non_null(strstr(text, "\"resume\":10}"));
+    free(text);
+    pf_state_free(&g);
+}
+
+/* Before a run (or plan, or status) trusts a checkpoint: the flow it
+ * records must be the flow being run, and its directory must be private. */
+static void test_load_for_checks_flow_and_directory(void **state)
+{
+    (void)state;
+    char dir[128], path[160];
+    path_in_tmp(dir, sizeof dir, "sd");
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    pf_state a;
+    full_state(&a);
+    pf_error e;
+    assert_int_equal(pf_state_save(path, &a, "siem", &e), PF_OK);
+    pf_state_free(&a);
+    pf_state st = {0};
+    assert_int_equal(pf_state_load_for(path, "siem", &st, &e), PF_OK);
+    assert_string_equal(st.flow_name, "siem");
+    pf_state_free(&st);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_load_for(path, "other", &st, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "member flow is \"siem\", but the flow being run is other"));
+    assert_null(st.template_name); /* nothing half-loaded */
+    /* A checkpoint that does not record its flow is taken as it is. */
+    write_file(path, "{\"version\":1,\"seq\":4}");
+    assert_int_equal(pf_state_load_for(path, "other", &st, &e), PF_OK);
+    assert_int_equal(st.seq, 4);
+    pf_state_free(&st);
+
+    assert_int_equal(chmod(dir, 0777), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_load_for(path, "siem", &st, &e), PF_ESTATE);
+    char want[256];
+    snprintf(want, sizeof want, "state directory %s is writable by group or others (mode 777)",
+             dir);
+    if (!strstr(e.msg, want)) fail_msg("'%s' lacks '%s'", e.msg, want);
+    assert_int_equal(st.seq, 0);
+    assert_int_equal(chmod(dir, 0700), 0);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        pf_error_clear(&e);
+        assert_int_equal(pf_state_load_for(path, "siem", &st, &e), PF_ESTATE);
+        assert_non_null(strstr(e.msg, "is owned by uid 65534, not by the user running ppflow"));
+        assert_int_equal(chown(dir, 0, 0), 0);
+    }
+    /* A directory that does not exist yet: no checkpoint, no error. */
+    path_in_tmp(path, sizeof path, "nowhere/state.json");
+    assert_int_equal(pf_state_load_for(path, "siem", &st, &e), PF_OK);
+    assert_int_equal(st.has_cursor, 0);
+}
+
+/* A FIFO as the checkpoint is refused at once (`run` and `status` used to
+ * block in fopen forever). */
+static void test_fifo_checkpoint_is_refused_without_hanging(void **state)
+{
+    (void)state;
+    alarm(20);
+    char path[128];
+    path_in_tmp(path, sizeof path, "fifo.json");
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pf_state st = {0};
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_load(path, &st, &e), PF_ESTATE);
+    assert_non_null(strstr(e.msg, path));
+    assert_non_null(strstr(e.msg, "is not a regular file (FIFO)"));
+    alarm(0);
+}
+
+/* The lock file is never opened through a symbolic link (whose target
+ * would be truncated and get a pid written into it), nor a FIFO; a state
+ * directory others can write to is refused; once the lock is held, the
+ * checkpoint's stale temporary files are removed. */
+static void test_lock_file_cannot_be_redirected(void **state)
+{
+    (void)state;
+    alarm(20);
+    char dir[128], path[160], lock[180], victim[128];
+    path_in_tmp(dir, sizeof dir, "lk");
+    snprintf(path, sizeof path, "%s/state.json", dir);
+    snprintf(lock, sizeof lock, "%s.lock", path);
+    path_in_tmp(victim, sizeof victim, "victim");
+    write_file(victim, "precious\n");
+    assert_int_equal(mkdir(dir, 0700), 0);
+    assert_int_equal(symlink(victim, lock), 0);
+    pf_error e;
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_lock(path, &e), -1);
+    assert_int_equal(e.code, PF_ESTATE);
+    assert_non_null(strstr(e.msg, lock));
+    assert_non_null(strstr(e.msg, "is a symbolic link"));
+    char *text = slurp(victim);
+    assert_string_equal(text, "precious\n");
+    free(text);
+    assert_int_equal(unlink(lock), 0);
+
+    assert_int_equal(mkfifo(lock, 0600), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_lock(path, &e), -1);
+    assert_non_null(strstr(e.msg, "is not a regular file (FIFO)"));
+    assert_int_equal(unlink(lock), 0);
+
+    assert_int_equal(chmod(dir, 0777), 0);
+    pf_error_clear(&e);
+    assert_int_equal(pf_state_lock(path, &e), -1);
+    assert_non_null(strstr(e.msg, "is writable by group or others (mode 777); chmod 700 it"));
+    struct stat sb;
+    assert_int_equal(lstat(lock, &sb), -1); /* nothing created in it */
+    assert_int_equal(chmod(dir, 0700), 0);
+
+    /* Stale temporary files go when the lock is taken; others stay. */
+    char stale[200], live[200], other[200];
+    snprintf(stale, sizeof stale, "%s.tmp.99999999", path);
+    snprintf(live, sizeof live, "%s.tmp.%ld", path, (long)getppid());
+    snprintf(other, sizeof other, "%s.tmp.99999999.keep", path);
+    write_file(stale, "half a checkp");
+    write_file(live, "half a checkp");
+    write_file(other, "x");
+    int fd = pf_state_lock(path, &e);
+    assert_true(fd >= 0);
+    assert_int_equal(lstat(stale, &sb), -1);
+    assert_int_equal(lstat(live, &sb), 0);
+    assert_int_equal(lstat(other, &sb), 0);
+    pf_state_unlock(fd);
+    alarm(0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +770,10 @@ int main(void)
         cmocka_unit_test(test_numbers_are_checked_on_load),
         cmocka_unit_test(test_checkpoint_size_limit),
         cmocka_unit_test(test_lock_is_exclusive),
+        cmocka_unit_test(test_checkpoint_members_are_validated),
+        cmocka_unit_test(test_load_for_checks_flow_and_directory),
+        cmocka_unit_test(test_fifo_checkpoint_is_refused_without_hanging),
+        cmocka_unit_test(test_lock_file_cannot_be_redirected),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

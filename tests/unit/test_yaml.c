@@ -177,6 +177,91 @@ static void test_duplicate_key_is_refused_with_position(void **state)
     pf_ydoc_free(d);
 }
 
+/* A map of N keys "kI: I" (one per line, line I+1), then EXTRA lines. */
+static char *big_map(size_t n, const char *extra)
+{
+    size_t cap = n * 24 + strlen(extra) + 1, o = 0;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    for (size_t i = 0; i < n; i++)
+        o += (size_t)snprintf(t + o, cap - o, "k%zu: %zu\n", i, i);
+    snprintf(t + o, cap - o, "%s", extra);
+    return t;
+}
+
+/* Duplicates are found wherever they are, in maps small and large (the
+ * large ones are indexed, not compared pairwise: an 80,000-key map parses
+ * at once, where comparing every pair took most of a minute). No timing is
+ * asserted; under a sanitizer the quadratic check would overrun ctest's
+ * timeout. */
+static void test_duplicate_keys_in_large_maps(void **state)
+{
+    (void)state;
+    enum { N = 80000 };
+    pf_error e;
+    /* No duplicate: loads, every key findable. */
+    char *t = big_map(N, "");
+    pf_ydoc *d = parse_ok(t);
+    assert_int_equal(pf_ymap_size(d->root), N);
+    assert_scalar(pf_ymap_get(d->root, "k79999"), "79999");
+    pf_ydoc_free(d);
+    free(t);
+
+    /* The first key again, at the end. */
+    t = big_map(N, "k0: again\n");
+    parse_bad(t, PF_ECONFIG, &e);
+    assert_int_equal(e.line, N + 1);
+    assert_int_equal(e.col, 1);
+    assert_non_null(strstr(e.msg, "duplicate key 'k0'"));
+    assert_non_null(strstr(e.msg, "first at line 1)"));
+    free(t);
+
+    /* A middle key, at the end. */
+    t = big_map(N, "k40000: again\n");
+    parse_bad(t, PF_ECONFIG, &e);
+    assert_int_equal(e.line, N + 1);
+    assert_non_null(strstr(e.msg, "duplicate key 'k40000' (first at line 40001)"));
+    free(t);
+
+    /* The last key, at once after it (quoted: the same key). */
+    t = big_map(N, "\"k79999\": again\n");
+    parse_bad(t, PF_ECONFIG, &e);
+    assert_int_equal(e.line, N + 1);
+    assert_non_null(strstr(e.msg, "duplicate key 'k79999' (first at line 80000)"));
+    free(t);
+
+    /* In the middle of a map, around the size where the index is built:
+     * the first duplicate is the one reported. */
+    for (size_t n = 14; n <= 70; n += 7) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "k%zu: again\nk0: again\n", n / 2);
+        t = big_map(n, extra);
+        parse_bad(t, PF_ECONFIG, &e);
+        assert_int_equal(e.line, (int)n + 1);
+        char want[64];
+        snprintf(want, sizeof want, "duplicate key 'k%zu' (first at line %zu)", n / 2, n / 2 + 1);
+        assert_non_null(strstr(e.msg, want));
+        free(t);
+    }
+
+    /* Large sibling and nested maps have their own keys; keys that differ
+     * only after a NUL are different keys. */
+    size_t cap = 2 * 200 * 32 + 256, o = 0;
+    t = malloc(cap);
+    assert_non_null(t);
+    for (int m = 0; m < 2; m++) {
+        o += (size_t)snprintf(t + o, cap - o, "m%d:\n", m);
+        for (int i = 0; i < 200; i++)
+            o += (size_t)snprintf(t + o, cap - o, "  k%d: %d\n", i, i);
+    }
+    snprintf(t + o, cap - o, "\"a\\0b\": 1\n\"a\\0c\": 2\n");
+    d = parse_ok(t);
+    assert_int_equal(pf_ymap_size(d->root), 4);
+    assert_int_equal(pf_ymap_size(pf_ymap_get(d->root, "m1")), 200);
+    pf_ydoc_free(d);
+    free(t);
+}
+
 static void test_non_scalar_key_is_refused(void **state)
 {
     (void)state;
@@ -381,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_syntax_error_has_position),
         cmocka_unit_test(test_aliases_and_anchors_are_refused),
         cmocka_unit_test(test_duplicate_key_is_refused_with_position),
+        cmocka_unit_test(test_duplicate_keys_in_large_maps),
         cmocka_unit_test(test_non_scalar_key_is_refused),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_only_one_document),
