@@ -1,5 +1,8 @@
-/* status.c: status names and the pf_error helpers. */
+/* status.c: status names and the pf_error helpers (messages are redacted
+ * whole before they are cut to PF_ERROR_MSG_MAX). */
 #include "util/status.h"
+
+#include "util/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,9 +44,12 @@ void pf_error_clear(pf_error *e)
     e->msg[0] = '\0';
 }
 
+/* The message is formatted whole and redacted before it is cut to the
+ * size of MSG, so a registered secret that would straddle the cut leaves no
+ * part of itself behind. */
 static void set_msg(pf_error *e, const char *fmt, va_list ap)
 {
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+    pf_log_vformat_redacted(e->msg, sizeof e->msg, fmt, ap);
 }
 
 pf_status pf_error_set(pf_error *e, pf_status code, const char *fmt, ...)

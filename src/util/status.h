@@ -49,7 +49,10 @@ typedef struct pf_error {
 void pf_error_clear(pf_error *e);
 
 /* Sets code and printf-style message, clearing any position. Returns CODE, so
- * callers can write `return pf_error_set(err, PF_EIO, "...")`. E may be NULL. */
+ * callers can write `return pf_error_set(err, PF_EIO, "...")`. E may be NULL.
+ * The message is formatted whole, every secret registered with
+ * pf_log_add_secret is redacted, and only then is it cut to
+ * PF_ERROR_MSG_MAX (so are the pf_error_at/_offset variants'). */
 pf_status pf_error_set(pf_error *e, pf_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "util/log.h"
+#include "util/status.h"
 
 /* Runs pf_log with stderr captured; returns what was written (static). */
 static const char *logged(pf_log_level level, const char *fmt, const char *arg)
@@ -305,6 +306,33 @@ static void test_one_line_per_message(void **state)
     assert_int_equal(pf_log_get_level(), PF_LOG_INFO);
 }
 
+/* An error message is redacted whole before it is cut to PF_ERROR_MSG_MAX:
+ * a secret that straddles the cut leaves no piece of itself. */
+static void test_error_message_redacted_before_cut(void **state)
+{
+    (void)state;
+    const char *secret = "Straddling-Secret-0123456789";
+    assert_int_equal(pf_log_add_secret(secret), 0);
+    char pad[PF_ERROR_MSG_MAX];
+    for (size_t at = PF_ERROR_MSG_MAX - 20; at < PF_ERROR_MSG_MAX; at++) {
+        memset(pad, 'x', at);
+        pad[at] = '\0';
+        pf_error e;
+        assert_int_equal(pf_error_set(&e, PF_EHTTP, "%s%s tail", pad, secret), PF_EHTTP);
+        assert_true(strlen(e.msg) < PF_ERROR_MSG_MAX);
+        /* No 4-byte piece of the secret survives the cut. */
+        for (size_t i = 0; i + 4 <= strlen(secret); i++) {
+            char piece[5];
+            memcpy(piece, secret + i, 4);
+            piece[4] = '\0';
+            assert_null(strstr(e.msg, piece));
+        }
+        pf_error_at(&e, PF_ECONFIG, "f.yaml", 1, 2, "%s%s", pad, secret);
+        assert_null(strstr(e.msg, "Stra"));
+    }
+    pf_log_clear_secrets();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +344,7 @@ int main(void)
         cmocka_unit_test(test_scopes),
         cmocka_unit_test(test_long_message_redacted_before_cut),
         cmocka_unit_test(test_one_line_per_message),
+        cmocka_unit_test(test_error_message_redacted_before_cut),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pf_log_clear_secrets();
