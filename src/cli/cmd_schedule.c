@@ -1,14 +1,12 @@
-/* cmd_schedule.c: `ppflow schedule`: options, the check that no two flows
- * write the same output file, then the scheduler loop of sched/runner.h. */
+/* cmd_schedule.c: `ppflow schedule`: options, then the scheduler loop of
+ * sched/runner.h. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
-#include "flow/flowfiles.h"
 #include "sched/runner.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -22,7 +20,7 @@ static void usage(FILE *f)
             "*.yml files. Each run is a separate process doing what `ppflow run` does; a\n"
             "flow never overlaps with itself, and another ppflow process running the same\n"
             "flow makes the run skip (\"busy\"). Two flows may not write the same NDJSON\n"
-            "file (refused at start, exit 2).\n\n"
+            "file (refused at start, exit 2; on SIGHUP the new version is not loaded).\n\n"
             "options:\n"
             "  -j, --max-parallel N   runs at once at most (default %d)\n"
             "      --grace DURATION   after SIGTERM/SIGINT, how long runs in flight may take\n"
@@ -40,52 +38,6 @@ static void usage(FILE *f)
             "files: a file with errors is reported and its previous version keeps running.\n"
             "Exit codes: 0 stopped, 1 could not start, 2 configuration error, 130 aborted.\n",
             PF_SCHED_DEFAULT_MAX_PARALLEL);
-}
-
-/* One output file, one flow: loads the flows of O (quietly: the scheduler
- * reports the files that do not load, and paths it cannot list, itself) and
- * logs every pair that writes the same NDJSON file (FILE:LINE:COL of the
- * later flow's sink.path, naming both flows and their files). Returns
- * PF_EXIT_OK, or PF_EXIT_USAGE when some pair collides. */
-static int check_outputs(const pf_sched_opts *o)
-{
-    for (size_t i = 0; i < o->npaths; i++) {
-        struct stat st;
-        if (stat(o->paths[i], &st) != 0) return PF_EXIT_OK;
-    }
-    char **files = NULL;
-    size_t n = 0;
-    if (pf_flow_files((const char *const *)o->paths, o->npaths, &files, &n) != 0 || n < 2 ||
-        n > PF_SCHED_MAX_FLOWS) {
-        for (size_t i = 0; i < n; i++)
-            free(files[i]);
-        free(files);
-        return PF_EXIT_OK;
-    }
-    int rc = PF_EXIT_OK;
-    pf_flow **flows = calloc(n, sizeof *flows);
-    if (flows) {
-        for (size_t i = 0; i < n; i++) {
-            pf_diags quiet = {0};
-            pf_flow_load(files[i], NULL, 0, &flows[i], &quiet);
-            pf_diags_free(&quiet);
-        }
-        pf_diags d = {0};
-        if (pf_flow_outputs_check(flows, n, NULL, &d) > 0) rc = PF_EXIT_USAGE;
-        for (size_t i = 0; i < d.count; i++) {
-            char line[PF_ERROR_MSG_MAX + PF_ERROR_FILE_MAX + 64];
-            pf_error_format(&d.items[i], line, sizeof line);
-            pf_log_error("%s", line);
-        }
-        pf_diags_free(&d);
-        for (size_t i = 0; i < n; i++)
-            pf_flow_free(flows[i]);
-        free(flows);
-    }
-    for (size_t i = 0; i < n; i++)
-        free(files[i]);
-    free(files);
-    return rc;
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -190,8 +142,6 @@ int pf_cmd_schedule(int argc, char **argv)
     }
     o.paths = argv + optind;
     o.npaths = (size_t)(argc - optind);
-    int rc = check_outputs(&o);
-    if (rc != PF_EXIT_OK) return rc;
     if (list) return pf_sched_list(&o, (int)list, stdout);
     return pf_sched_main(&o);
 }

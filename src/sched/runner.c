@@ -333,6 +333,36 @@ static int load_all(sched *s, int initial)
             p.final[i] = p.cand[i];
         }
     }
+    /* One output file, one flow: a new version that would write a file
+     * another flow writes is not scheduled (its previous version, if any,
+     * keeps running). */
+    if (p.files.n > 1) {
+        int *involved = calloc(p.files.n, sizeof *involved);
+        pf_diags d = {0};
+        if (!involved) {
+            pf_log_error("out of memory comparing the flows' output files");
+            failed = 1;
+        } else if (pf_flow_outputs_check(p.final, p.files.n, involved, &d) > 0) {
+            for (size_t i = 0; i < d.count; i++) {
+                char line[PF_ERROR_MSG_MAX + PF_ERROR_FILE_MAX + 64];
+                pf_error_format(&d.items[i], line, sizeof line);
+                pf_log_error("%s", line);
+            }
+            for (size_t i = 0; i < p.files.n; i++) {
+                if (!involved[i] || !p.cand[i] || p.final[i] != p.cand[i]) continue;
+                entry *e = find_path(s, p.files.v[i]);
+                if (e)
+                    pf_log_error("%s: not reloaded; its previous version keeps running",
+                                 e->path);
+                pf_flow_free(p.cand[i]);
+                p.cand[i] = NULL;
+                p.final[i] = e ? e->flow : NULL;
+            }
+            failed = 1;
+        }
+        pf_diags_free(&d);
+        free(involved);
+    }
     if (initial && (failed || p.files.n == 0)) {
         if (!failed) pf_log_error("no flow files found (*.yaml or *.yml)");
         for (size_t i = 0; i < p.files.n; i++)

@@ -7,7 +7,8 @@ in the mock's past. Proven here: ticks at the right times for `every` and
 `cron` (UTC and a zone), no overlap, one catch-up run after a long run, a
 slow flow not delaying another, SIGTERM ending in a consistent checkpoint and
 exit 0, a second signal aborting, the grace period, SIGHUP with a broken file
-keeping the old version (and its FILE:LINE:COL reported), two schedulers on
+keeping the old version (and its FILE:LINE:COL reported), a new file
+writing another flow's output files not scheduled, two schedulers on
 the same flows never running one flow twice at once, JSON logs, and the
 metrics endpoint reporting the numbers the runs produced.
 """
@@ -418,6 +419,12 @@ class ScheduleReload(ScheduleCase):
             f.write(broken)
         line = broken.splitlines().index("  every: 5x") + 1
         self.flow("b", {"every": "1m"}, template="tap-siem-messages-blocked")
+        # d.yaml appears writing a's output files: one output file, one flow.
+        path_d = self.flow("d", {"every": "1m"})
+        with open(path_d) as f:
+            text_d = f.read()
+        with open(path_d, "w") as f:
+            f.write(text_d.replace("path: out/d/", "path: out/a/"))
         os.unlink(os.path.join(self.dir, "flows", "c.yaml"))
         s.signal(signal.SIGHUP)
         s.wait_for(lambda: any(m.startswith("reloaded:") for m in s.msgs()), 30, "the reload")
@@ -431,6 +438,9 @@ class ScheduleReload(ScheduleCase):
         self.assertIn("flows/a.yaml: not reloaded; its previous version keeps running", log)
         self.assertIn("flows/c.yaml: file removed; flow 'c' is no longer scheduled", log)
         self.assertEqual(len(s.starts("c")), n_before["c"], "c ran after it was removed")
+        self.assertRegex(log, r"flows/d\.yaml:\d+:\d+: output file \S+/out/a/\w+\.ndjson is "
+                              r"written by two flows: 'a' \(\S*flows/a\.yaml\) and 'd'")
+        self.assertEqual(s.starts("d"), [], "d shares a's output files and never ran")
         self.assertTrue(all(e["outcome"] == "ok" for e in s.ends()), log)
         self.assertEqual(s.starts("a")[-1]["due"] - s.ends("a")[-2]["at"], MIN)
 
