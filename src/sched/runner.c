@@ -29,6 +29,7 @@
 #include "sched/schedule.h"
 #include "state/state.h"
 #include "util/log.h"
+#include "util/safefile.h"
 #include "util/timeutil.h"
 
 #define RESULT_MAGIC 0x50465252u /* "PFRR" */
@@ -458,7 +459,9 @@ static int lock_busy(const char *state_path, char *msg, size_t n)
 {
     char lp[PATH_MAX];
     if ((size_t)snprintf(lp, sizeof lp, "%s.lock", state_path) >= sizeof lp) return 0;
-    int fd = open(lp, O_RDONLY | O_CLOEXEC);
+    /* Never through a link and never blocking on a FIFO: a lock file that
+     * is refused here is refused, with its reason, by the run itself. */
+    int fd = pf_open_private(lp, O_RDONLY, "cannot open lock file", NULL);
     if (fd < 0) return 0;
     int busy = 0;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {

@@ -444,6 +444,21 @@ class ScheduleReload(ScheduleCase):
         self.assertTrue(all(e["outcome"] == "ok" for e in s.ends()), log)
         self.assertEqual(s.starts("a")[-1]["due"] - s.ends("a")[-2]["at"], MIN)
 
+    def test_planted_lock_file_fails_the_run_without_hanging_the_scheduler(self):
+        # A FIFO and a symbolic link where a flow's lock file goes: each run
+        # of that flow fails with the reason; the other flow keeps running.
+        self.flow("a", {"every": "1m"})
+        self.flow("b", {"every": "1m"}, template="tap-siem-clicks-permitted")
+        os.makedirs(os.path.join(self.dir, "state"), mode=0o700, exist_ok=True)
+        os.mkfifo(os.path.join(self.dir, "state", "a.json.lock"), 0o600)
+        s = self.schedule("flows/")
+        s.wait_for(lambda: len(s.ends("a")) >= 2 and len(s.ends("b")) >= 2, 60, "two runs each")
+        self.assertEqual(s.stop(), 0, s.text())
+        for e in s.ends("a"):
+            self.assertEqual(e["outcome"], "failed", s.text())
+            self.assertIn("is not a regular file (FIFO)", e["error"])
+        self.assertTrue(all(e["outcome"] == "ok" for e in s.ends("b")), s.text())
+
     def test_start_refuses_broken_or_unscheduled_flows(self):
         self.flow("ok", {"every": "1m"})
         bad = self.flow("bad", {"cron": "'*/5 * * 13 *'"})
