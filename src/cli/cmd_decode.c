@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include <json-c/json.h>
@@ -77,6 +78,7 @@ typedef struct opts {
     int json;
     int online;
     int verbose;
+    int allow_insecure_http; /* --allow-insecure-http */
     const char *flow_path, *base_url, *principal, *secret_file;
     long batch;
     online on;
@@ -110,6 +112,10 @@ static void usage(FILE *f)
           "                     none: the API answers without the message details\n"
           "  --principal NAME   online: the service principal (instead of PPFLOW_PRINCIPAL)\n"
           "  --secret-file FILE online: read the secret from FILE (mode 0600)\n"
+          "  --allow-insecure-http\n"
+          "                     online: send credentials to an http:// base URL (they\n"
+          "                     travel in clear; refused otherwise, warned about when\n"
+          "                     allowed)\n"
           "  --batch N          online: URLs per request (default 100, at most 1000)\n"
           "  -v, --verbose      log requests\n"
           "  -h, --help         show this help\n"
@@ -394,6 +400,7 @@ static int online_open(opts *op)
         on->user = on->flow->principal;
         on->pass = on->flow->secret;
         pf_sample_http_opts(on->flow, &ho);
+        pf_flow_warn_insecure(on->flow); /* the flow loader refused it unless allowed */
     } else {
         on->user = op->principal ? op->principal : env_nonempty("PPFLOW_PRINCIPAL");
         if (op->secret_file) {
@@ -412,6 +419,20 @@ static int online_open(opts *op)
         if (on->user && strchr(on->user, ':')) {
             fprintf(stderr, "ppflow decode: the principal cannot contain ':'\n");
             return PF_EXIT_USAGE;
+        }
+        /* No credentials in clear, as for flows (source.allow_insecure_http). */
+        if (on->user && strncasecmp(base, "http://", 7) == 0) {
+            if (!op->allow_insecure_http) {
+                fprintf(stderr,
+                        "ppflow decode: --base-url %s: refused to send credentials to an "
+                        "http:// URL, where they would travel in clear; use https, or give "
+                        "--allow-insecure-http\n",
+                        base);
+                return PF_EXIT_USAGE;
+            }
+            pf_log_warn("credentials travel in clear (insecure): --allow-insecure-http sends "
+                        "them to %s",
+                        base);
         }
     }
     pf_error err;
@@ -823,6 +844,8 @@ static int parse_opts(int argc, char **argv, opts *op, int *nurls)
             op->json = 1;
         } else if (strcmp(a, "--online") == 0) {
             op->online = 1;
+        } else if (strcmp(a, "--allow-insecure-http") == 0) {
+            op->allow_insecure_http = 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
             op->verbose = 1;
         } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -838,11 +861,11 @@ static int parse_opts(int argc, char **argv, opts *op, int *nurls)
             return PF_EXIT_USAGE;
         }
     }
-    int online_only =
-        op->flow_path || op->base_url || op->principal || op->secret_file || op->batch;
+    int online_only = op->flow_path || op->base_url || op->principal || op->secret_file ||
+                      op->batch || op->allow_insecure_http;
     if (online_only && !op->online) {
-        fprintf(stderr, "ppflow decode: --flow, --base-url, --principal, --secret-file and "
-                        "--batch need --online\n");
+        fprintf(stderr, "ppflow decode: --flow, --base-url, --principal, --secret-file, "
+                        "--batch and --allow-insecure-http need --online\n");
         return PF_EXIT_USAGE;
     }
     if (op->flow_path && (op->base_url || op->principal || op->secret_file)) {

@@ -81,6 +81,7 @@ pf_status pf_sample_fetch(const pf_flow *f, const pf_sample_opts *o, pf_sample *
         pf_http_opts ho;
         pf_sample_http_opts(f, &ho);
         st = pf_http_client_new(&ho, &client, err);
+        if (st == PF_OK) pf_flow_warn_insecure(f); /* as `run` warns (test, suggest) */
     }
     if (st == PF_OK) {
         pf_http_request hr = {0};

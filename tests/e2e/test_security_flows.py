@@ -73,6 +73,11 @@ class CredentialsInClear(E2ETestCase):
         self.assertEqual(len(self.mock.requests()), n, "the second run had nothing to fetch")
         self.assertIn(INSECURE_WARNING, r.err)
         self.assertEqual(r.err.count(INSECURE_WARNING), 1, "once per run")
+        # `test` and `suggest` send the credentials too: they warn as well.
+        for cmd in ("test", "suggest"):
+            r = self.ppflow(cmd, flow)
+            self.assertEqual(r.code, 0, r)
+            self.assertEqual(r.err.count(INSECURE_WARNING), 1, (cmd, r))
 
     def test_https_and_http_without_credentials_are_fine(self):
         start, end = self.range()

@@ -260,6 +260,8 @@ class Decode(E2ETestCase):
         online = self.ppflow("decode", "--online", "--flow", flow, *urls)
         self.assertEqual(online.code, 1, online)
         self.assertEqual(online.out, offline.out)
+        # The flow allows http:// to the mock (allow_insecure_http): warned.
+        self.assertIn("warning: credentials travel in clear (insecure)", online.err)
         self.assertEqual(online.out.split("\n")[:len(good)], [v["decoded"] for v in good])
         self.assertRegex(online.err, r"argument %d \"" % (len(urls) + 3))
         reqs = self.mock.requests("/v2/url/decode")
@@ -292,9 +294,17 @@ class Decode(E2ETestCase):
         good, _ = self.good_and_bad()
         url = good[0]["encoded"]
         env = self.env(PPFLOW_PRINCIPAL=PRINCIPAL, PPFLOW_SECRET=SECRET)
+        # Credentials are not sent to an http:// URL unless asked.
         r = self.ppflow("decode", "--online", "--json", "--base-url", self.mock.url, url, env=env)
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("refused to send credentials to an http:// URL", r.err)
+        self.assertIn("--allow-insecure-http", r.err)
+        self.assertEqual(self.mock.requests("/v2/url/decode"), [])
+        r = self.ppflow("decode", "--online", "--json", "--allow-insecure-http", "--base-url",
+                        self.mock.url, url, env=env)
         self.assertEqual(r.code, 0, r)
         self.assertIn("recipientEmail", json.loads(r.out)[0])
+        self.assertIn("warning: credentials travel in clear (insecure)", r.err)
 
         # The secret file lives outside the case directory, which is checked
         # for leaks.
@@ -303,7 +313,7 @@ class Decode(E2ETestCase):
             f.write(SECRET + "\n")
         os.chmod(secret, 0o600)
         r = self.ppflow("decode", "--online", "--base-url", self.mock.url, "--principal",
-                        PRINCIPAL, "--secret-file", secret, url)
+                        PRINCIPAL, "--secret-file", secret, "--allow-insecure-http", url)
         self.assertEqual(r.code, 0, r)
         self.assertEqual(r.out, good[0]["decoded"] + "\n")
         os.chmod(secret, 0o644)
@@ -325,7 +335,8 @@ class Decode(E2ETestCase):
         good, _ = self.good_and_bad()
         url = good[0]["encoded"]
         env = self.env(PPFLOW_PRINCIPAL=PRINCIPAL, PPFLOW_SECRET="wrong-" + SECRET)
-        r = self.ppflow("decode", "--online", "--base-url", self.mock.url, url, env=env)
+        r = self.ppflow("decode", "--online", "--allow-insecure-http", "--base-url", self.mock.url,
+                        url, env=env)
         self.assertEqual(r.code, 1)
         self.assertIn("HTTP 401", r.err)
         self.assertNotIn("wrong-", r.err + r.out)
