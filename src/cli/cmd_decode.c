@@ -519,9 +519,8 @@ static int emit_result(const opts *op, const item *it, json_object *r)
         char msg[PF_ERROR_MSG_MAX] = "the URL Decoder could not decode it";
         if (json_object_object_get_ex(r, "error", &e) && json_object_is_type(e, json_type_string) &&
             json_object_get_string_len(e) > 0) {
-            char raw[PF_ERROR_MSG_MAX];
-            snprintf(raw, sizeof raw, "%s", json_object_get_string(e));
-            pf_log_redact(raw, msg, sizeof msg);
+            /* Redacted whole, then cut to MSG. */
+            pf_log_redact(json_object_get_string(e), msg, sizeof msg);
         }
         pf_buf clean;
         pf_buf_init(&clean, 0);

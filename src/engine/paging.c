@@ -137,13 +137,7 @@ out:
 /* Whether S holds a registered secret (a checkpoint never holds one). */
 static int holds_secret(const char *s)
 {
-    size_t n = strlen(s) + 1;
-    char *r = malloc(n + 64);
-    if (!r) return 0;
-    pf_log_redact(s, r, n + 64);
-    int differs = strcmp(r, s) != 0;
-    free(r);
-    return differs;
+    return pf_log_holds_credential(s);
 }
 
 pf_status pf_pager_resume(pf_pager *p, const pf_flow *f, const pf_state *st, pf_error *err)

@@ -79,7 +79,7 @@ pf_status pf_expand_env_secret(const char *s, size_t secret_from, pf_buf *out, s
         const char *v = getenv(nbuf);
         if (v && (*v || !def)) {
             if (pf_buf_puts(out, v) != PF_OK) goto oom;
-            if ((size_t)(d - s) >= secret_from && pf_log_add_secret(v) != 0)
+            if ((size_t)(d - s) >= secret_from && pf_log_add_weak_secret(v) != 0)
                 return pf_error_set(err, PF_ENOMEM,
                                     "cannot register a value of ${%s} for log redaction", nbuf);
         } else if (def) {

@@ -36,7 +36,7 @@
  * output on failure. */
 pf_status pf_expand_env(const char *s, pf_buf *out, size_t *err_off, pf_error *err);
 
-/* As pf_expand_env, and registers with pf_log_add_secret the environment
+/* As pf_expand_env, and registers with pf_log_add_weak_secret the environment
  * value substituted for every reference that starts at byte SECRET_FROM of S
  * or later (0: every reference; SIZE_MAX: none); defaults are not
  * registered. Returns also PF_ENOMEM ("cannot register a value of ${NAME}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "flow/expand.h"
@@ -514,8 +515,11 @@ static void list_add(char *buf, size_t n, const char *what)
 
 /* Describes the credentials F sends with each request into BUF (size N):
  * Basic auth, auth headers (those whose {secret}/{principal} the flow gives,
- * or without them), other headers with a credential-like name, and secret
- * parameters the flow sets. "" when it sends none. */
+ * or without them), other headers and query parameters with a
+ * credential-like name (pf_http_header_is_credential: api_key, token, ...),
+ * and secret parameters the flow sets. "" when it sends none. A credential
+ * in a request body, or in a query parameter with a plain name, is not
+ * seen. */
 static void describe_credentials(const pf_flow *f, char *buf, size_t n)
 {
     const pf_template *t = f->tmpl;
@@ -537,6 +541,24 @@ static void describe_credentials(const pf_flow *f, char *buf, size_t n)
         snprintf(item, sizeof item, "header %.64s", t->headers[i].name);
         list_add(buf, n, item);
     }
+    for (size_t i = 0; i < t->nquery; i++) {
+        if (!pf_http_header_is_credential(t->query[i].name, strlen(t->query[i].name))) continue;
+        snprintf(item, sizeof item, "query parameter %.64s", t->query[i].name);
+        list_add(buf, n, item);
+    }
+    /* Parameters written into the URL's query part (a manual flow's url). */
+    const char *q = t->path ? strchr(t->path, '?') : NULL;
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        size_t plen = strcspn(p, "&");
+        const char *eq = memchr(p, '=', plen);
+        size_t nlen = eq ? (size_t)(eq - p) : plen;
+        if (nlen && pf_http_header_is_credential(p, nlen)) {
+            snprintf(item, sizeof item, "query parameter %.*s", (int)(nlen > 64 ? 64 : nlen), p);
+            list_add(buf, n, item);
+        }
+        p += plen;
+        if (*p == '&') p++;
+    }
     for (size_t i = 0; i < f->nparams; i++) {
         if (!f->params[i].def->secret || !f->params[i].count) continue;
         snprintf(item, sizeof item, "secret parameter %.64s", f->params[i].def->name);
@@ -552,7 +574,7 @@ static void describe_credentials(const pf_flow *f, char *buf, size_t n)
  * exception: what a test mock or a local proxy needs is the explicit key. */
 static void check_clear_credentials(pf_flow *f, const pf_ynode *src, pf_diags *d)
 {
-    if (!f->tmpl || !f->base_url || f->local_file || strncmp(f->base_url, "http://", 7) != 0)
+    if (!f->tmpl || !f->base_url || f->local_file || strncasecmp(f->base_url, "http://", 7) != 0)
         return;
     char what[512];
     describe_credentials(f, what, sizeof what);

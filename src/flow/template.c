@@ -11,6 +11,7 @@
 #include "flow/expand.h"
 #include "flow/yschema.h"
 #include "http/http.h"
+#include "util/log.h"
 #include "util/paths.h"
 #include "util/timeutil.h"
 
@@ -1226,8 +1227,41 @@ static char *flow_string(const pf_ynode *n, const char *what, int secret, pf_dia
     return res;
 }
 
+/* Registers VALUE as a credential (pf_log_add_secret) when NAME (LEN bytes)
+ * is credential-like (pf_http_header_is_credential: api_key, X-Auth-Token,
+ * ...); 0, or -1 when registration fails. */
+static int register_if_credential(const char *name, size_t len, const char *value)
+{
+    if (!pf_http_header_is_credential(name, len)) return 0;
+    return pf_log_add_secret(value);
+}
+
+/* Registers the values of the credential-like parameters of URL's query
+ * part (the text after '?', up to '#'); 0, or -1 when registration fails. */
+static int register_query_credentials(const char *url)
+{
+    const char *q = strchr(url, '?');
+    if (!q) return 0;
+    int rc = 0;
+    for (const char *p = q + 1; *p && *p != '#';) {
+        size_t plen = strcspn(p, "&#");
+        const char *eq = memchr(p, '=', plen);
+        if (eq && eq + 1 < p + plen) {
+            char *v = strndup(eq + 1, (size_t)(p + plen - eq - 1));
+            if (!v || register_if_credential(p, (size_t)(eq - p), v) != 0) rc = -1;
+            if (v) explicit_bzero(v, strlen(v));
+            free(v);
+        }
+        p += plen;
+        if (*p == '&') p++;
+    }
+    return rc;
+}
+
 /* Replaces each value of KV (loaded from MAP) by its ${VAR} expansion; the
- * substituted values are secrets (query parameters and headers). */
+ * substituted values are redacted (weak secrets, see log.h), and the whole
+ * value of a credential-like name (query parameter or header) is a
+ * credential. */
 static void expand_kv(pf_kv *kv, size_t n, const pf_ynode *map, const char *what, pf_diags *d)
 {
     for (size_t i = 0; i < n && i < pf_ymap_size(map); i++) {
@@ -1235,6 +1269,9 @@ static void expand_kv(pf_kv *kv, size_t n, const pf_ynode *map, const char *what
         if (!v) continue;
         free(kv[i].value);
         kv[i].value = v;
+        if (register_if_credential(kv[i].name, strlen(kv[i].name), v) != 0)
+            pf_ys_error(d, pf_ymap_val(map, i), PF_ENOMEM,
+                        "cannot register %s %s for log redaction", what, kv[i].name);
     }
 }
 
@@ -1244,6 +1281,8 @@ static void load_manual_url(pf_template *t, const pf_ynode *n, pf_diags *d)
 {
     char *url = flow_string(n, "source.url", SECRET_QUERY, d);
     if (!url) return;
+    if (register_query_credentials(url) != 0)
+        pf_ys_error(d, n, PF_ENOMEM, "cannot register source.url's credentials for log redaction");
     pf_error e;
     pf_error_clear(&e);
     if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0) {

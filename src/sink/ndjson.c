@@ -268,6 +268,15 @@ static pf_sink_result open_file(nd_file *f, json_object *resume_files, const cha
         snprintf(err, errlen, "cannot use %s: not a regular file", f->path);
         return PF_SINK_ERROR;
     }
+    /* A file another user owns (planted in a shared directory) would
+     * receive the records: refused, as for every file ppflow writes. */
+    if (st.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "cannot use %s: it is owned by uid %ld, not by the user running ppflow "
+                 "(uid %ld)",
+                 f->path, (long)st.st_uid, (long)geteuid());
+        return PF_SINK_ERROR;
+    }
     int fl = fcntl(f->fd, F_GETFL);
     if (fl < 0 || fcntl(f->fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
         file_error(err, errlen, "configure", f->path, errno);

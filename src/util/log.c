@@ -37,6 +37,7 @@ typedef struct secret {
     char *s;
     size_t len;
     char *scope; /* NULL: unscoped */
+    int weak;    /* a value from ${VAR}: redacted, not a credential (see log.h) */
     size_t next;
 } secret;
 
@@ -44,6 +45,7 @@ static secret *g_sec;
 static size_t g_n, g_cap;
 static size_t g_first[256];
 static char *g_scope; /* scope of new registrations; NULL: none */
+static int g_credentials_only; /* matching skips weak secrets (under g_mu) */
 /* Guards the secret table and the scope: any thread may log while another
  * registers. */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -98,13 +100,14 @@ static void rebuild_chains(void)
     }
 }
 
-int pf_log_add_secret(const char *secret_text)
+static int add_secret(const char *secret_text, int weak)
 {
-    if (!secret_text || strlen(secret_text) < 3) return 0;
+    if (!secret_text || strlen(secret_text) < (weak ? PF_LOG_WEAK_SECRET_MIN : 3)) return 0;
     int rc = 0;
     pthread_mutex_lock(&g_mu);
     for (size_t i = 0; i < g_n; i++) {
         if (strcmp(g_sec[i].s, secret_text) != 0) continue;
+        if (!weak) g_sec[i].weak = 0; /* a credential once is a credential */
         if (!g_sec[i].scope) goto out; /* unscoped: kept everywhere already */
         if (!g_scope) {
             /* Registered without a scope now: kept everywhere from now on. */
@@ -124,7 +127,7 @@ int pf_log_add_secret(const char *secret_text)
         g_sec = t;
         g_cap = nc;
     }
-    secret e = {.s = strdup(secret_text), .len = strlen(secret_text)};
+    secret e = {.s = strdup(secret_text), .len = strlen(secret_text), .weak = weak};
     if (g_scope) e.scope = strdup(g_scope);
     if (!e.s || (g_scope && !e.scope)) {
         wipe_free(e.s);
@@ -139,6 +142,16 @@ int pf_log_add_secret(const char *secret_text)
 out:
     pthread_mutex_unlock(&g_mu);
     return rc;
+}
+
+int pf_log_add_secret(const char *secret_text)
+{
+    return add_secret(secret_text, 0);
+}
+
+int pf_log_add_weak_secret(const char *secret_text)
+{
+    return add_secret(secret_text, 1);
 }
 
 void pf_log_secret_scope(const char *scope)
@@ -414,6 +427,7 @@ static size_t longest_at(const unsigned char *t, const unsigned char *end, const
             int first = pass == 0 ? b[0] : alt;
             if (first < 0) break;
             for (size_t i = g_first[first]; i; i = g_sec[i - 1].next) {
+                if (g_credentials_only && g_sec[i - 1].weak) continue;
                 size_t m = match_len(enc, t, end, &g_sec[i - 1]);
                 if (m > best) best = m;
             }
@@ -468,6 +482,23 @@ void pf_log_redact(const char *src, char *dst, size_t n)
     size_t o = redact_locked((const unsigned char *)src, strlen(src), dst, n - 1);
     pthread_mutex_unlock(&g_mu);
     dst[o] = '\0';
+}
+
+int pf_log_holds_credential(const char *s)
+{
+    if (!s || !*s) return 0;
+    size_t len = strlen(s);
+    char *r = malloc(len + 1);
+    if (!r) return 1; /* cannot tell: say yes, the caller refuses to store it */
+    pthread_mutex_lock(&g_mu);
+    g_credentials_only = 1;
+    size_t o = redact_locked((const unsigned char *)s, len, r, len);
+    g_credentials_only = 0;
+    pthread_mutex_unlock(&g_mu);
+    int differs = o != len || memcmp(r, s, len) != 0;
+    explicit_bzero(r, len);
+    free(r);
+    return differs;
 }
 
 char *pf_log_redact_dup(const char *src, size_t len, size_t *out_len)

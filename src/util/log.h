@@ -67,6 +67,24 @@ void pf_log_set_run(const char *run);
  * are registered already. */
 int pf_log_add_secret(const char *secret);
 
+/* Values of 8 bytes or more are registered by pf_log_add_weak_secret. */
+#define PF_LOG_WEAK_SECRET_MIN 8
+
+/* Registers a value that may be a credential but may as well be an ordinary
+ * setting: a ${VAR} value in a query, a header, a body or a sink option. It
+ * is redacted like any secret (shorter than PF_LOG_WEAK_SECRET_MIN bytes it
+ * is ignored, so a limit of 100 or a region name stays readable), but it
+ * does not count for pf_log_holds_credential: a next link that echoes a
+ * query's ${VAR} value may be kept in a checkpoint. Registering it with
+ * pf_log_add_secret too (a credential-like name) makes it a credential.
+ * Returns as pf_log_add_secret. */
+int pf_log_add_weak_secret(const char *secret);
+
+/* 1 when S (NULL: 0) holds a secret registered with pf_log_add_secret, raw or
+ * encoded as the redaction finds it (weak secrets do not count); also 1 when
+ * memory runs out to tell. ppflow never stores such a text in a checkpoint. */
+int pf_log_holds_credential(const char *s);
+
 /* Sets the scope of the secrets registered from now on (SCOPE copied, at
  * most 4095 bytes are kept; NULL: no scope, the default). The scheduler
  * loads each flow file with its path as the scope, so that the process that

@@ -1002,6 +1002,30 @@ static void test_credentials_over_http_are_refused(void **state)
     load_bad(text, NULL, 0, &d);
     expect_diag(&d, CLEAR_MSG, flow_path, 4, 9);
     pf_diags_free(&d);
+
+    /* A manual flow with a key in a credential-like query parameter, in its
+     * query map or written into its URL. */
+    static const char *const manual[] = {
+        "name: f\nsource:\n  template: manual\n  url: http://api.example/x\n"
+        "  query: {limit: \"100\", api_key: \"${PFT_SECRET}\"}\n"
+        "  records: $.items[*]\n" SINK_STATE,
+        "name: f\nsource:\n  template: manual\n"
+        "  url: http://api.example/x?limit=5&access_token=${PFT_SECRET}\n"
+        "  records: $.items[*]\n" SINK_STATE,
+    };
+    for (size_t i = 0; i < sizeof manual / sizeof manual[0]; i++) {
+        load_bad(manual[i], NULL, 0, &d);
+        expect_diag(&d, "refused because they would travel in clear", flow_path, 4, 8);
+        assert_non_null(strstr(d.items[0].msg, "query parameter"));
+        pf_diags_free(&d);
+    }
+    /* Plain parameter names only: nothing to refuse. */
+    pf_flow *f = load_ok("name: f\nsource:\n  template: manual\n"
+                         "  url: http://api.example/x?limit=5\n"
+                         "  query: {filter: \"${PFT_SECRET}\"}\n"
+                         "  records: $.items[*]\n" SINK_STATE,
+                         NULL, 0);
+    pf_flow_free(f);
 }
 
 /* Reads what pf_flow_warn_insecure(F) logs. */

@@ -684,6 +684,16 @@ static void test_symlinks_and_special_files_refused(void **state)
     unlink(p);
     assert_int_equal(mkfifo(p, 0600), 0);
     open_refused(&cfg, streams, 1, "not a regular file");
+    /* A file of another user (root can make one): refused, left alone. */
+    unlink(p);
+    if (geteuid() == 0) {
+        write_file(p, "theirs\n");
+        assert_int_equal(chown(p, 65534, 65534), 0);
+        open_refused(&cfg, streams, 1, "owned by uid 65534");
+        text = slurp(p, &len);
+        assert_string_equal(text, "theirs\n");
+        free(text);
+    }
     pf_sink_config_free(&cfg);
 }
 

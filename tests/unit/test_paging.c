@@ -214,6 +214,38 @@ static void test_cursor_token_from_the_response(void **state)
 
 /* A token or link holding a NUL (JSON \u0000) is refused, naming the path,
  * never cut at the NUL: "abc\0def" cut would be the token "abc". */
+/* A ${VAR} value in the query is redacted, but only a credential-like
+ * parameter's value stops a next link that echoes it from being kept: a
+ * page size or a filter from the environment does not fail the run. */
+static void test_env_values_echoed_in_links(void **state)
+{
+    (void)state;
+    setenv("PFT_FILTER", "severity-high-only", 1);
+    setenv("PFT_TOKEN", "tok-9876543210", 1);
+    pf_flow *f = manual_flow("https://api.example.com/v1/items",
+                             "    kind: next_link\n    from: $.links.next\n",
+                             "  query: {filter: \"${PFT_FILTER}\", api_token: \"${PFT_TOKEN}\"}\n");
+    pf_pager p;
+    pf_error e;
+    char url[512];
+    assert_int_equal(pf_pager_init(&p, f, &e), PF_OK);
+    url_of(f, &p, url, sizeof url);
+    /* Redacted in what ppflow prints, as every ${VAR} value of a query. */
+    char red[128];
+    pf_log_redact("filter=severity-high-only", red, sizeof red);
+    assert_string_equal(red, "filter=***");
+    const char *plain = "{\"links\":{\"next\":\"/v1/items?page=2&filter=severity-high-only\"}}";
+    assert_int_equal(pf_pager_advance(&p, f, plain, strlen(plain), 1, 0, url, &e), PF_OK);
+    assert_string_equal(p.token, "https://api.example.com/v1/items?page=2&filter=severity-high-only");
+    const char *cred = "{\"links\":{\"next\":\"/v1/items?page=3&api_token=tok-9876543210\"}}";
+    pf_error_clear(&e);
+    assert_int_equal(pf_pager_advance(&p, f, cred, strlen(cred), 1, 0, url, &e), PF_EDATA);
+    assert_non_null(strstr(e.msg, "credentials"));
+    assert_null(strstr(e.msg, "tok-9876543210"));
+    pf_pager_free(&p);
+    pf_flow_free(f);
+}
+
 static void test_nul_in_token_or_link_is_refused(void **state)
 {
     (void)state;
@@ -460,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_offset_advances_by_records),
         cmocka_unit_test(test_cursor_token_from_the_response),
         cmocka_unit_test(test_nul_in_token_or_link_is_refused),
+        cmocka_unit_test(test_env_values_echoed_in_links),
         cmocka_unit_test(test_next_link_resolution_and_same_server_rule),
         cmocka_unit_test(test_unset_size_parameter_means_one_request),
         cmocka_unit_test(test_checkpoint_round_trip_and_resume),
