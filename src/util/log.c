@@ -441,16 +441,55 @@ static size_t longest_at(const unsigned char *t, const unsigned char *end, const
  * of overlapping spans becomes one "***". Stops when OUT is full, never in
  * the middle of a UTF-8 character. Returns the bytes written. Caller holds
  * g_mu. */
+/* The first byte at or after P (before END) that starts an escape of
+ * encoding ENC (not ENC_RAW), or END. */
+static const unsigned char *next_escape(int enc, const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char *a, *b;
+    switch (enc) {
+    case ENC_JSON:
+        a = memchr(p, '\\', (size_t)(end - p));
+        return a ? a : end;
+    case ENC_HTML:
+        a = memchr(p, '&', (size_t)(end - p));
+        return a ? a : end;
+    default:
+        a = memchr(p, '%', (size_t)(end - p));
+        b = memchr(p, '+', (size_t)(end - p));
+        if (!a) return b ? b : end;
+        return b && b < a ? b : a;
+    }
+}
+
+/* At most this many bytes of encoded text stand for one byte of a secret
+ * ("&#x" + 16 digits + ";" is the longest unit). */
+#define ENCODED_UNIT_MAX 20
+
 static size_t redact_locked(const unsigned char *s, size_t len, char *out, size_t cap)
 {
-    int use[ENC_COUNT] = {1, 0, 0, 0};
+    /* An encoded match that holds no escape is the raw match: encoding ENC is
+     * tried at a position only when one of its escapes lies within the span
+     * the longest secret could take encoded, so text far from any '\\',
+     * '%', '+' or '&' costs one decoder, not four. */
+    size_t maxlen = 0;
+    for (size_t i = 0; i < g_n; i++)
+        if (g_sec[i].len > maxlen) maxlen = g_sec[i].len;
+    size_t reach = maxlen > SIZE_MAX / ENCODED_UNIT_MAX ? SIZE_MAX : maxlen * ENCODED_UNIT_MAX;
+    const unsigned char *end = s + len, *nxt[ENC_COUNT] = {NULL, NULL, NULL, NULL};
+    int any[ENC_COUNT] = {1, 0, 0, 0};
     if (g_n) {
-        use[ENC_JSON] = memchr(s, '\\', len) != NULL;
-        use[ENC_PCT] = memchr(s, '%', len) != NULL || memchr(s, '+', len) != NULL;
-        use[ENC_HTML] = memchr(s, '&', len) != NULL;
+        any[ENC_JSON] = memchr(s, '\\', len) != NULL;
+        any[ENC_PCT] = memchr(s, '%', len) != NULL || memchr(s, '+', len) != NULL;
+        any[ENC_HTML] = memchr(s, '&', len) != NULL;
     }
     size_t o = 0, covered = 0, p = 0;
     for (; p < len; p++) {
+        int use[ENC_COUNT] = {1, 0, 0, 0};
+        for (int enc = ENC_JSON; enc < ENC_COUNT; enc++) {
+            if (!any[enc]) continue;
+            if (!nxt[enc] || nxt[enc] < s + p) nxt[enc] = next_escape(enc, s + p, end);
+            use[enc] = nxt[enc] < end && (size_t)(nxt[enc] - (s + p)) < reach;
+        }
         size_t m = g_n ? longest_at(s + p, s + len, use) : 0;
         if (m && p + m > covered) {
             if (p >= covered) { /* a new redacted span */
