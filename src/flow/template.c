@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "flow/expand.h"
 #include "flow/yschema.h"
@@ -1518,9 +1519,7 @@ pf_status pf_template_find(const char *name, pf_template **out, pf_diags *d)
     for (size_t i = 0; i < ndirs; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s.yaml", dirs[i], name);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        fclose(f);
+        if (access(path, F_OK) != 0) continue; /* the load says why it cannot read it */
         pf_paths_free(dirs, ndirs);
         return pf_template_load_file(path, out, d);
     }

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
+
+#include "util/safefile.h"
 
 static pf_ynode *node_new(pf_ykind kind, const char *file, int line, int col)
 {
@@ -369,10 +372,21 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
 pf_status pf_yaml_load_file(const char *path, pf_ydoc **out, pf_error *err)
 {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return pf_error_at(err, errno == ENOENT ? PF_ENOTFOUND : PF_EIO, path, 0, 0,
-                           "cannot open: %s", strerror(errno));
+    /* Never blocking, and only a regular file: a FIFO given as a flow or
+     * template file is refused instead of hanging the command. */
+    pf_error oe;
+    pf_error_clear(&oe);
+    int fd = pf_open_regular(path, &oe);
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!fp) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        /* pf_open_regular's message says "... PATH: REASON"; keep REASON. */
+        const char *at = fd >= 0 ? NULL : strstr(oe.msg, path);
+        const char *why = at ? at + strlen(path) + (at[strlen(path)] == ':' ? 2 : 0) : strerror(e);
+        return pf_error_at(err, oe.code == PF_ENOTFOUND ? PF_ENOTFOUND : PF_EIO, path, 0, 0,
+                           "cannot open: %s", why);
+    }
     size_t cap = PF_YAML_MAX_BYTES + 1, len = 0;
     char *text = malloc(cap);
     if (!text) {

@@ -102,6 +102,14 @@ class SecurityFiles(E2ETestCase):
         self.assertTrue(stat.S_ISFIFO(os.lstat(os.path.join(self.state_dir, "siem.json")).st_mode))
         self.assert_nothing_fetched()
 
+    def test_fifo_as_flow_or_template_file_is_refused_without_hanging(self):
+        os.mkfifo(os.path.join(self.dir, "fifo.yaml"), 0o600)
+        for args in (["validate", "fifo.yaml"], ["run", "fifo.yaml"],
+                     ["templates", "./fifo.yaml"]):
+            r = self.ppflow(*args, timeout=QUICK)
+            self.assert_refused(r, "fifo.yaml", "not a regular file (FIFO)")
+        self.assert_nothing_fetched()
+
     # ---- the state directory ---------------------------------------------
 
     def test_state_directory_writable_by_others_is_refused(self):
