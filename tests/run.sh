@@ -5,6 +5,10 @@
 #   PPFLOW_SANITIZE=0 ./tests/run.sh   skip the sanitizer pass
 #   PPFLOW_FUZZ_SECONDS=N           seconds per fuzz target (default 60; 0 skips fuzzing)
 #   PPFLOW_JOBS=N                   parallel build and test jobs (default: CPU count)
+#   PPFLOW_BUILD_MATRIX=0           skip the gcc/clang x build-type compile checks
+#
+# Every build here treats warnings as errors (-DPPFLOW_WERROR=ON); a user's
+# build does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,9 +21,30 @@ pf_install_deps test
 build() { # build DIR [cmake args...]
     local dir=$1
     shift
-    cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+    cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPPFLOW_WERROR=ON "$@" >/dev/null
     cmake --build "$dir" -j "$jobs"
 }
+
+# Compile checks: gcc and clang at every build type (each optimisation level
+# warns differently), the test programs included; the suite itself runs on the
+# builds below.
+if [ "${PPFLOW_BUILD_MATRIX:-1}" != 0 ]; then
+    for cc in gcc clang; do
+        command -v "$cc" >/dev/null || continue
+        for type in Debug Release RelWithDebInfo MinSizeRel; do
+            [ "$cc/$type" = gcc/RelWithDebInfo ] && continue # the build below
+            echo "== compile ($cc, $type)"
+            dir="$root/build-matrix/$cc-$type"
+            CC=$cc cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$type" -DPPFLOW_WERROR=ON \
+                -DPPFLOW_TESTS=ON >/dev/null
+            if ! cmake --build "$dir" -j "$jobs" >"$dir.log" 2>&1; then
+                grep -E -B2 -A8 "error|warning" "$dir.log" | head -80
+                echo "== compile ($cc, $type) failed; full log: $dir.log"
+                exit 1
+            fi
+        done
+    done
+fi
 
 echo "== build (RelWithDebInfo)"
 build "$root/build" -DPPFLOW_TESTS=ON
@@ -38,7 +63,7 @@ fuzz_seconds=${PPFLOW_FUZZ_SECONDS:-60}
 if [ "$fuzz_seconds" != 0 ] && command -v clang >/dev/null; then
     echo "== fuzz (${fuzz_seconds}s per target)"
     CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DPPFLOW_FUZZ=ON -DPPFLOW_TESTS=OFF >/dev/null
+        -DPPFLOW_FUZZ=ON -DPPFLOW_TESTS=OFF -DPPFLOW_WERROR=ON >/dev/null
     cmake --build "$root/build-fuzz" -j "$jobs"
     for bin in "$root"/build-fuzz/tests/fuzz/fuzz_*; do
         [ -x "$bin" ] || continue

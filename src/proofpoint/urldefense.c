@@ -481,7 +481,9 @@ static pf_status b64_decode(ctx *c, size_t e0, size_t e1, unsigned char **r, siz
         return bad_at(c, e0 + end - 1,
                       "replacement string has an impossible base64 length (%zu characters)", end);
     size_t cap = end / 4 * 3 + (end % 4 ? end % 4 - 1 : 0);
-    unsigned char *o = malloc(cap ? cap : 1);
+    /* Zeroed: only the K bytes written below are read, but GCC's -O3
+     * cannot see that and warns (maybe-uninitialized) without it. */
+    unsigned char *o = calloc(cap ? cap : 1, 1);
     if (!o) return oom(c);
     size_t k = 0;
     uint32_t acc = 0;
