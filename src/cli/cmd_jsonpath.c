@@ -120,7 +120,7 @@ int pf_cmd_jsonpath(int argc, char **argv)
     int want_paths = 0, c;
     optind = 0; /* restart getopt (GNU): argv[0] is "jsonpath" */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'p':
             want_paths = 1;

@@ -24,33 +24,42 @@ int pf_cmd_plan(int argc, char **argv)
 {
     pf_flow_override sets[64];
     size_t nsets = 0;
-    int i = 1;
-    for (; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return PF_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && nsets < 64) {
-            if (pf_cli_parse_set(argv[++i], &sets[nsets]) != 0) return PF_EXIT_USAGE;
-            nsets++;
+    /* Options before or after the flow (GNU style); "--" ends them. */
+    const char *flow = NULL;
+    int operands = 0, opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (opts_done || a[0] != '-' || a[1] == '\0') {
+            if (!flow) flow = a;
+            operands++;
             continue;
         }
-        if (strcmp(argv[i], "--") == 0) {
-            i++;
-            break;
-        }
-        if (argv[i][0] == '-') {
+        if (strcmp(a, "--") == 0) {
+            opts_done = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return PF_EXIT_OK;
+        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || nsets >= 64) {
+                fprintf(stderr, "ppflow plan: %s\n",
+                        v ? "at most 64 --set options" : "--set needs NAME=VALUE");
+                return PF_EXIT_USAGE;
+            }
+            if (pf_cli_parse_set(v, &sets[nsets]) != 0) return PF_EXIT_USAGE;
+            nsets++;
+        } else {
+            fprintf(stderr, "ppflow plan: unknown option '%s'\n\n", a);
             usage(stderr);
             return PF_EXIT_USAGE;
         }
-        break;
     }
-    if (i != argc - 1) {
+    if (operands != 1) {
         usage(stderr);
         return PF_EXIT_USAGE;
     }
     int code = PF_EXIT_OK;
-    pf_flow *f = pf_cli_load_flow(argv[i], sets, nsets, &code);
+    pf_flow *f = pf_cli_load_flow(flow, sets, nsets, &code);
     if (!f) return code;
     pf_plan p;
     pf_error err;

@@ -53,10 +53,10 @@ static int run_or_test(int argc, char **argv, int test)
     pf_flow_override sets[MAX_SETS];
     size_t nsets = 0;
     long limit = 10;
-    optind = 1;
+    optind = 0; /* full restart of GNU getopt, which permutes: options anywhere */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+s:n:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:n:qvh", longopts, NULL)) != -1) {
         switch (c) {
         case 's':
             if (nsets == MAX_SETS) {

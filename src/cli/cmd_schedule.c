@@ -71,10 +71,10 @@ int pf_cmd_schedule(int argc, char **argv)
     o.grace_ms = PF_SCHED_DEFAULT_GRACE_MS;
     o.metrics_port = -1;
     long list = 0;
-    optind = 1;
+    optind = 0; /* full restart of GNU getopt, which permutes: options anywhere */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+j:qvh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "j:qvh", longopts, NULL)) != -1) {
         long v;
         switch (c) {
         case 'j':

@@ -118,8 +118,8 @@ int pf_cmd_status(int argc, char **argv)
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int json = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+jh", longopts, NULL)) != -1) {
+    optind = 0; /* full restart of GNU getopt, which permutes: options anywhere */
+    while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
         switch (c) {
         case 'j':
             json = 1;

@@ -276,10 +276,10 @@ int pf_cmd_suggest(int argc, char **argv)
     opts op;
     memset(&op, 0, sizeof op);
     op.limit = -1;
-    optind = 1;
+    optind = 0; /* full restart of GNU getopt, which permutes: options anywhere */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+n:w:o:s:vh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:w:o:s:vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'j':
             op.json = 1;

@@ -114,6 +114,45 @@ class Cli(E2ETestCase):
         r = self.ppflow("run", "--set", "nonsense", flow)
         self.assertEqual(r.code, 2)
 
+    def test_options_before_or_after_operands(self):
+        # As the README writes them: `ppflow test siem.yaml -n 5`. Each command
+        # gives the same answer with its options before or after the flow.
+        flow = self.siem_flow(params={"since_seconds": 7200})
+        after = self.ppflow("test", flow, "-n", "2", "--set", "since_seconds=3600")
+        before = self.ppflow("test", "-n", "2", "--set", "since_seconds=3600", flow)
+        self.assertEqual(after.code, 0, after)
+        self.assertEqual(after.out, before.out)
+        self.assertGreater(len(after.out.splitlines()), 0)
+        for args in (["plan", flow, "--set", "since_seconds=3600"],
+                     ["plan", "--set=since_seconds=3600", flow]):
+            r = self.ppflow(*args)
+            self.assertEqual(r.code, 0, r)
+            self.assertIn("3600", " ".join(args))
+        loud = self.ppflow("run", flow, "--set", "since_seconds=3600")
+        r = self.ppflow("run", flow, "-q", "--set", "since_seconds=3600")
+        self.assertEqual(r.code, 0, r)
+        # -q after the flow is honoured: warnings only (the mock is http://).
+        self.assertTrue(any("warning" not in l for l in loud.err.splitlines()), loud)
+        self.assertTrue(all("warning" in l for l in r.err.splitlines()), r)
+        a, b = self.ppflow("status", flow, "--json"), self.ppflow("status", "--json", flow)
+        self.assertEqual(a.code, 0, a)
+        self.assertEqual(json.loads(a.out)["flow"], json.loads(b.out)["flow"])
+        # "--" ends the options: what follows is an operand.
+        r = self.ppflow("plan", "--", "-n")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("-n", r.err)
+        r = self.ppflow("plan", flow, "--bogus")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("unknown option '--bogus'", r.err)
+        doc = '{"a":[1,2]}'
+        with open(os.path.join(self.dir, "doc.json"), "w") as f:
+            f.write(doc)
+        r1 = self.ppflow("jsonpath", "$.a[*]", "doc.json", "--paths")
+        r2 = self.ppflow("jsonpath", "--paths", "$.a[*]", "doc.json")
+        self.assertEqual(r1.code, 0, r1)
+        self.assertEqual(r1.out, r2.out)
+        self.assertIn("$['a'][1]", r1.out)
+
     def test_quickstart_flow_and_status(self):
         shutil.copytree(os.path.join(SOURCE_DIR, "samples"), os.path.join(self.dir, "samples"))
         r = self.ppflow("validate", "samples/quickstart.yaml")
