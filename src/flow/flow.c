@@ -478,6 +478,16 @@ static void load_auth(pf_flow *f, const pf_ynode *auth, pf_diags *d)
         if (path) f->secret = read_secret_file(sf, path, d);
         free(path);
     }
+    /* An empty secret (a variable set to "", an empty file) is as wrong as
+     * a missing one: it would send an empty password and fail with a 401. */
+    if (f->secret && !f->secret[0]) {
+        pf_ys_error(d, sec ? sec : sf, PF_ECONFIG,
+                    sec ? "auth.secret is empty (its environment variable is set, to an empty "
+                          "value)"
+                        : "auth.secret_file is empty");
+        free(f->secret);
+        f->secret = NULL;
+    }
     if (f->secret && pf_log_add_secret(f->secret) != 0)
         pf_ys_error(d, sec ? sec : sf, PF_ENOMEM, "cannot register auth.secret for log redaction");
     if (f->tmpl->auth == PF_AUTH_BASIC && !f->local_file &&

@@ -92,6 +92,12 @@ class Cli(E2ETestCase):
                                 r"PP_SECRET is not set")
         r = self.ppflow("run", flow, env=env)
         self.assertEqual(r.code, 2)
+        # Set but empty: the same refusal, not an empty password.
+        env["PP_SECRET"] = ""
+        for cmd in ("validate", "run"):
+            r = self.ppflow(cmd, flow, env=env)
+            self.assertEqual(r.code, 2, r)
+            self.assertRegex(r.err, r"siem\.yaml:\d+:\d+: auth\.secret is empty")
         self.assertEqual(self.mock.requests(), [], "no request without credentials")
 
     def test_validate_reports_every_problem(self):
