@@ -1,5 +1,6 @@
 /* cmd_validate.c: `ppflow validate`: check flows (and their templates) offline,
- * and that no two of the flows given together write the same output file. */
+ * and that no two of the flows given together write the same output file or
+ * share a name or a checkpoint. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,9 @@ int pf_cmd_validate(int argc, char **argv)
                    "access: YAML syntax, unknown or missing keys, parameter types and bounds,\n"
                    "${VAR} references, sink options, credentials never sent over plain http.\n"
                    "A directory stands for its *.yaml and *.yml files. Flows given together\n"
-                   "must not write the same NDJSON output file. Every problem is printed as\n"
-                   "FILE:LINE:COL: message. Exit code 0 when all are valid, 2 otherwise.\n");
+                   "must not write the same NDJSON output file, nor share a name or a\n"
+                   "state.path. Every problem is printed as FILE:LINE:COL: message.\n"
+                   "Exit code 0 when all are valid, 2 otherwise.\n");
         return argc < 2 ? PF_EXIT_USAGE : PF_EXIT_OK;
     }
     /* Line-buffered stderr: one write per diagnostic, not one per character
@@ -85,6 +87,8 @@ int pf_cmd_validate(int argc, char **argv)
     /* One output file, one flow. */
     pf_diags d = {0};
     size_t clashes = nfiles > 1 ? pf_flow_outputs_check(flows, nfiles, clash, &d) : 0;
+    /* One name and one checkpoint per flow. */
+    clashes += nfiles > 1 ? pf_flow_names_check(flows, nfiles, clash, &d) : 0;
     if (clashes && worst < PF_EXIT_USAGE) worst = PF_EXIT_USAGE;
     if ((d.count > clashes || d.oom) && worst == PF_EXIT_OK) worst = PF_EXIT_FAIL; /* memory */
     pf_diags_print(&d, stderr, "");

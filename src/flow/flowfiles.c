@@ -306,3 +306,52 @@ out:
     free(l.v);
     return found;
 }
+
+/* The node of F's KEY (for the position), else its root. */
+static const pf_ynode *key_node(const pf_flow *f, const char *key, const char *sub)
+{
+    const pf_ynode *root = f->doc ? f->doc->root : NULL;
+    const pf_ynode *n = pf_ymap_get(root, key);
+    if (n && sub) n = pf_ymap_get(n, sub) ? pf_ymap_get(n, sub) : n;
+    return n ? n : root;
+}
+
+size_t pf_flow_names_check(pf_flow *const *flows, size_t n, int *involved, pf_diags *d)
+{
+    /* Flows given together are few (a scheduler takes at most
+     * PF_SCHED_MAX_FLOWS): pairwise comparison is enough. */
+    size_t found = 0;
+    char (*state)[PATH_MAX] = n ? calloc(n, sizeof *state) : NULL;
+    if (n && !state) {
+        pf_ys_error(d, NULL, PF_ENOMEM, "out of memory comparing the flows' names");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (flows[i] && resolve_output(flows[i]->state_path, state[i], PATH_MAX) != 0)
+            snprintf(state[i], PATH_MAX, "%s", flows[i]->state_path);
+    for (size_t b = 0; b < n; b++) {
+        if (!flows[b]) continue;
+        for (size_t a = 0; a < b; a++) {
+            if (!flows[a] || same_file(flows[a], flows[b])) continue;
+            const pf_flow *fa = flows[a], *fb = flows[b];
+            if (strcmp(fa->name, fb->name) == 0) {
+                pf_ys_error(d, key_node(fb, "name", NULL), PF_ECONFIG,
+                            "flow name '%s' is also the name of the flow in %s; each flow needs "
+                            "its own name (status, logs and metrics tell flows apart by it)",
+                            fb->name, fa->file);
+            } else if (strcmp(state[a], state[b]) == 0) {
+                pf_ys_error(d, key_node(fb, "state", "path"), PF_ECONFIG,
+                            "state.path %s is also the checkpoint of flow '%s' (%s); each flow "
+                            "needs its own checkpoint",
+                            fb->state_path, fa->name, fa->file);
+            } else {
+                continue;
+            }
+            if (involved) involved[a] = involved[b] = 1;
+            found++;
+            break; /* one report per flow */
+        }
+    }
+    free(state);
+    return found;
+}

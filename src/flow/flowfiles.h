@@ -48,4 +48,12 @@ int pf_flow_files(const char *const *paths, size_t n, char ***files, size_t *nfi
  * collisions reported; out of memory is reported as a diagnostic too. */
 size_t pf_flow_outputs_check(pf_flow *const *flows, size_t n, int *involved, pf_diags *d);
 
+/* Reports each flow of FLOWS (N entries, NULL entries skipped; borrowed)
+ * whose name, or whose state.path (made absolute and normalised as output
+ * files are), is also another flow's, as one diagnostic at the later flow's
+ * `name` or `state.path` naming the other flow's file. The same flow file
+ * given twice is not reported. INVOLVED as for pf_flow_outputs_check.
+ * Returns the number of flows reported. */
+size_t pf_flow_names_check(pf_flow *const *flows, size_t n, int *involved, pf_diags *d);
+
 #endif

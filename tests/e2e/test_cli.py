@@ -111,6 +111,29 @@ class Cli(E2ETestCase):
                     r"many\.yaml:1:1: flow has no state"]:
             self.assertRegex(r.err, pat)
 
+    def test_validate_reports_flows_sharing_a_name_or_a_checkpoint(self):
+        a = self.siem_flow(name="same", sink_path="out/a/{stream}.ndjson")
+        os.makedirs(os.path.join(self.dir, "flows"))
+        os.rename(a, os.path.join(self.dir, "flows", "a.yaml"))
+        b = self.siem_flow(name="same", sink_path="out/b/{stream}.ndjson")
+        os.rename(b, os.path.join(self.dir, "flows", "b.yaml"))
+        r = self.ppflow("validate", "flows")
+        self.assertEqual(r.code, 2, r)
+        self.assertRegex(r.err, r"flows/b\.yaml:1:7: flow name 'same' is also the name of the "
+                                r"flow in flows/a\.yaml")
+        self.assertNotIn("b.yaml: ok", r.out)
+        # Another name, the same checkpoint.
+        text = slurp(os.path.join(self.dir, "flows", "b.yaml"))
+        with open(os.path.join(self.dir, "flows", "b.yaml"), "w") as f:
+            f.write(text.replace("name: same", "name: other", 1))
+        r = self.ppflow("validate", "flows/a.yaml", "flows/b.yaml")
+        self.assertEqual(r.code, 2, r)
+        self.assertRegex(r.err, r"flows/b\.yaml:\d+:\d+: state\.path \S+ is also the checkpoint "
+                                r"of flow 'same' \(flows/a\.yaml\)")
+        # The same file twice is no clash.
+        r = self.ppflow("validate", "flows/a.yaml", "flows/a.yaml")
+        self.assertEqual(r.code, 0, r)
+
     def test_set_overrides_and_bad_set(self):
         flow = self.siem_flow()
         r = self.ppflow("test", "--set", "since_seconds=abc", flow)
