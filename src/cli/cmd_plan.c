@@ -1,65 +1,33 @@
 /* cmd_plan.c: `ppflow plan FLOW.yaml`: how many API calls the next run (or a
  * backfill) will make, and against which call budget, before making any. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "engine/engine.h"
+#include "flow/flowfiles.h"
 #include "util/timeutil.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: ppflow plan [--set NAME=VALUE]... FLOW.yaml\n\n"
+    fprintf(f, "usage: ppflow plan [--set NAME=VALUE]... FLOW.yaml|DIR...\n\n"
                "Prints what `ppflow run FLOW.yaml` would fetch now, without calling the API:\n"
                "the time range and windows (from the checkpoint, with the late-arrival\n"
                "look-back), the number of API calls, and for templates with a daily call\n"
                "budget the calls this credential made in the last 24 hours and what would\n"
-               "remain.\n\n"
+               "remain. A directory stands for its *.yaml and *.yml files; each flow is\n"
+               "planned in turn.\n\n"
                "Exit code 0, or 1 when the run would need more calls than the budget has\n"
                "left (the run would stop at the budget), 2 for an invalid flow.\n");
 }
 
-int pf_cmd_plan(int argc, char **argv)
+/* Plans the flow in FILE (with SETS); returns its exit code. */
+static int plan_one(const char *file, pf_flow_override *sets, size_t nsets)
 {
-    pf_flow_override sets[64];
-    size_t nsets = 0;
-    /* Options before or after the flow (GNU style); "--" ends them. */
-    const char *flow = NULL;
-    int operands = 0, opts_done = 0;
-    for (int i = 1; i < argc; i++) {
-        char *a = argv[i];
-        if (opts_done || a[0] != '-' || a[1] == '\0') {
-            if (!flow) flow = a;
-            operands++;
-            continue;
-        }
-        if (strcmp(a, "--") == 0) {
-            opts_done = 1;
-        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return PF_EXIT_OK;
-        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
-            char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || nsets >= 64) {
-                fprintf(stderr, "ppflow plan: %s\n",
-                        v ? "at most 64 --set options" : "--set needs NAME=VALUE");
-                return PF_EXIT_USAGE;
-            }
-            if (pf_cli_parse_set(v, &sets[nsets]) != 0) return PF_EXIT_USAGE;
-            nsets++;
-        } else {
-            fprintf(stderr, "ppflow plan: unknown option '%s'\n\n", a);
-            usage(stderr);
-            return PF_EXIT_USAGE;
-        }
-    }
-    if (operands != 1) {
-        usage(stderr);
-        return PF_EXIT_USAGE;
-    }
     int code = PF_EXIT_OK;
-    pf_flow *f = pf_cli_load_flow(flow, sets, nsets, &code);
+    pf_flow *f = pf_cli_load_flow(file, sets, nsets, &code);
     if (!f) return code;
     pf_plan p;
     pf_error err;
@@ -106,4 +74,71 @@ int pf_cmd_plan(int argc, char **argv)
     }
     pf_flow_free(f);
     return rc;
+}
+
+int pf_cmd_plan(int argc, char **argv)
+{
+    pf_flow_override sets[64];
+    size_t nsets = 0;
+    /* Options before or after the flows (GNU style); "--" ends them. */
+    const char **paths = calloc((size_t)argc, sizeof *paths);
+    if (!paths) {
+        fprintf(stderr, "ppflow plan: out of memory\n");
+        return PF_EXIT_FAIL;
+    }
+    size_t npaths = 0;
+    int opts_done = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        if (opts_done || a[0] != '-' || a[1] == '\0') {
+            paths[npaths++] = a;
+        } else if (strcmp(a, "--") == 0) {
+            opts_done = 1;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            free(paths);
+            return PF_EXIT_OK;
+        } else if (strcmp(a, "--set") == 0 || strncmp(a, "--set=", 6) == 0) {
+            char *v = a[5] == '=' ? a + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || nsets >= 64 || pf_cli_parse_set(v, &sets[nsets]) != 0) {
+                if (!v || nsets >= 64)
+                    fprintf(stderr, "ppflow plan: %s\n",
+                            v ? "at most 64 --set options" : "--set needs NAME=VALUE");
+                free(paths);
+                return PF_EXIT_USAGE;
+            }
+            nsets++;
+        } else {
+            fprintf(stderr, "ppflow plan: unknown option '%s'\n\n", a);
+            usage(stderr);
+            free(paths);
+            return PF_EXIT_USAGE;
+        }
+    }
+    if (npaths == 0) {
+        usage(stderr);
+        free(paths);
+        return PF_EXIT_USAGE;
+    }
+    /* Each operand a flow file, a directory standing for its flow files. */
+    char **files = NULL;
+    size_t nfiles = 0;
+    int rc = pf_flow_files(paths, npaths, &files, &nfiles);
+    free(paths);
+    if (rc == -2) {
+        fprintf(stderr, "ppflow plan: out of memory\n");
+        return PF_EXIT_FAIL;
+    }
+    int worst = rc != 0 || nfiles == 0 ? PF_EXIT_USAGE : PF_EXIT_OK;
+    if (rc == 0 && nfiles == 0) fprintf(stderr, "ppflow plan: no flow files (*.yaml or *.yml)\n");
+    for (size_t i = 0; i < nfiles; i++) {
+        if (i) printf("\n");
+        fflush(stdout);
+        int code = plan_one(files[i], sets, nsets);
+        /* A flow that cannot be planned (2) outranks one over its budget (1). */
+        if (code > worst) worst = code;
+        free(files[i]);
+    }
+    free(files);
+    return worst;
 }

@@ -133,6 +133,10 @@ class Cli(E2ETestCase):
         # The same file twice is no clash.
         r = self.ppflow("validate", "flows/a.yaml", "flows/a.yaml")
         self.assertEqual(r.code, 0, r)
+        # plan takes a directory too: each flow in turn, in name order.
+        r = self.ppflow("plan", "flows")
+        self.assertEqual(r.code, 0, r)
+        self.assertEqual(re.findall(r"^flow:\s+(\S+)", r.out, re.M), ["same", "other"])
 
     def test_set_overrides_and_bad_set(self):
         flow = self.siem_flow()
