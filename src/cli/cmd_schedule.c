@@ -26,7 +26,10 @@ static void usage(FILE *f)
             "      --grace DURATION   after SIGTERM/SIGINT, how long runs in flight may take\n"
             "                         to stop after their last commit (default 30s)\n"
             "      --metrics-port P   serve Prometheus metrics on http://127.0.0.1:P/metrics\n"
-            "                         (0: any free port, logged; default: off)\n"
+            "                         (0: any free port, logged; default: off), and \"ok\" on\n"
+            "                         /healthz while the scheduler runs\n"
+            "      --metrics-bind ADDR  the address the metrics port listens on (default\n"
+            "                         127.0.0.1; e.g. ::1, or 0.0.0.0 for every interface)\n"
             "      --list[=N]         print each flow's schedule and next N run times (default\n"
             "                         5), then exit without running anything\n"
             "  -q, --quiet            log warnings and errors only\n"
@@ -59,6 +62,7 @@ int pf_cmd_schedule(int argc, char **argv)
     static const struct option longopts[] = {{"max-parallel", required_argument, NULL, 'j'},
                                              {"grace", required_argument, NULL, 'g'},
                                              {"metrics-port", required_argument, NULL, 'm'},
+                                             {"metrics-bind", required_argument, NULL, 'B'},
                                              {"list", optional_argument, NULL, 'l'},
                                              {"quiet", no_argument, NULL, 'q'},
                                              {"verbose", no_argument, NULL, 'v'},
@@ -105,6 +109,9 @@ int pf_cmd_schedule(int argc, char **argv)
                 return PF_EXIT_USAGE;
             }
             o.metrics_port = (int)v;
+            break;
+        case 'B':
+            o.metrics_bind = optarg;
             break;
         case 'l':
             list = 5;

@@ -415,6 +415,7 @@ int pf_metrics_route(pf_metrics_parse r, const pf_metrics_request *req)
     if (req->method != PF_METRICS_METHOD_GET && req->method != PF_METRICS_METHOD_HEAD) return 405;
     if (!req->path) return 400;
     if (req->path_len == 8 && memcmp(req->path, "/metrics", 8) == 0) return 200;
+    if (req->path_len == 8 && memcmp(req->path, "/healthz", 8) == 0) return 200;
     return 404;
 }
 
@@ -452,10 +453,31 @@ struct pf_metrics_server {
     conn conns[PF_METRICS_MAX_CONNS];
 };
 
-pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *err)
+pf_status pf_metrics_server_open(const char *bind_addr, int port, pf_metrics_server **out,
+                                 pf_error *err)
 {
     if (port < 0 || port > 65535)
         return pf_error_set(err, PF_EINVAL, "metrics port %d is not in 0-65535", port);
+    if (!bind_addr) bind_addr = "127.0.0.1";
+    struct sockaddr_storage a;
+    socklen_t alen;
+    memset(&a, 0, sizeof a);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&a;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&a;
+    if (inet_pton(AF_INET, bind_addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        alen = sizeof *a4;
+    } else if (inet_pton(AF_INET6, bind_addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        alen = sizeof *a6;
+    } else {
+        return pf_error_set(err, PF_EINVAL,
+                            "metrics address '%s' is not an IPv4 or IPv6 address (e.g. "
+                            "127.0.0.1, ::1, 0.0.0.0)",
+                            bind_addr);
+    }
     pf_metrics_server *s = calloc(1, sizeof *s);
     if (!s) return pf_error_set(err, PF_ENOMEM, "out of memory");
     for (size_t i = 0; i < PF_METRICS_MAX_CONNS; i++) {
@@ -463,7 +485,7 @@ pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *er
         pf_buf_init(&s->conns[i].resp, PF_METRICS_MAX_RESPONSE);
     }
     s->ep = -1;
-    s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    s->listen_fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->listen_fd < 0) {
         pf_status st = pf_error_set(err, PF_EIO, "metrics: socket: %s", strerror(errno));
         free(s);
@@ -471,16 +493,14 @@ pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *er
     }
     int one = 1;
     setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    if (bind(s->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(s->listen_fd, 64) != 0 ||
+    if (a.ss_family == AF_INET6) setsockopt(s->listen_fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    socklen_t al = alen;
+    if (bind(s->listen_fd, (struct sockaddr *)&a, alen) != 0 || listen(s->listen_fd, 64) != 0 ||
         getsockname(s->listen_fd, (struct sockaddr *)&a, &al) != 0) {
-        pf_status st = pf_error_set(err, PF_EIO, "metrics: cannot listen on 127.0.0.1:%d: %s", port,
-                                    strerror(errno));
+        pf_status st =
+            pf_error_set(err, PF_EIO, "metrics: cannot listen on %s%s%s:%d: %s",
+                         a.ss_family == AF_INET6 ? "[" : "", bind_addr,
+                         a.ss_family == AF_INET6 ? "]" : "", port, strerror(errno));
         close(s->listen_fd);
         free(s);
         return st;
@@ -494,7 +514,7 @@ pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *er
         free(s);
         return st;
     }
-    s->port = ntohs(a.sin_port);
+    s->port = ntohs(a.ss_family == AF_INET6 ? a6->sin6_port : a4->sin_port);
     *out = s;
     return PF_OK;
 }
@@ -564,6 +584,11 @@ static int answer(conn *c, int code, const pf_metrics_request *req, const pf_met
     int head = req && req->method == PF_METRICS_METHOD_HEAD;
     switch (code) {
     case 200: {
+        if (req && req->path_len == 8 && memcmp(req->path, "/healthz", 8) == 0) {
+            /* The scheduler answers: it is alive and its loop turns. */
+            static const char ok[] = "ok\n";
+            return respond(c, 200, "OK", text, ok, sizeof ok - 1, head, NULL);
+        }
         pf_buf body;
         pf_buf_init(&body, PF_METRICS_MAX_RESPONSE / 2);
         if (pf_metrics_render(m, now_ms, &body) != PF_OK) {
@@ -577,7 +602,7 @@ static int answer(conn *c, int code, const pf_metrics_request *req, const pf_met
         return r;
     }
     case 404: {
-        static const char msg[] = "not found; metrics are at /metrics\n";
+        static const char msg[] = "not found; metrics are at /metrics, health at /healthz\n";
         return respond(c, 404, "Not Found", text, msg, sizeof msg - 1, head, NULL);
     }
     case 405: {

@@ -5,9 +5,10 @@
  * each run; pf_metrics_render turns it into the Prometheus text exposition
  * format (version 0.0.4). Counters start at zero when the scheduler starts.
  *
- * The server is a minimal HTTP/1.1 responder bound to 127.0.0.1 only:
- * `GET /metrics` (and HEAD; a query string is ignored) answer 200 with the
- * rendered text; a malformed request 400, other methods 405, other paths
+ * The server is a minimal HTTP/1.1 responder, bound to 127.0.0.1 unless
+ * told another address: `GET /metrics` (and HEAD; a query string is
+ * ignored) answer 200 with the rendered text, `GET /healthz` 200 "ok" while
+ * the scheduler's loop turns; a malformed request 400, other methods 405, other paths
  * 404, a request whose head (request line and headers) does not end within
  * PF_METRICS_MAX_REQUEST bytes 431. Every response closes the connection.
  * The request head is parsed by pf_metrics_parse_request, a pure function
@@ -153,15 +154,18 @@ pf_metrics_parse pf_metrics_parse_request(const char *buf, size_t len, pf_metric
  * the parser; only read when R is OK; may be NULL otherwise): 0 for
  * INCOMPLETE (keep reading), 400 BAD, 431 TOO_LARGE; for OK: 405 unless GET
  * or HEAD, 400 for a target that is neither origin- nor absolute-form, 404
- * for a path other than "/metrics", else 200. */
+ * for a path other than "/metrics" and "/healthz", else 200. */
 int pf_metrics_route(pf_metrics_parse r, const pf_metrics_request *req);
 
 typedef struct pf_metrics_server pf_metrics_server;
 
-/* Listens on 127.0.0.1:PORT (0: a free port; see pf_metrics_server_port).
- * Returns PF_OK and *OUT, PF_EINVAL for a port outside 0-65535, PF_EIO when
- * the port cannot be bound (message names it), PF_ENOMEM. */
-pf_status pf_metrics_server_open(int port, pf_metrics_server **out, pf_error *err);
+/* Listens on BIND_ADDR:PORT (BIND_ADDR an IPv4 or IPv6 address; NULL:
+ * 127.0.0.1, loopback only; PORT 0: a free port, see
+ * pf_metrics_server_port). Returns PF_OK and *OUT, PF_EINVAL for a port
+ * outside 0-65535 or an address that is not one, PF_EIO when it cannot be
+ * bound (message names address and port), PF_ENOMEM. */
+pf_status pf_metrics_server_open(const char *bind_addr, int port, pf_metrics_server **out,
+                                 pf_error *err);
 
 /* The port actually bound. S: not NULL. */
 int pf_metrics_server_port(const pf_metrics_server *s);

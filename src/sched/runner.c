@@ -920,13 +920,16 @@ int pf_sched_main(const pf_sched_opts *o)
     }
     if (o->metrics_port >= 0) {
         pf_error e;
-        if (pf_metrics_server_open(o->metrics_port, &s.server, &e) != PF_OK) {
+        if (pf_metrics_server_open(o->metrics_bind, o->metrics_port, &s.server, &e) != PF_OK) {
             pf_log_error("%s", e.msg);
             sched_free(&s);
             sigprocmask(SIG_SETMASK, &s.orig_mask, NULL);
             return PF_SCHED_EXIT_FAIL;
         }
-        pf_log_info("metrics at http://127.0.0.1:%d/metrics", pf_metrics_server_port(s.server));
+        const char *ba = o->metrics_bind ? o->metrics_bind : "127.0.0.1";
+        int v6 = strchr(ba, ':') != NULL;
+        pf_log_info("metrics at http://%s%s%s:%d/metrics (health at /healthz)", v6 ? "[" : "", ba,
+                    v6 ? "]" : "", pf_metrics_server_port(s.server));
     }
     pf_log_info("scheduling %zu flows (at most %d runs at once); SIGTERM stops, SIGHUP reloads",
                 s.n, o->max_parallel);

@@ -50,6 +50,7 @@ typedef struct pf_sched_opts {
     int max_parallel;   /* 1..PF_SCHED_MAX_PARALLEL_LIMIT */
     int64_t grace_ms;   /* real milliseconds to wait for runs after a stop signal */
     int metrics_port;   /* -1: no metrics endpoint; 0: any free port; else the port */
+    const char *metrics_bind; /* the metrics endpoint's address; NULL: 127.0.0.1 */
 } pf_sched_opts;
 
 /* Loads the flows of O and runs them on their schedules until a signal stops

@@ -183,6 +183,8 @@ class HostileCase(E2ETestCase):
 
     def assert_alive_and_serving(self):
         self.assertIsNone(self.s.proc.poll(), "the scheduler died:\n" + self.s.text()[-4000:])
+        with urllib.request.urlopen("http://127.0.0.1:%d/healthz" % self.port, timeout=10) as r:
+            self.assertEqual((r.status, r.read()), (200, b"ok\n"))
         return self.scrape()
 
     def assert_clean_stop(self):
@@ -206,6 +208,12 @@ class MetricsHostile(HostileCase):
         """A run ends after now: the scheduler still runs flows."""
         n = len(self.s.ends())
         self.s.wait_for(lambda: len(self.s.ends()) > n, 90, "another run to end")
+
+    def test_bind_address_is_checked(self):
+        r = self.ppflow("schedule", "--metrics-port", "0", "--metrics-bind", "localhost",
+                        "flows/", timeout=60)
+        self.assertEqual(r.code, 1, r)
+        self.assertIn("metrics address 'localhost' is not an IPv4 or IPv6 address", r.err)
 
     def test_crash_sequence_garbage_and_malformed_lines(self):
         # The sequence that crashed the scheduler: a full buffer without a

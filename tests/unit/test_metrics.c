@@ -269,6 +269,11 @@ static void test_parse_headers(void **state)
     v = judge(piped, sizeof piped - 1);
     assert_int_equal(v.status, 200);
     assert_int_equal(v.head_len, 25);
+    /* The health endpoint, and only it. */
+    assert_int_equal(status_of("GET /healthz HTTP/1.1\r\n\r\n"), 200);
+    assert_int_equal(status_of("HEAD /healthz?x=1 HTTP/1.1\r\n\r\n"), 200);
+    assert_int_equal(status_of("GET /healthzz HTTP/1.1\r\n\r\n"), 404);
+    assert_int_equal(status_of("POST /healthz HTTP/1.1\r\n\r\n"), 405);
     /* Route with no request for the other verdicts. */
     assert_int_equal(pf_metrics_route(PF_METRICS_PARSE_INCOMPLETE, NULL), 0);
     assert_int_equal(pf_metrics_route(PF_METRICS_PARSE_BAD, NULL), 400);
@@ -320,7 +325,7 @@ static void rig_open(rig *r, size_t flows)
 {
     memset(r, 0, sizeof *r);
     pf_error e;
-    assert_int_equal(pf_metrics_server_open(0, &r->s, &e), PF_OK);
+    assert_int_equal(pf_metrics_server_open(NULL, 0, &r->s, &e), PF_OK);
     r->port = pf_metrics_server_port(r->s);
     assert_true(r->port > 0);
     r->m.started_ms = 1700000000000LL;
@@ -746,11 +751,24 @@ static void test_server_open_errors(void **state)
     (void)state;
     pf_metrics_server *s = NULL;
     pf_error e;
-    assert_int_equal(pf_metrics_server_open(-1, &s, &e), PF_EINVAL);
-    assert_int_equal(pf_metrics_server_open(65536, &s, &e), PF_EINVAL);
+    assert_int_equal(pf_metrics_server_open(NULL, -1, &s, &e), PF_EINVAL);
+    assert_int_equal(pf_metrics_server_open(NULL, 65536, &s, &e), PF_EINVAL);
+    assert_int_equal(pf_metrics_server_open("localhost", 0, &s, &e), PF_EINVAL);
+    assert_non_null(strstr(e.msg, "'localhost' is not an IPv4 or IPv6 address"));
+    assert_null(s);
+    /* Another address than loopback's default, IPv4 or IPv6 (when the host has it). */
+    assert_int_equal(pf_metrics_server_open("0.0.0.0", 0, &s, &e), PF_OK);
+    assert_true(pf_metrics_server_port(s) > 0);
+    pf_metrics_server_close(s);
+    s = NULL;
+    if (pf_metrics_server_open("::1", 0, &s, &e) == PF_OK) {
+        assert_true(pf_metrics_server_port(s) > 0);
+        pf_metrics_server_close(s);
+        s = NULL;
+    }
     rig r;
     rig_open(&r, 0);
-    assert_int_equal(pf_metrics_server_open(r.port, &s, &e), PF_EIO);
+    assert_int_equal(pf_metrics_server_open(NULL, r.port, &s, &e), PF_EIO);
     assert_null(s);
     rig_close(&r);
     pf_metrics_server_close(NULL);
