@@ -11,6 +11,7 @@
 #endif
 
 #include "cli/commands.h"
+#include "util/didyoumean.h"
 #include "util/log.h"
 
 typedef struct command {
@@ -101,6 +102,14 @@ int main(int argc, char **argv)
             pf_log_clear_secrets();
             return rc;
         }
+    }
+    const char *names[NCOMMANDS];
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        names[i] = commands[i].name;
+    const char *near = pf_did_you_mean(cmd, names, NCOMMANDS);
+    if (near) {
+        fprintf(stderr, "ppflow: unknown command '%s'; did you mean '%s'?\n", cmd, near);
+        return 2;
     }
     fprintf(stderr, "ppflow: unknown command '%s'\n\n", cmd);
     usage(stderr);

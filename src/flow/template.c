@@ -12,6 +12,7 @@
 #include "flow/expand.h"
 #include "flow/yschema.h"
 #include "http/http.h"
+#include "util/didyoumean.h"
 #include "util/log.h"
 #include "util/paths.h"
 #include "util/timeutil.h"
@@ -1502,6 +1503,38 @@ static pf_status template_dirs(char ***dirs, size_t *n)
                                 PPFLOW_TEMPLATE_INSTALL_DIR, dirs, n);
 }
 
+/* The name of the template (in the search path) closest to NAME, into
+ * OUT (size N; "" when none is close, see pf_did_you_mean). */
+static void closest_template(const char *name, char *out, size_t n)
+{
+    out[0] = '\0';
+    char **paths = NULL;
+    size_t count = 0;
+    pf_error e;
+    if (pf_template_list(&paths, &count, &e) != PF_OK) return;
+    const char **names = calloc(count ? count : 1, sizeof *names);
+    char (*base)[128] = calloc(count ? count : 1, sizeof *base);
+    if (names && base) {
+        for (size_t i = 0; i < count; i++) {
+            const char *b = strrchr(paths[i], '/');
+            b = b ? b + 1 : paths[i];
+            size_t l = strlen(b);
+            if (l > 5 && strcmp(b + l - 5, ".yaml") == 0) l -= 5;
+            if (l >= sizeof base[i]) continue;
+            memcpy(base[i], b, l);
+            base[i][l] = '\0';
+            names[i] = base[i];
+        }
+        const char *near = pf_did_you_mean(name, names, count);
+        if (near) snprintf(out, n, "%s", near);
+    }
+    free(names);
+    free(base);
+    for (size_t i = 0; i < count; i++)
+        free(paths[i]);
+    free(paths);
+}
+
 pf_status pf_template_find(const char *name, pf_template **out, pf_diags *d)
 {
     *out = NULL;
@@ -1526,10 +1559,12 @@ pf_status pf_template_find(const char *name, pf_template **out, pf_diags *d)
     pf_paths_free(dirs, ndirs);
 notfound:;
     pf_error e;
+    char near[128];
+    closest_template(name, near, sizeof near);
     pf_error_set(&e, PF_ENOTFOUND,
-                 "no template named '%s' (see `ppflow templates`; PPFLOW_TEMPLATE_PATH adds "
-                 "directories)",
-                 name);
+                 "no template named '%s'%s%s%s (see `ppflow templates`; PPFLOW_TEMPLATE_PATH "
+                 "adds directories)",
+                 name, near[0] ? "; did you mean '" : "", near, near[0] ? "'?" : "");
     pf_diags_add(d, &e);
     return PF_ENOTFOUND;
 }

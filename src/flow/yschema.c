@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/didyoumean.h"
 #include "util/timeutil.h"
 
 void pf_ys_error(pf_diags *d, const pf_ynode *n, pf_status code, const char *fmt, ...)
@@ -39,8 +40,17 @@ int pf_ys_check_keys(const pf_ynode *map, const char *const *allowed, const char
             for (const char *const *a = allowed; *a && o < sizeof list - 1; a++)
                 o += (size_t)snprintf(list + o, sizeof list - o, "%s%s", a == allowed ? "" : ", ",
                                       *a);
-            pf_ys_error(d, k, PF_ECONFIG, "unknown key '%s' in %s (expected one of: %s)",
-                        k->value, what, list);
+            size_t na = 0;
+            while (allowed[na])
+                na++;
+            const char *near = pf_did_you_mean(k->value, allowed, na);
+            if (near)
+                pf_ys_error(d, k, PF_ECONFIG,
+                            "unknown key '%s' in %s: did you mean '%s'? (expected one of: %s)",
+                            k->value, what, near, list);
+            else
+                pf_ys_error(d, k, PF_ECONFIG, "unknown key '%s' in %s (expected one of: %s)",
+                            k->value, what, list);
             bad++;
         }
     }

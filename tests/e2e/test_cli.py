@@ -138,6 +138,25 @@ class Cli(E2ETestCase):
         self.assertEqual(r.code, 0, r)
         self.assertEqual(re.findall(r"^flow:\s+(\S+)", r.out, re.M), ["same", "other"])
 
+    def test_did_you_mean(self):
+        r = self.ppflow("tempaltes")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("unknown command 'tempaltes'; did you mean 'templates'?", r.err)
+        r = self.ppflow("deploy")
+        self.assertEqual(r.code, 2, r)
+        self.assertNotIn("did you mean", r.err)
+        r = self.ppflow("templates", "tap-siem-al")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("no template named 'tap-siem-al'; did you mean 'tap-siem-all'?", r.err)
+        flow = self.siem_flow()
+        text = slurp(os.path.join(self.dir, flow))
+        with open(os.path.join(self.dir, flow), "w") as f:
+            f.write(text.replace("  base_url:", "  base_ulr:", 1))
+        r = self.ppflow("validate", flow)
+        self.assertEqual(r.code, 2, r)
+        self.assertRegex(r.err, r"siem\.yaml:4:3: unknown key 'base_ulr' in source: did you mean "
+                                r"'base_url'\?")
+
     def test_set_overrides_and_bad_set(self):
         flow = self.siem_flow()
         r = self.ppflow("test", "--set", "since_seconds=abc", flow)
