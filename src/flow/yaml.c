@@ -254,8 +254,15 @@ pf_status pf_yaml_parse(const char *file, const char *text, size_t len, pf_ydoc 
         yaml_event_t ev;
         if (!yaml_parser_parse(&p, &ev)) {
             int line = (int)p.problem_mark.line + 1, col = (int)p.problem_mark.column + 1;
+            size_t at = p.problem_mark.index;
             if (p.error == YAML_MEMORY_ERROR)
                 st = pf_error_set(err, PF_ENOMEM, "out of memory loading %s", f);
+            else if (at < len && text[at] == '\t')
+                /* libyaml's words ("found character that cannot start any
+                 * token") do not say what is wrong with a tab. */
+                st = pf_error_at(err, PF_ESYNTAX, f, line, col,
+                                 "a tab character here: YAML indents with spaces only; replace "
+                                 "the tab with spaces");
             else
                 st = pf_error_at(err, PF_ESYNTAX, f, line, col, "YAML %s%s%s",
                                  p.problem ? p.problem : "syntax error",

@@ -119,6 +119,12 @@ static void test_syntax_error_has_position(void **state)
     assert_int_equal(e.line, 4);
     assert_true(e.col >= 1);
 
+    /* A tab used to indent is explained in words, at the tab. */
+    parse_bad("source:\n\ttemplate: a\n", PF_ESYNTAX, &e);
+    assert_int_equal(e.line, 2);
+    assert_int_equal(e.col, 1);
+    assert_non_null(strstr(e.msg, "a tab character here: YAML indents with spaces only"));
+
     parse_bad("key: \"unterminated\n", PF_ESYNTAX, &e);
     assert_string_equal(e.file, "bad.yaml");
     assert_true(e.line >= 1);
