@@ -116,7 +116,13 @@ static int run_or_test(int argc, char **argv, int test)
     pf_status st = pf_engine_run(f, &o, &stats, &err);
     if (st != PF_OK) {
         pf_cli_print_error(argv[0], &err);
-        if (!test && st != PF_ECONFIG)
+        if (!test && st == PF_EINTERRUPTED)
+            fprintf(stderr,
+                    "ppflow run: interrupted after delivering %lld records; `ppflow run %s` "
+                    "resumes at the checkpoint (what was in flight is fetched again and "
+                    "delivered once)\n",
+                    stats.records, argv[optind]);
+        else if (!test && st != PF_ECONFIG)
             fprintf(stderr,
                     "ppflow run: %lld records delivered before the failure; the "
                     "checkpoint is at the last durable window\n",

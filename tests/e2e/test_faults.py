@@ -168,6 +168,37 @@ class Network(FaultCase):
         self.assertEqual(w2, [(200, "stall"), (200, None)])
         self.assertLess(took, 20, "the stalled body was not abandoned in time")
 
+    def test_ctrl_c_says_interrupted_and_how_to_resume(self):
+        # The second window stalls; Ctrl-C (SIGINT) while it is in flight.
+        self.mock.fault(kind="slow", seconds=0, count=1)
+        self.mock.fault(kind="stall", seconds=60)
+        flow = self.flow()
+        p = subprocess.Popen([PPFLOW, "run", flow], cwd=self.dir, env=self.env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while len(self.mock.requests("/v2/siem/all")) < 2:
+                self.assertLess(time.monotonic(), deadline, "the second window never started")
+                self.assertIsNone(p.poll())
+                time.sleep(0.05)
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        self.outputs += [out, err]
+        self.assertEqual(p.returncode, 130, err)
+        self.assertRegex(err, r"ppflow run: interrupted after delivering \d+ records; `ppflow run "
+                              r"\S*siem\.yaml` resumes at the checkpoint")
+        # As it says: the checkpoint is at the first window, and running again
+        # delivers everything exactly once.
+        self.assertEqual(self.assert_checkpoint_exact(self.start), self.mid)
+        self.mock.reset()
+        r = self.ppflow("run", flow)
+        self.assertEqual(r.code, 0, r)
+        self.assert_exact_siem(self.start, self.end)
+
     def test_corrupt_gzip_is_retried(self):
         _, _, w2 = self.second_window([{"kind": "gzip_corrupt"}], ok=True)
         self.assertEqual(w2, [(200, "gzip_corrupt"), (200, None)])
