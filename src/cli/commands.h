@@ -18,5 +18,6 @@ int pf_cmd_jsonpath(int argc, char **argv);
 int pf_cmd_schedule(int argc, char **argv);
 int pf_cmd_status(int argc, char **argv);
 int pf_cmd_plan(int argc, char **argv);
+int pf_cmd_init(int argc, char **argv);
 
 #endif

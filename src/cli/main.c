@@ -32,6 +32,7 @@ static const command commands[] = {
     {"schedule", pf_cmd_schedule, "run flows on their schedules"},
     {"status", pf_cmd_status, "show each flow's checkpoint and last run"},
     {"plan", pf_cmd_plan, "count the API calls a run will make, against the daily budgets"},
+    {"init", pf_cmd_init, "write a commented flow for a template, ready to validate"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -157,6 +157,41 @@ class Cli(E2ETestCase):
         self.assertRegex(r.err, r"siem\.yaml:4:3: unknown key 'base_ulr' in source: did you mean "
                                 r"'base_url'\?")
 
+    def test_init_writes_a_flow_that_validates_for_every_template(self):
+        r = self.ppflow("templates")
+        self.assertEqual(r.code, 0, r)
+        names = [l.split()[0] for l in r.out.splitlines() if l.strip()]
+        self.assertGreater(len(names), 10)
+        for name in names:
+            with self.subTest(template=name):
+                path = name + ".yaml"
+                r = self.ppflow("init", name, "-o", path)
+                self.assertEqual(r.code, 0, r)
+                text = slurp(os.path.join(self.dir, path))
+                self.assertIn("template: %s" % name, text)
+                # Credentials only as ${VAR} references, never values.
+                live = "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("#"))
+                self.assertNotRegex(live, r"secret: (?!\$\{)")
+                env = self.env(**{v: "value-of-" + v.lower()
+                                  for v in re.findall(r"\$\{([A-Z_]+)\}", live)})
+                r = self.ppflow("validate", path, env=env)
+                self.assertEqual(r.code, 0, (name, r, text))
+        # Not over an existing file, unless asked; to stdout without -o.
+        r = self.ppflow("init", "tap-siem-all", "-o", "tap-siem-all.yaml")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("--force replaces it", r.err)
+        self.assertEqual(self.ppflow("init", "tap-siem-all", "-o", "tap-siem-all.yaml",
+                                     "--force").code, 0)
+        r = self.ppflow("init", "tap-siem-all")
+        self.assertEqual(r.code, 0, r)
+        # (The example times move with the clock's hour.)
+        def stamp(t):
+            return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "T", t)
+        self.assertEqual(stamp(r.out), stamp(slurp(os.path.join(self.dir, "tap-siem-all.yaml"))))
+        r = self.ppflow("init", "tap-siem-al")
+        self.assertEqual(r.code, 2, r)
+        self.assertIn("did you mean 'tap-siem-all'?", r.err)
+
     def test_set_overrides_and_bad_set(self):
         flow = self.siem_flow()
         r = self.ppflow("test", "--set", "since_seconds=abc", flow)
