@@ -6,6 +6,7 @@
 #include "cli/cli_common.h"
 #include "cli/commands.h"
 #include "flow/template.h"
+#include "util/paths.h"
 
 static void show_param(const pf_param_def *p)
 {
@@ -124,7 +125,20 @@ int pf_cmd_templates(int argc, char **argv)
         pf_cli_print_error("templates", &err);
         return PF_EXIT_FAIL;
     }
-    if (n == 0) fprintf(stderr, "ppflow templates: no templates found\n");
+    if (n == 0) {
+        /* An install that cannot find its templates is broken: say where it looked. */
+        char **dirs = NULL;
+        size_t nd = 0;
+        fprintf(stderr, "ppflow templates: no templates found; searched:");
+        if (pf_template_dirs(&dirs, &nd) == PF_OK) {
+            for (size_t i = 0; i < nd; i++)
+                fprintf(stderr, "%s %s", i ? "," : "", dirs[i]);
+            pf_paths_free(dirs, nd);
+        }
+        fprintf(stderr, "%s (PPFLOW_TEMPLATE_PATH adds directories)\n", nd ? "" : " nothing");
+        free(paths);
+        return PF_EXIT_USAGE;
+    }
     int rc = PF_EXIT_OK;
     for (size_t i = 0; i < n; i++) {
         pf_diags d = {0};

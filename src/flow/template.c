@@ -1496,6 +1496,13 @@ static int looks_like_path(const char *name)
            (n > 4 && strcmp(name + n - 4, ".yml") == 0);
 }
 
+static pf_status template_dirs(char ***dirs, size_t *n);
+
+pf_status pf_template_dirs(char ***dirs, size_t *n)
+{
+    return template_dirs(dirs, n);
+}
+
 /* Fills DIRS with the search directories (caller frees with pf_paths_free). */
 static pf_status template_dirs(char ***dirs, size_t *n)
 {

@@ -216,6 +216,10 @@ pf_status pf_template_find(const char *name, pf_template **out, pf_diags *diags)
  * frees (each, then the array). */
 pf_status pf_template_list(char ***paths, size_t *count, pf_error *err);
 
+/* The directories templates are searched in, in order (see
+ * pf_template_find); the caller frees them with pf_paths_free. PF_ENOMEM. */
+pf_status pf_template_dirs(char ***dirs, size_t *count);
+
 /* Applies what a flow's SOURCE mapping (borrowed; positions are the flow
  * file's) says about T's request. For a manual template: `url`, `method`,
  * `headers`, `query`, `body`, `auth.kind`/`auth.headers`, `records`, `key`,

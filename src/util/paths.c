@@ -62,6 +62,47 @@ static int push(char ***v, size_t *n, size_t *alloc, const char *s, size_t len)
     return 0;
 }
 
+#ifndef PPFLOW_INSTALL_PREFIX
+#define PPFLOW_INSTALL_PREFIX ""
+#endif
+#ifndef PPFLOW_INSTALL_BINDIR
+#define PPFLOW_INSTALL_BINDIR "bin"
+#endif
+
+/* INSTALL_DIR moved to where the running executable was installed: when
+ * INSTALL_DIR lies under the configured prefix and the executable lives in
+ * some PREFIX/BINDIR, that PREFIX with the rest of INSTALL_DIR, into OUT
+ * (size N). 0, or -1 when it does not apply (then OUT is unspecified). A
+ * tree installed with `cmake --install --prefix DIR`, or moved, finds its
+ * templates and plugins this way. */
+static int exe_relative(const char *install_dir, char *out, size_t n)
+{
+    const char *prefix = PPFLOW_INSTALL_PREFIX, *bindir = PPFLOW_INSTALL_BINDIR;
+    size_t pl = strlen(prefix);
+    if (!pl || bindir[0] == '/' || strncmp(install_dir, prefix, pl) != 0 ||
+        install_dir[pl] != '/')
+        return -1;
+    char exe[PATH_MAX];
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l <= 0) return -1;
+    exe[l] = '\0';
+    char *slash = strrchr(exe, '/'); /* PREFIX/BINDIR/ppflow -> PREFIX/BINDIR */
+    if (!slash) return -1;
+    *slash = '\0';
+    /* Up one directory per component of BINDIR ("bin": one). */
+    for (const char *c = bindir; *c;) {
+        size_t cl = strcspn(c, "/");
+        if (cl) {
+            slash = strrchr(exe, '/');
+            if (!slash || strcmp(slash + 1, "") == 0) return -1;
+            *slash = '\0';
+        }
+        c += cl;
+        if (*c == '/') c++;
+    }
+    return (size_t)snprintf(out, n, "%s%s", exe, install_dir + pl) < n ? 0 : -1;
+}
+
 pf_status pf_paths_search_dirs(const char *envvar, const char *build_dir, const char *install_dir,
                                char ***dirs, size_t *n)
 {
@@ -80,6 +121,10 @@ pf_status pf_paths_search_dirs(const char *envvar, const char *build_dir, const 
     }
     if (!bad && build_dir && pf_paths_running_from_build())
         bad = push(&v, &cnt, &alloc, build_dir, strlen(build_dir)) != 0;
+    char rel[PATH_MAX];
+    if (!bad && install_dir && exe_relative(install_dir, rel, sizeof rel) == 0 &&
+        strcmp(rel, install_dir) != 0)
+        bad = push(&v, &cnt, &alloc, rel, strlen(rel)) != 0;
     if (!bad && install_dir) bad = push(&v, &cnt, &alloc, install_dir, strlen(install_dir)) != 0;
     if (bad) {
         pf_paths_free(v, cnt);

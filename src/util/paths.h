@@ -12,7 +12,10 @@
 
 /* Builds the list of directories to search for templates or plugins: the
  * colon-separated entries of environment variable ENVVAR, then BUILD_DIR when
- * the running executable lives in ppflow's build tree, then INSTALL_DIR.
+ * the running executable lives in ppflow's build tree, then INSTALL_DIR as
+ * seen from where the executable is installed (PREFIX/bin/ppflow ->
+ * PREFIX/share/ppflow/templates, whatever prefix the tree was installed or
+ * moved to), then INSTALL_DIR itself.
  * *DIRS (malloc'd strings) is freed with pf_paths_free. */
 pf_status pf_paths_search_dirs(const char *envvar, const char *build_dir, const char *install_dir,
                                char ***dirs, size_t *n);

@@ -5,9 +5,10 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import unittest
 
-from harness import E2ETestCase, SOURCE_DIR, slurp
+from harness import E2ETestCase, PPFLOW, SOURCE_DIR, slurp
 
 COMMANDS = ["run", "test", "validate", "templates", "sinks", "suggest", "decode", "jsonpath",
             "schedule", "status", "plan"]
@@ -191,6 +192,37 @@ class Cli(E2ETestCase):
         r = self.ppflow("init", "tap-siem-al")
         self.assertEqual(r.code, 2, r)
         self.assertIn("did you mean 'tap-siem-all'?", r.err)
+
+    def test_installed_anywhere_finds_its_templates_and_sinks(self):
+        build = os.path.dirname(os.path.dirname(os.path.realpath(PPFLOW)))
+        prefix = os.path.join(self.dir, "prefix")
+        p = subprocess.run(["cmake", "--install", build, "--prefix", prefix],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        installed = os.path.join(prefix, "bin", "ppflow")
+        env = self.env()
+        env.pop("PPFLOW_SINK_PATH", None)
+        ours = subprocess.run([PPFLOW, "templates"], capture_output=True, text=True, env=env)
+        r = subprocess.run([installed, "templates"], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, ours.stdout, "the installed tree lists every template")
+        r = subprocess.run([installed, "templates", "tap-siem-all"], capture_output=True,
+                           text=True, env=env)
+        self.assertIn("file:    %s/share/ppflow/templates/tap-siem-all.yaml" % prefix, r.stdout)
+        built = sorted(f[len("ppflow_sink_"):-3] for f in os.listdir(os.path.join(build, "sinks"))
+                       if f.endswith(".so"))
+        r = subprocess.run([installed, "sinks"], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in built:
+            self.assertRegex(r.stdout, r"(?m)^%s " % name)
+        # A lone copy of the binary has no templates: exit 2, saying where it looked.
+        lone = os.path.join(self.dir, "lone", "bin", "ppflow")
+        os.makedirs(os.path.dirname(lone))
+        shutil.copy(installed, lone)
+        r = subprocess.run([lone, "templates"], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 2, r)
+        self.assertIn("no templates found; searched: %s/lone/share/ppflow/templates"
+                      % os.path.realpath(self.dir), r.stderr)
 
     def test_set_overrides_and_bad_set(self):
         flow = self.siem_flow()
