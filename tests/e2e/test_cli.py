@@ -215,6 +215,22 @@ class Cli(E2ETestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         for name in built:
             self.assertRegex(r.stdout, r"(?m)^%s " % name)
+        # Manual pages and the bash completion are installed, and the completion
+        # completes commands, options and template names.
+        for page in ("man1/ppflow.1", "man5/ppflow-flow.5"):
+            text = slurp(os.path.join(prefix, "share", "man", page))
+            self.assertTrue(text.startswith(".\\\" ppflow"), page)
+            self.assertIn(".SH NAME", text)
+        comp = os.path.join(prefix, "share", "bash-completion", "completions", "ppflow")
+        def complete(*words):
+            script = ('PATH=%s:$PATH; source %s; COMP_WORDS=(ppflow %s); COMP_CWORD=%d; '
+                      '_ppflow; echo "${COMPREPLY[@]}"'
+                      % (os.path.dirname(installed), comp, " ".join(words), len(words)))
+            return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                  env=env).stdout.split()
+        self.assertEqual(complete("te"), ["test", "templates"])
+        self.assertIn("--metrics-bind", complete("schedule", "--metrics-"))
+        self.assertEqual(complete("init", "tap-siem-al"), ["tap-siem-all"])
         # A lone copy of the binary has no templates: exit 2, saying where it looked.
         lone = os.path.join(self.dir, "lone", "bin", "ppflow")
         os.makedirs(os.path.dirname(lone))
