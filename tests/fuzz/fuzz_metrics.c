@@ -127,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                     : PF_METRICS_METHOD_OTHER));
         if (status == 200)
             CHECK((get || head) && req.path && req.path_len == 8 &&
-                  memcmp(req.path, "/metrics", 8) == 0);
+                  (memcmp(req.path, "/metrics", 8) == 0 || memcmp(req.path, "/healthz", 8) == 0));
     }
     free(buf);
 
